@@ -1,0 +1,117 @@
+"""The ASGI application: `create_app(settings)` builds it, `backline serve` runs it.
+
+Start-up refuses a configuration with problems in production (see `backline.config`). The
+lifespan opens what the process shares: the database engine, the Redis client when configured,
+the outbound HTTP client; and closes them on shutdown.
+
+`Backline` is FastAPI with Backline's own ASGI middleware wrapped around the *whole* stack,
+outside FastAPI's error middleware, so that even a 500 or a framework-made 413 carries the
+request ID and security headers and is logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
+
+from backline import __version__
+from backline.config import Settings
+from backline.context import REQUEST_ID_HEADER
+from backline.db import create_engine, create_sessionmaker
+from backline.errors import install_error_handlers
+from backline.httpclient import create_http_client
+from backline.logging import configure_logging, get_logger
+from backline.middleware.access import AccessLog
+from backline.middleware.deadline import Deadline
+from backline.middleware.problems import ProblemGuard
+from backline.middleware.requestid import RequestContext
+from backline.middleware.security import SecurityHeaders
+from backline.ops.checks import build_checks
+from backline.ops.routes import public_router as ops_router
+from backline.redis import create_redis
+from backline.routing import JSONRoute
+
+log = get_logger(__name__)
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
+
+
+class Backline(FastAPI):
+    settings: Settings
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings = self.settings
+        app: ASGIApp = super().build_middleware_stack()
+        app = Deadline(app, seconds=settings.request_timeout)
+        app = CORSMiddleware(
+            app,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Digest",
+                "X-CSRF-Token",
+                REQUEST_ID_HEADER,
+            ],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After", "RateLimit", "RateLimit-Policy"],
+            max_age=600,
+        )
+        app = ProblemGuard(app)
+        app = SecurityHeaders(app, hsts=settings.is_production, docs_paths=DOCS_PATHS)
+        app = AccessLog(app)
+        return RequestContext(app)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    redis = create_redis(settings)
+    http = create_http_client(settings.http_timeout)
+    if settings.storage_backend == "local":
+        settings.effective_storage_dir.mkdir(parents=True, exist_ok=True)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = redis
+    app.state.http = http
+    app.state.readiness_checks = build_checks(settings, engine, redis)
+    log.info("started", env=settings.env, version=__version__)
+    if not settings.is_production:
+        for note in settings.describe_defaults():
+            log.info("development_default", setting=note)
+    try:
+        yield
+    finally:
+        await http.aclose()
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+        log.info("stopped")
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Backline:
+    settings = settings or Settings()
+    settings.require_startable()
+    if configure_logs:
+        configure_logging(settings)
+    docs: dict[str, Any] = {"docs_url": DOCS_PATHS[0], "redoc_url": None}
+    app = Backline(
+        title="Backline",
+        version=__version__,
+        summary="Artist platform back end: accounts, tracks, tax details, assistant.",
+        lifespan=lifespan,
+        max_body_size=settings.max_json_body,
+        **docs,
+    )
+    app.settings = settings
+    app.state.settings = settings
+    app.router.route_class = JSONRoute
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    return app

@@ -1,0 +1,180 @@
+"""The `backline` command line.
+
+    backline serve [--host H] [--port P] [--workers N]   run the server
+    backline migrate [--revision REV]                    bring the schema up to date
+    backline check-config                                show settings, exit 1 if unstartable
+    backline create-user --email E --role R --password-stdin
+
+Configuration problems are reported as one line per problem, naming the variable, with exit
+status 2; nothing starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from backline.accounts import service as accounts
+from backline.accounts.emails import InvalidEmail
+from backline.accounts.models import Role
+from backline.accounts.passwords import WeakPassword
+from backline.config import ConfigError, Settings
+from backline.db import create_engine, create_sessionmaker
+from backline.errors import ProblemError
+from backline.logging import configure_logging
+
+app = typer.Typer(
+    help="Backline: the artist platform back end.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(lines: list[str], status: int = 2) -> NoReturn:
+    for line in lines:
+        typer.echo(f"backline: {line}", err=True)
+    raise typer.Exit(status)
+
+
+def load_settings(*, startable: bool = True) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail([_describe(error) for error in exc.errors()])
+    if startable:
+        try:
+            settings.require_startable()
+        except ConfigError as exc:
+            fail(exc.problems)
+    return settings
+
+
+def _describe(error: object) -> str:
+    assert isinstance(error, dict)
+    loc = error.get("loc") or ("?",)
+    name = str(loc[0])
+    variable = name if name.startswith("BACKLINE_") else f"BACKLINE_{name.upper()}"
+    return f"{variable} is invalid: {error.get('msg')}"
+
+
+async def _migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
+    from backline import migrate
+
+    engine = create_engine(settings)
+    try:
+        before = await migrate.current_revision(engine)
+        await migrate.upgrade(engine, revision)
+        return before, await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+def _prepare_embedded_database(settings: Settings) -> None:
+    """Outside production the embedded SQLite database migrates itself."""
+    if settings.is_sqlite and not settings.is_production:
+        asyncio.run(_migrate(settings))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP server. Outside production, SQLite is migrated first."""
+    import uvicorn
+
+    settings = load_settings()
+    configure_logging(settings)
+    _prepare_embedded_database(settings)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    typer.echo(f"Backline ({settings.env}) is running at http://{shown}:{port}/", err=True)
+    uvicorn.run(
+        "backline.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations up to REVISION (default: the newest)."""
+    settings = load_settings(startable=False)
+    configure_logging(settings)
+    before, after = asyncio.run(_migrate(settings, revision))
+    typer.echo(f"database schema: {before or 'empty'} -> {after or 'empty'}")
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Print the effective settings (secrets masked); exit 1 where start-up would fail."""
+    settings = load_settings(startable=False)
+    for name, value in settings.masked().items():
+        typer.echo(f"{name}={value}")
+    problems = settings.problems()
+    if problems:
+        fail(problems, status=1)
+    typer.echo(f"configuration OK for {settings.env}")
+
+
+@app.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option(help="The new user's email address.")],
+    role: Annotated[Role, typer.Option(help="The user's role.")] = Role.USER,
+    display_name: Annotated[str | None, typer.Option(help="Defaults to the email's name.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user whose email address counts as verified."""
+    settings = load_settings(startable=False)
+    configure_logging(settings)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        fail(["pass --password-stdin to read the password from standard input"])
+    name = display_name or email.partition("@")[0]
+    _prepare_embedded_database(settings)
+
+    async def run() -> str:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                user = await accounts.create(
+                    session,
+                    email=email,
+                    password=password,
+                    display_name=name,
+                    role=role,
+                    verified=True,
+                )
+                return f"created {user.role} {user.email} ({user.id})"
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except (InvalidEmail, WeakPassword, ValueError) as exc:
+        fail([str(exc)], status=1)
+    except ProblemError as exc:
+        fail([exc.detail], status=1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,298 @@
+"""Settings: every knob Backline reads from the environment (and `.env`), validated once.
+
+Names follow the configuration contract: each setting is `BACKLINE_<NAME>`, and a few also
+answer to the unprefixed name the original app used (`DATABASE_URL`, `REDIS_URL`, `JWT_SECRET`,
+`ALLOWED_ORIGINS`, `RESEND_API_KEY`).
+
+Two layers of checking:
+
+* Pydantic rejects values of the wrong shape (a port that is not a number, an unknown backend).
+* `Settings.problems()` lists what would make a deployment unsafe or unable to work, each as one
+  line naming the variable. In production any problem refuses start-up; in development the
+  embedded defaults (SQLite, console email, local storage, a generated key kept in `var/`) are
+  used instead and announced once by `describe_defaults()`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+MIN_SECRET_BYTES = 32
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+def _env(name: str, *aliases: str) -> AliasChoices:
+    return AliasChoices(f"BACKLINE_{name}", *aliases)
+
+
+class ConfigError(Exception):
+    """Start-up refused: each entry of `problems` is one line naming a variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BACKLINE_",
+        env_file=".env",
+        extra="ignore",
+        validate_by_name=True,
+        frozen=True,
+    )
+
+    env: Environment = "development"
+    var_dir: Path = Path("var")
+
+    database_url: str = Field("", validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    db_statement_timeout: float = Field(5.0, gt=0)
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "REDIS_URL"))
+    redis_prefix: str = Field("backline", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("SECRET_KEY", "JWT_SECRET"))
+    public_url: str = "http://127.0.0.1:8000"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("ALLOWED_ORIGINS", "ALLOWED_ORIGINS")
+    )
+
+    email_backend: Literal["console", "file", "smtp", "resend"] = "console"
+    email_file_dir: Path | None = None
+    email_from: str = "Backline <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    resend_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("RESEND_API_KEY", "RESEND_API_KEY")
+    )
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = None
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    encryption_keys: SecretStr | None = None
+
+    chat_base_url: str | None = None
+    chat_api_key: SecretStr | None = None
+    chat_model: str | None = None
+
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    request_timeout: float = Field(30.0, gt=0, description="whole-request deadline, seconds")
+    http_timeout: float = Field(30.0, gt=0, description="outbound HTTP calls, seconds")
+    upload_timeout: float = Field(120.0, gt=0, description="upload idle time, seconds")
+    email_timeout: float = Field(10.0, gt=0, description="one email delivery, seconds")
+    max_json_body: int = Field(1024 * 1024, ge=1024, description="bytes")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    # ----------------------------------------------------------------- derived values
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @cached_property
+    def db_url(self) -> str:
+        """The async SQLAlchemy URL: the embedded SQLite file unless one is configured."""
+        url = self.database_url.strip()
+        if not url:
+            return f"sqlite+aiosqlite:///{self.var_dir / 'backline.db'}"
+        scheme, sep, rest = url.partition("://")
+        driver = {
+            "postgres": "postgresql+asyncpg",
+            "postgresql": "postgresql+asyncpg",
+            "sqlite": "sqlite+aiosqlite",
+        }.get(scheme, scheme)
+        return f"{driver}{sep}{rest}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "console"
+
+    @property
+    def effective_email_file_dir(self) -> Path:
+        return self.email_file_dir or self.var_dir / "mail"
+
+    @property
+    def effective_storage_dir(self) -> Path:
+        return self.storage_dir or self.var_dir / "storage"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """Allowed browser origins; in development the public URL is always one of them."""
+        origins = list(self.allowed_origins)
+        if not self.is_production and self.public_url not in origins:
+            origins.append(self.public_url)
+        return origins
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        """The key that signs tokens.
+
+        Production insists on a configured key (see `problems`). Elsewhere an unset key is
+        generated once and kept in `var/secret.key`, so tokens survive a restart of the
+        development server; tests get a fresh random key per process.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if self.env == "test":
+            return secrets.token_bytes(MIN_SECRET_BYTES)
+        path = self.var_dir / SECRET_KEY_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret as plain text, for log redaction."""
+        values = [
+            s.get_secret_value()
+            for s in (
+                self.secret_key,
+                self.smtp_password,
+                self.resend_api_key,
+                self.encryption_keys,
+                self.chat_api_key,
+            )
+            if s is not None
+        ]
+        for url in (self.db_url, self.redis_url or ""):
+            password = urlsplit(url).password
+            if password:
+                values.append(password)
+        return [v for v in values if len(v) >= 4]
+
+    # ----------------------------------------------------------------- checks
+
+    def problems(self) -> list[str]:
+        """What is wrong with this configuration, one line per problem naming the variable."""
+        found: list[str] = []
+        if self.email_backend == "smtp" and not self.smtp_host:
+            found.append("BACKLINE_SMTP_HOST is not set but BACKLINE_EMAIL_BACKEND is smtp")
+        if self.email_backend == "resend" and self.resend_api_key is None:
+            found.append("BACKLINE_RESEND_API_KEY is not set but BACKLINE_EMAIL_BACKEND is resend")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
+        if not self.is_production:
+            return found
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not key:
+            found.append(
+                "BACKLINE_SECRET_KEY is missing: set at least 32 random bytes, for example "
+                "the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        elif len(key.encode()) < MIN_SECRET_BYTES:
+            found.append(
+                f"BACKLINE_SECRET_KEY is too short: {len(key.encode())} bytes, "
+                f"needs at least {MIN_SECRET_BYTES}"
+            )
+        if self.is_sqlite:
+            found.append(
+                "BACKLINE_DATABASE_URL is SQLite (or unset): production needs PostgreSQL, "
+                "e.g. postgresql://user:password@host:5432/backline"
+            )
+        if not self.allowed_origins:
+            found.append(
+                "BACKLINE_ALLOWED_ORIGINS is empty: list the browser origins, comma-separated"
+            )
+        elif any("*" in origin for origin in self.allowed_origins):
+            found.append("BACKLINE_ALLOWED_ORIGINS contains a wildcard: list exact origins")
+        if self.email_backend in ("console", "file"):
+            found.append(
+                f"BACKLINE_EMAIL_BACKEND is {self.email_backend}: production needs smtp or resend"
+            )
+        if self.storage_backend == "local":
+            found.append("BACKLINE_STORAGE_BACKEND is local: production needs s3")
+        return found
+
+    def require_startable(self) -> None:
+        """Raise `ConfigError` when this configuration must not start."""
+        if found := self.problems():
+            raise ConfigError(found)
+
+    def describe_defaults(self) -> list[str]:
+        """The embedded defaults in use, said once at start outside production."""
+        notes: list[str] = []
+        if not self.database_url:
+            notes.append(f"database: SQLite at {self.var_dir / 'backline.db'}")
+        if self.secret_key is None:
+            where = "random per process" if self.env == "test" else str(self.var_dir)
+            notes.append(f"secret key: generated ({where})")
+        if self.redis_url is None:
+            notes.append("rate limits and revocation: in-process memory")
+        if self.email_backend == "console":
+            notes.append("email: printed to the console")
+        if self.storage_backend == "local":
+            notes.append(f"storage: local directory {self.effective_storage_dir}")
+        return notes
+
+    def masked(self) -> dict[str, str]:
+        """The effective settings as text, secrets masked, for `backline check-config`."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = f"******** ({len(value.get_secret_value())} chars)"
+            elif value is None:
+                text = "(unset)"
+            elif isinstance(value, list):
+                text = ",".join(map(str, value)) or "(empty)"
+            else:
+                text = str(value)
+            shown[f"BACKLINE_{name.upper()}"] = text
+        shown["BACKLINE_DATABASE_URL"] = mask_url(self.db_url)
+        if self.redis_url:
+            shown["BACKLINE_REDIS_URL"] = mask_url(self.redis_url)
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """`scheme://user:secret@host/db` -> `scheme://user:***@host/db`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

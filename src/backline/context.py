@@ -1,0 +1,37 @@
+"""Per-request context: the request ID and, once known, the user ID.
+
+Both live in structlog's context variables, so every log line written while a request is
+handled carries them, and the shared HTTP client reads the request ID from here to send it on
+outbound calls. Outside a request (CLI, worker) they are simply absent.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def accept_request_id(candidate: str | None) -> str:
+    """The client's request ID when it is sane (<= 128 of [A-Za-z0-9._-]), else a fresh one."""
+    if candidate is not None and _SANE_REQUEST_ID.fullmatch(candidate):
+        return candidate
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def bind_user(user_id: object) -> None:
+    """Record the authenticated user for the rest of the request's log lines."""
+    structlog.contextvars.bind_contextvars(user_id=str(user_id))

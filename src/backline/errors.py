@@ -1,0 +1,215 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`).
+
+Every error response has `type`, `title`, `status`, `detail`, a stable machine-readable `code`
+and the `request_id`; clients branch on `code`, never on `detail`, whose wording may change.
+
+    ProblemError                 raise from services and routes; carries status and code
+    ├── BadRequest        400    bad_request (or a more specific code)
+    ├── Unauthorized      401    unauthenticated
+    ├── Forbidden         403    forbidden
+    ├── NotFound          404    not_found
+    ├── Conflict          409    conflict
+    ├── Unprocessable     422    validation_failed
+    ├── TooManyRequests   429    rate_limited (with Retry-After)
+    └── ServiceUnavailable 503   unavailable (with Retry-After)
+
+The handlers below also turn the framework's own errors into problems: request validation
+(422 `validation_failed`, or 400 `malformed_json` / `invalid_encoding`), HTTP errors raised by
+Starlette (404 `not_found`, 405 `method_not_allowed`, 413 `payload_too_large`, 415
+`unsupported_media_type`), and any unhandled exception (500 `internal_error`, logged with its
+traceback and request ID, never shown to the client). Validation details name the field and
+the rule but never echo the submitted value, which may be a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backline.context import current_request_id
+from backline.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger(__name__)
+
+# Stable codes for plain HTTP statuses raised by the framework or by `problem_for_status`.
+STATUS_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "deadline_exceeded",
+}
+
+
+def problem_type(code: str) -> str:
+    return f"urn:backline:problem:{code}"
+
+
+def problem_body(
+    status: int,
+    code: str | None = None,
+    detail: str | None = None,
+    title: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    code = code or STATUS_CODES.get(status, "error")
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title or phrase,
+        "status": status,
+        "detail": detail or phrase,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    code: str | None = None,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, detail, **extra),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=PROBLEM_JSON,
+    )
+
+
+class ProblemError(Exception):
+    """An error with a client-facing status, code and detail."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str | None = None
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+class BadRequest(ProblemError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ProblemError):
+    status, code = 401, "unauthenticated"
+
+
+class Forbidden(ProblemError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ProblemError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ProblemError):
+    status, code = 409, "conflict"
+
+
+class Unprocessable(ProblemError):
+    status, code = 422, "validation_failed"
+
+
+class TooManyRequests(ProblemError):
+    status, code = 429, "rate_limited"
+
+
+class ServiceUnavailable(ProblemError):
+    status, code = 503, "unavailable"
+
+
+def _problem_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status, exc.code, exc.detail, headers=exc.headers, title=exc.title, **exc.extra
+    )
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if status == 400 and detail == "There was an error parsing the body":
+        return problem_response(
+            400, "invalid_encoding", "The request body is not valid UTF-8 JSON."
+        )
+    if status == 413:
+        detail = "The request body is larger than this endpoint accepts."
+    return problem_response(status, None, detail, headers=exc.headers)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        position = next(e["loc"][-1] for e in raw if e.get("type") == "json_invalid")
+        return problem_response(
+            400, "malformed_json", f"The request body is not valid JSON (at character {position})."
+        )
+    errors = [
+        {
+            "loc": [part for part in e.get("loc", ()) if part != "body"] or ["body"],
+            "type": e.get("type"),
+            "msg": e.get("msg"),
+        }
+        for e in raw
+    ]
+    fields = ", ".join(".".join(map(str, e["loc"])) for e in errors)
+    return problem_response(
+        422, "validation_failed", f"The request is not valid: {fields}.", errors=errors
+    )
+
+
+def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled_exception",
+        method=request.method,
+        path=request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return problem_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

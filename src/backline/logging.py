@@ -1,0 +1,198 @@
+"""Structured logging: one pipeline for Backline's own events and every library's records.
+
+structlog renders JSON in production and readable lines in development. Standard-library
+records (uvicorn, SQLAlchemy, alembic, httpx) pass through the same processors, so every line
+carries the request ID bound in `backline.context` and passes through `redact`.
+
+`redact` masks, wherever they appear in an event (nested dicts, lists, header pairs, message
+text, formatted tracebacks):
+
+* values under sensitive keys: passwords, tokens, secrets, API keys, Authorization and Cookie
+  headers, TINs/SSNs/EINs, signatures;
+* values shaped like credentials: bearer/basic credentials, JWTs, US SSNs and EINs, passwords in
+  URLs;
+* the configured secret values themselves (signing key, SMTP password, API keys, database
+  password), registered at start-up by `configure_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from backline.config import Settings
+
+MASK = "[redacted]"
+
+# Key segments (split on `_`, `-`, `.` and camelCase) that mark a value as secret.
+_SENSITIVE_SEGMENTS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "authorization",
+        "cookie",
+        "apikey",
+        "tin",
+        "ssn",
+        "ein",
+        "credential",
+        "credentials",
+        "signature",
+        "csrf",
+        "otp",
+    }
+)
+_SENSITIVE_KEYS = frozenset({"api_key", "api-key", "set-cookie", "private_key", "x-api-key"})
+_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])")
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), MASK),
+    (re.compile(r"\b\d{2}-\d{7}\b"), MASK),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@"), rf"\1:{MASK}@"),
+    (
+        re.compile(r"(?i)\b(password|passwd|token|secret|api_key|apikey)=[^&\s\"']+"),
+        rf"\1={MASK}",
+    ),
+)
+
+
+def is_sensitive_key(key: object) -> bool:
+    if isinstance(key, bytes):
+        key = key.decode("latin-1")
+    if not isinstance(key, str):
+        return False
+    lowered = key.lower()
+    if lowered in _SENSITIVE_KEYS:
+        return True
+    return any(part.lower() in _SENSITIVE_SEGMENTS for part in _SPLIT.split(key) if part)
+
+
+class Redactor:
+    """A structlog processor masking secrets anywhere in an event dict."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        self.secret_values: tuple[str, ...] = ()
+        self.set_secret_values(secret_values)
+
+    def set_secret_values(self, values: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        self.secret_values = tuple(sorted({v for v in values if v}, key=len, reverse=True))
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        return {key: self._value(key, value) for key, value in event.items()}
+
+    def _value(self, key: object, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if is_sensitive_key(key):
+            return MASK
+        return self._scrub(value)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if isinstance(value, bytes):
+            return self.scrub_text(value.decode("utf-8", "replace"))
+        if isinstance(value, Mapping):
+            return {k: self._value(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            items = list(value)
+            if len(items) == 2 and isinstance(items[0], str | bytes) and is_sensitive_key(items[0]):
+                return [self._scrub(items[0]), MASK]  # a (header-name, value) pair
+            return [self._scrub(item) for item in items]
+        if isinstance(value, BaseException):
+            return self.scrub_text(repr(value))
+        return self.scrub_text(str(value))
+
+    def scrub_text(self, text: str) -> str:
+        for secret in self.secret_values:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+redactor = Redactor()
+
+
+def _drop_color_message(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
+    return event
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Route structlog and standard logging through one redacting renderer.
+
+    Idempotent: calling it again (tests, `serve` after `check-config`) replaces the handler.
+    """
+    redactor.set_secret_values(settings.secret_values())
+    renderer: Processor
+    if settings.effective_log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            *_shared_processors(),
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name("backline")
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "backline"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # uvicorn's own access log would duplicate ours; its error log goes through the pipeline.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

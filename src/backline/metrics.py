@@ -1,0 +1,24 @@
+"""Prometheus metrics, served at `GET /metrics`.
+
+Labels are bounded: route templates (never raw paths), methods and status codes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "backline_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+REQUEST_DURATION = Histogram(
+    "backline_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DEADLINES_EXCEEDED = Counter(
+    "backline_http_deadlines_exceeded_total", "Requests cancelled at their deadline", ["route"]
+)
+OUTBOUND_REQUESTS = Counter(
+    "backline_outbound_requests_total", "Outbound HTTP calls", ["host", "outcome"]
+)

@@ -1,0 +1,59 @@
+"""One access-log line and the Prometheus request metrics per HTTP request.
+
+The line has the method, the route template (`/api/tracks/{track_id}`, never the raw path or
+query string, which may carry tokens), the status, the duration in milliseconds, and, through
+the bound context, the request ID and the user ID when known. Unmatched paths are logged as
+`<unmatched>` so that scanners cannot flood the metrics with one series per path.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backline.logging import get_logger
+from backline.metrics import REQUEST_DURATION, REQUESTS
+
+log = get_logger("backline.access")
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = route_template(scope)
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status)).inc()
+            REQUEST_DURATION.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )

@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `backline migrate` (and by `backline serve` on SQLite)."""
