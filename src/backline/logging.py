@@ -177,6 +177,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     # uvicorn's own access log would duplicate ours; its error log goes through the pipeline.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs full URLs; `backline.httpclient` logs outbound calls without the query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

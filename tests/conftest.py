@@ -1,0 +1,266 @@
+"""Fixtures shared by the whole suite.
+
+Real engines throughout: a SQLite file per test, and the machine's PostgreSQL and Redis servers
+when reachable. Each run gets its own PostgreSQL database and its own Redis key prefix, so runs
+never see each other's data. Where a server is absent its tests skip with a one-line reason;
+with BACKLINE_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+
+from backline import migrate
+from backline.app import Backline, create_app
+from backline.config import Settings
+from backline.db import create_engine
+from backline.logging import configure_logging
+from backline.models import metadata
+
+POSTGRES_ADMIN_URL = os.environ.get("BACKLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("BACKLINE_REQUIRE_SERVICES") == "1"
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Every `async def` test runs on asyncio through anyio's plugin, without a marker each."""
+    if collector.funcnamefilter(name) and inspect.iscoroutinefunction(obj):  # type: ignore[attr-defined]
+        pytest.mark.anyio(obj)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (BACKLINE_REQUIRE_SERVICES=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def create_postgres_database(prefix: str = "backline_test") -> str:
+    """Create an empty database on the test server; returns its URL."""
+    name = f"{prefix}_{RUN_ID}_{uuid.uuid4().hex[:6]}"
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return _with_database(POSTGRES_ADMIN_URL, name)
+
+
+async def drop_postgres_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def _postgres_reachable() -> str | None:
+    try:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable ({type(exc).__name__})"
+    await connection.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A migrated database of this run's own on the PostgreSQL server."""
+    if reason := await _postgres_reachable():
+        unavailable(reason)
+    url = await create_postgres_database()
+    engine = create_engine(Settings(env="test", database_url=url))
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    yield url
+    await drop_postgres_database(url)
+
+
+# ----------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> AsyncIterator[str]:
+    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.exceptions.RedisError) as exc:
+        await client.aclose()
+        unavailable(f"Redis at {REDIS_URL} unreachable ({type(exc).__name__})")
+    yield REDIS_URL
+    async for key in client.scan_iter(match=f"backline-test-{RUN_ID}*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"backline-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+
+
+# ----------------------------------------------------------------------------- settings & db
+
+
+async def _migrated_sqlite(path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(Settings(env="test", database_url=url))
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return url
+
+
+async def _emptied(url: str) -> None:
+    engine = create_engine(Settings(env="test", database_url=url))
+    async with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            await connection.execute(text(f'DELETE FROM "{table.name}"'))
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "env": "test",
+            "var_dir": tmp_path / "var",
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'test.db'}",
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> str:
+    """A migrated, empty SQLite database (the embedded default)."""
+    return await _migrated_sqlite(tmp_path / "db.sqlite")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated, empty database of each kind: SQLite, then this run's PostgreSQL database.
+
+    A test module runs on both by overriding `database_url` with this fixture.
+    """
+    if request.param == "sqlite":
+        yield await _migrated_sqlite(tmp_path / "db.sqlite")
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    await _emptied(url)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Any]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+# ----------------------------------------------------------------------------- logs & app
+
+
+class LogCapture:
+    """The JSON log lines written while a test ran."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == event]
+
+
+@pytest.fixture
+def logs() -> LogCapture:
+    return LogCapture()
+
+
+@pytest.fixture
+def app_factory(logs: LogCapture) -> Iterator[Callable[[Settings], Backline]]:
+    def factory(settings: Settings) -> Backline:
+        configure_logging(settings, stream=logs.stream)
+        app = create_app(settings, configure_logs=False)
+        from tests.support import router
+
+        app.include_router(router)
+        return app
+
+    yield factory
+
+
+@pytest.fixture
+async def app(app_factory: Callable[[Settings], Backline], settings: Settings) -> AsyncIterator[Backline]:
+    app = app_factory(settings)
+    async with LifespanManager(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

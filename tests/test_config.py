@@ -1,0 +1,152 @@
+"""Settings: the configuration contract, aliases, and the production refusals."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backline.app import create_app
+from backline.config import ConfigError, Settings, mask_url
+
+STRONG_KEY = "k" * 48
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "secret_key": STRONG_KEY,
+    "database_url": "postgresql://backline:pw@db.internal:5432/backline",
+    "allowed_origins": "https://app.example.com",
+    "email_backend": "resend",
+    "resend_api_key": "re_live_abcdef",
+    "storage_backend": "s3",
+    "s3_bucket": "backline-audio",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("BACKLINE_") or name in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "JWT_SECRET",
+            "ALLOWED_ORIGINS",
+            "RESEND_API_KEY",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_valid_production_configuration_has_no_problems() -> None:
+    assert Settings(**PRODUCTION).problems() == []
+
+
+@pytest.mark.parametrize(
+    ("override", "variable", "wording"),
+    [
+        ({"secret_key": None}, "BACKLINE_SECRET_KEY", "missing"),
+        ({"secret_key": "x" * 31}, "BACKLINE_SECRET_KEY", "too short"),
+        ({"database_url": "sqlite:///var/prod.db"}, "BACKLINE_DATABASE_URL", "SQLite"),
+        ({"database_url": ""}, "BACKLINE_DATABASE_URL", "SQLite"),
+        ({"allowed_origins": ""}, "BACKLINE_ALLOWED_ORIGINS", "empty"),
+        ({"allowed_origins": "*"}, "BACKLINE_ALLOWED_ORIGINS", "wildcard"),
+        ({"allowed_origins": "https://a.com,https://*.b.com"}, "BACKLINE_ALLOWED_ORIGINS", "wildcard"),
+        ({"email_backend": "console"}, "BACKLINE_EMAIL_BACKEND", "console"),
+        ({"email_backend": "file"}, "BACKLINE_EMAIL_BACKEND", "file"),
+        ({"storage_backend": "local"}, "BACKLINE_STORAGE_BACKEND", "local"),
+    ],
+)
+def test_production_refuses_each_misconfiguration_in_one_line(
+    override: dict[str, Any], variable: str, wording: str
+) -> None:
+    settings = Settings(**{**PRODUCTION, **override})
+    problems = settings.problems()
+    assert len(problems) == 1
+    assert problems[0].startswith(variable)
+    assert wording in problems[0]
+    assert "\n" not in problems[0]
+    with pytest.raises(ConfigError) as refused:
+        create_app(settings, configure_logs=False)
+    assert refused.value.problems == problems
+
+
+def test_a_secret_of_exactly_32_bytes_is_accepted() -> None:
+    assert Settings(**{**PRODUCTION, "secret_key": "s" * 32}).problems() == []
+
+
+def test_development_uses_embedded_defaults_without_problems(tmp_path: Path) -> None:
+    settings = Settings()
+    assert settings.env == "development"
+    assert settings.problems() == []
+    assert settings.db_url == "sqlite+aiosqlite:///var/backline.db"
+    notes = " | ".join(settings.describe_defaults())
+    assert "SQLite" in notes
+    assert "console" in notes
+    assert settings.effective_log_format == "console"
+
+
+def test_development_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    first = Settings(var_dir=tmp_path / "v").signing_key
+    second = Settings(var_dir=tmp_path / "v").signing_key
+    assert first == second
+    assert len(first) >= 32
+    mode = stat.S_IMODE((tmp_path / "v" / "secret.key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_unprefixed_aliases_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@h:5432/d")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    monkeypatch.setenv("JWT_SECRET", "j" * 40)
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, https://b.example/")
+    monkeypatch.setenv("RESEND_API_KEY", "re_123456")
+    settings = Settings()
+    assert settings.db_url == "postgresql+asyncpg://u:p@h:5432/d"
+    assert settings.redis_url == "redis://127.0.0.1:6379/3"
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "j" * 40
+    assert settings.allowed_origins == ["https://a.example", "https://b.example"]
+    assert settings.resend_api_key is not None
+
+
+def test_prefixed_names_win_over_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://alias/db")
+    monkeypatch.setenv("BACKLINE_DATABASE_URL", "postgresql://prefixed/db")
+    assert "prefixed" in Settings().db_url
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BACKLINE_LOG_LEVEL=debug\nBACKLINE_REQUEST_TIMEOUT=12.5\n")
+    settings = Settings()
+    assert settings.log_level == "DEBUG"
+    assert settings.request_timeout == 12.5
+
+
+def test_wrong_shapes_are_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings(email_backend="pigeon")
+    with pytest.raises(ValidationError):
+        Settings(public_url="not a url")
+
+
+def test_masked_settings_hide_every_secret() -> None:
+    settings = Settings(**{**PRODUCTION, "smtp_password": "smtp-pass-123", "chat_api_key": "sk-9"})
+    text = "\n".join(f"{k}={v}" for k, v in settings.masked().items())
+    for secret in (STRONG_KEY, "re_live_abcdef", "smtp-pass-123", ":pw@"):
+        assert secret not in text
+    assert "BACKLINE_DATABASE_URL=postgresql+asyncpg://backline:***@db.internal:5432/backline" in text
+
+
+def test_mask_url_keeps_urls_without_password() -> None:
+    assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert mask_url("redis://:s3cret@host:6379") == "redis://:***@host:6379"
+
+
+def test_backend_specific_settings_are_required_in_any_environment() -> None:
+    assert Settings(email_backend="smtp").problems()[0].startswith("BACKLINE_SMTP_HOST")
+    assert Settings(storage_backend="s3").problems()[0].startswith("BACKLINE_S3_BUCKET")

@@ -1,0 +1,159 @@
+"""Every error is problem+json with a stable code, and bad input never writes anything."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backline.accounts.models import User
+from backline.config import Settings
+
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
+VALID = {"email": "ann@example.com", "display_name": "Ann", "age": 30}
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url, max_json_body=4096)
+
+
+async def users(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(User))).scalar_one())
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert PROBLEM_FIELDS <= body.keys()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"urn:backline:problem:{code}"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+async def chunks(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_the_probe_endpoint_writes_on_valid_input(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await client.post("/test/signup", json=VALID)
+    assert response.status_code == 201
+    assert await users(engine) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "code"),
+    [
+        (b'{"email": "a@b.c", ', {"content-type": "application/json"}, 400, "malformed_json"),
+        (b"not json at all", {"content-type": "application/json"}, 400, "malformed_json"),
+        (b'{"email": "\xff\xfe"}', {"content-type": "application/json"}, 400, "invalid_encoding"),
+        (b'{"email": "a@b.c"}', {"content-type": "text/plain"}, 415, "unsupported_media_type"),
+        (b"email=a@b.c", {"content-type": "application/x-www-form-urlencoded"}, 415,
+         "unsupported_media_type"),
+        (b'{"email": "a@b.c"}', {}, 415, "unsupported_media_type"),
+        (b'{"email": "ann@example.com", "display_name": "Ann"}',
+         {"content-type": "application/json"}, 422, "validation_failed"),
+        (b'{"email": "ann@example.com", "display_name": "Ann", "age": "old"}',
+         {"content-type": "application/json"}, 422, "validation_failed"),
+        (b"[1, 2, 3]", {"content-type": "application/json"}, 422, "validation_failed"),
+        (b'{"email": "' + b"a" * 8000 + b'@x.com", "display_name": "A", "age": 1}',
+         {"content-type": "application/json"}, 413, "payload_too_large"),
+    ],
+)
+async def test_bad_input_is_a_clear_4xx_and_writes_nothing(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    response = await client.post("/test/signup", content=content, headers=headers)
+    assert_problem(response, status, code)
+    assert await users(engine) == 0
+
+
+async def test_an_oversized_streamed_body_is_cut_off_at_the_cap(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    body = b'{"email": "' + b"a" * 20_000 + b'"}'
+    response = await client.post(
+        "/test/signup", content=chunks(body), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413, "payload_too_large")
+    assert await users(engine) == 0
+
+
+async def test_an_oversized_body_to_an_unknown_route_is_still_a_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/nowhere", content=b"x" * 10_000)
+    assert_problem(response, 413, "payload_too_large")
+
+
+async def test_validation_errors_name_fields_but_never_echo_values(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/test/signup",
+        json={"email": "ann@example.com", "display_name": "", "age": "hunter2-secret"},
+    )
+    body = assert_problem(response, 422, "validation_failed")
+    locations = {tuple(error["loc"]) for error in body["errors"]}
+    assert locations == {("display_name",), ("age",)}
+    assert "hunter2-secret" not in response.text
+    assert "input" not in body["errors"][0]
+
+
+async def test_a_failure_after_writing_rolls_the_write_back(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await client.post("/test/signup-then-fail", json=VALID)
+    body = assert_problem(response, 500, "internal_error")
+    assert "Traceback" not in response.text
+    assert "failed after writing" not in response.text
+    assert body["detail"] == "Something went wrong on our side."
+    assert await users(engine) == 0
+
+
+async def test_a_service_conflict_is_a_problem_with_its_own_code(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    assert (await client.post("/test/signup", json=VALID)).status_code == 201
+    response = await client.post("/test/signup", json={**VALID, "email": "ANN@example.com"})
+    assert_problem(response, 409, "email_taken")
+    assert await users(engine) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no/such/thing", 404, "not_found"),
+        ("PUT", "/healthz", 405, "method_not_allowed"),
+        ("GET", "/test/limited", 429, "rate_limited"),
+        ("GET", "/test/boom", 500, "internal_error"),
+    ],
+)
+async def test_every_error_status_has_the_problem_shape(
+    client: httpx.AsyncClient, method: str, path: str, status: int, code: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, status, code)
+    if status == 405:
+        assert response.headers["allow"] == "GET"
+    if status == 429:
+        assert response.headers["retry-after"] == "7"

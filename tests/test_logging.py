@@ -1,0 +1,165 @@
+"""Structured logs: JSON in production, readable in development, and secrets never written."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from backline.config import Settings
+from backline.logging import MASK, Redactor, configure_logging, get_logger, is_sensitive_key
+from tests.conftest import LogCapture
+
+SECRET_KEY = "signing-key-that-is-long-enough-0123456789"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXBhcnQ"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(secret_key=SECRET_KEY, smtp_password="smtp-Pa55word!")
+
+
+async def test_each_secret_kind_is_masked_in_request_logs(
+    client: httpx.AsyncClient, logs: LogCapture
+) -> None:
+    fields = {
+        "password": "hunter2-password",
+        "new_password": "another-pass-99",
+        "access_token": "tok-access-123",
+        "refresh_token": "tok-refresh-456",
+        "headers": {
+            "Authorization": "Bearer bearer-secret-789",
+            "Cookie": "session=cookie-secret-000",
+            "Accept": "application/json",
+        },
+        "raw_headers": [["authorization", "Basic YmFzaWMtc2VjcmV0"], ["x-ok", "visible-value"]],
+        "tin": "123456789",
+        "form": {"ssn": "987-65-4321", "ein_number": "12-3456789"},
+        "api_key": "re_api_key_zzz",
+        "note": f"header was Bearer inline-bearer-1 and jwt {JWT}",
+        "tax": "the person's SSN is 123-45-6789 and EIN 98-7654321",
+        "dsn": "postgresql://backline:db-password-xyz@db:5432/backline",
+        "query": "token=query-token-abc&page=2",
+        "config_dump": f"key is {SECRET_KEY} and smtp is smtp-Pa55word!",
+    }
+    response = await client.post("/test/log", json=fields)
+    assert response.status_code == 200
+
+    text = logs.text
+    for secret in (
+        "hunter2-password",
+        "another-pass-99",
+        "tok-access-123",
+        "tok-refresh-456",
+        "bearer-secret-789",
+        "cookie-secret-000",
+        "YmFzaWMtc2VjcmV0",
+        "123456789",
+        "987-65-4321",
+        "12-3456789",
+        "re_api_key_zzz",
+        "inline-bearer-1",
+        JWT,
+        "123-45-6789",
+        "98-7654321",
+        "db-password-xyz",
+        "query-token-abc",
+        SECRET_KEY,
+        "smtp-Pa55word!",
+    ):
+        assert secret not in text, secret
+
+    [event] = logs.named("probe_event")
+    assert event["password"] == MASK
+    assert event["headers"]["Authorization"] == MASK
+    assert event["headers"]["Accept"] == "application/json"
+    assert event["raw_headers"][1] == ["x-ok", "visible-value"]
+    assert event["query"] == f"token={MASK}&page=2"
+    assert event["request_id"] == response.headers["x-request-id"]
+
+
+async def test_unhandled_exception_is_logged_with_request_id_and_redacted(
+    client: httpx.AsyncClient, logs: LogCapture
+) -> None:
+    response = await client.get("/test/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    [event] = logs.named("unhandled_exception")
+    assert event["request_id"] == "boom-1"
+    assert "RuntimeError" in event["exception"]
+    assert "Traceback" in event["exception"]
+    assert "hunter2hunter2" not in logs.text
+
+
+def test_production_logs_are_json_and_development_logs_are_readable(
+    make_settings: Callable[..., Settings],
+) -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format=None, env="production"), stream=stream)
+    get_logger("t").info("hello", answer=42)
+    line = json.loads(stream.getvalue().strip())
+    assert line["event"] == "hello"
+    assert line["answer"] == 42
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format=None, env="development"), stream=stream)
+    get_logger("t").info("hello", answer=42)
+    text = stream.getvalue()
+    assert "hello" in text
+    assert "answer=42" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_standard_library_records_pass_through_redaction(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import logging
+
+    stream = io.StringIO()
+    configure_logging(make_settings(secret_key=SECRET_KEY), stream=stream)
+    logging.getLogger("some.library").warning("connecting with %s", SECRET_KEY)
+    line = json.loads(stream.getvalue().strip())
+    assert line["event"] == f"connecting with {MASK}"
+    assert line["logger"] == "some.library"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["password", "Password", "user_password", "refreshToken", "X-API-Key", "set-cookie", "tin",
+     "client_secret", "csrf_token", "signature"],
+)
+def test_sensitive_keys(key: str) -> None:
+    assert is_sensitive_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["setting", "waiting", "destination", "continent", "einstein", "tinted"]
+)
+def test_ordinary_keys_are_not_masked(key: str) -> None:
+    assert not is_sensitive_key(key)
+
+
+def test_redactor_handles_nested_shapes_and_registered_values() -> None:
+    redact = Redactor(["registered-secret-1"])
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "items": [{"password": "p"}, ("cookie", "c"), "registered-secret-1 inside"],
+            "count": 3,
+            "flag": True,
+            "blob": b"Bearer abcdef",
+        },
+    )
+    assert event["items"][0] == {"password": MASK}
+    assert event["items"][1] == ["cookie", MASK]
+    assert event["items"][2] == f"{MASK} inside"
+    assert event["count"] == 3
+    assert event["flag"] is True
+    assert event["blob"] == f"Bearer {MASK}"
