@@ -8,14 +8,13 @@ with BACKLINE_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure inste
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import io
 import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ import httpx
 import pytest
 import redis.asyncio
 from asgi_lifespan import LifespanManager
-from sqlalchemy import text
 
 from backline import migrate
 from backline.app import Backline, create_app
@@ -33,7 +31,9 @@ from backline.db import create_engine
 from backline.logging import configure_logging
 from backline.models import metadata
 
-POSTGRES_ADMIN_URL = os.environ.get("BACKLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BACKLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("BACKLINE_REQUIRE_SERVICES") == "1"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -153,7 +153,7 @@ async def _emptied(url: str) -> None:
     engine = create_engine(Settings(env="test", database_url=url))
     async with engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
-            await connection.execute(text(f'DELETE FROM "{table.name}"'))
+            await connection.execute(table.delete())
     await engine.dispose()
 
 
@@ -165,6 +165,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "var_dir": tmp_path / "var",
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'test.db'}",
             "log_format": "json",
+            "redis_prefix": f"backline-test-{RUN_ID}-{uuid.uuid4().hex[:6]}",
         }
         values.update(overrides)
         return Settings(**values)
@@ -179,17 +180,25 @@ async def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+def database_server(request: pytest.FixtureRequest) -> str | None:
+    """Each kind of database in turn: None for SQLite, else this run's PostgreSQL URL."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def any_database_url(database_server: str | None, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated, empty database of each kind: SQLite, then this run's PostgreSQL database.
 
     A test module runs on both by overriding `database_url` with this fixture.
     """
-    if request.param == "sqlite":
+    if database_server is None:
         yield await _migrated_sqlite(tmp_path / "db.sqlite")
         return
-    url: str = request.getfixturevalue("postgres_url")
-    yield url
-    await _emptied(url)
+    yield database_server
+    await _emptied(database_server)
 
 
 @pytest.fixture
@@ -231,7 +240,7 @@ def logs() -> LogCapture:
 
 
 @pytest.fixture
-def app_factory(logs: LogCapture) -> Iterator[Callable[[Settings], Backline]]:
+def app_factory(logs: LogCapture) -> Callable[[Settings], Backline]:
     def factory(settings: Settings) -> Backline:
         configure_logging(settings, stream=logs.stream)
         app = create_app(settings, configure_logs=False)
@@ -240,11 +249,13 @@ def app_factory(logs: LogCapture) -> Iterator[Callable[[Settings], Backline]]:
         app.include_router(router)
         return app
 
-    yield factory
+    return factory
 
 
 @pytest.fixture
-async def app(app_factory: Callable[[Settings], Backline], settings: Settings) -> AsyncIterator[Backline]:
+async def app(
+    app_factory: Callable[[Settings], Backline], settings: Settings
+) -> AsyncIterator[Backline]:
     app = app_factory(settings)
     async with LifespanManager(app):
         yield app
@@ -255,12 +266,3 @@ async def client(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

@@ -53,7 +53,11 @@ def test_a_valid_production_configuration_has_no_problems() -> None:
         ({"database_url": ""}, "BACKLINE_DATABASE_URL", "SQLite"),
         ({"allowed_origins": ""}, "BACKLINE_ALLOWED_ORIGINS", "empty"),
         ({"allowed_origins": "*"}, "BACKLINE_ALLOWED_ORIGINS", "wildcard"),
-        ({"allowed_origins": "https://a.com,https://*.b.com"}, "BACKLINE_ALLOWED_ORIGINS", "wildcard"),
+        (
+            {"allowed_origins": "https://a.com,https://*.b.com"},
+            "BACKLINE_ALLOWED_ORIGINS",
+            "wildcard",
+        ),
         ({"email_backend": "console"}, "BACKLINE_EMAIL_BACKEND", "console"),
         ({"email_backend": "file"}, "BACKLINE_EMAIL_BACKEND", "file"),
         ({"storage_backend": "local"}, "BACKLINE_STORAGE_BACKEND", "local"),
@@ -139,7 +143,9 @@ def test_masked_settings_hide_every_secret() -> None:
     text = "\n".join(f"{k}={v}" for k, v in settings.masked().items())
     for secret in (STRONG_KEY, "re_live_abcdef", "smtp-pass-123", ":pw@"):
         assert secret not in text
-    assert "BACKLINE_DATABASE_URL=postgresql+asyncpg://backline:***@db.internal:5432/backline" in text
+    assert (
+        "BACKLINE_DATABASE_URL=postgresql+asyncpg://backline:***@db.internal:5432/backline" in text
+    )
 
 
 def test_mask_url_keeps_urls_without_password() -> None:

@@ -130,8 +130,18 @@ def test_standard_library_records_pass_through_redaction(
 
 @pytest.mark.parametrize(
     "key",
-    ["password", "Password", "user_password", "refreshToken", "X-API-Key", "set-cookie", "tin",
-     "client_secret", "csrf_token", "signature"],
+    [
+        "password",
+        "Password",
+        "user_password",
+        "refreshToken",
+        "X-API-Key",
+        "set-cookie",
+        "tin",
+        "client_secret",
+        "csrf_token",
+        "signature",
+    ],
 )
 def test_sensitive_keys(key: str) -> None:
     assert is_sensitive_key(key)

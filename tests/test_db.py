@@ -1,0 +1,134 @@
+"""The database layer on SQLite and PostgreSQL: UTC timestamps, random keys, timeouts, pool."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backline.accounts import service as accounts
+from backline.accounts.models import User
+from backline.config import Settings
+from backline.db import create_engine, create_sessionmaker
+
+
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
+async def test_timestamps_round_trip_as_utc(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    paris = timezone(timedelta(hours=1))
+    verified = datetime(2026, 3, 1, 12, 30, tzinfo=paris)
+    async with sessions() as session, session.begin():
+        user = await accounts.create(
+            session, email="tz@example.com", password="long enough pw", display_name="Tz"
+        )
+        user.email_verified_at = verified
+    async with sessions() as session:
+        stored = (await session.execute(select(User))).scalar_one()
+    assert stored.email_verified_at == verified
+    assert stored.email_verified_at is not None
+    assert stored.email_verified_at.tzinfo is not None
+    assert stored.email_verified_at.utcoffset() == timedelta(0)
+    assert stored.email_verified_at.hour == 11
+    assert stored.created_at.tzinfo is not None
+    assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_naive_datetimes_are_refused(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        user = await accounts.create(
+            session, email="naive@example.com", password="long enough pw", display_name="N"
+        )
+        user.email_verified_at = datetime(2026, 1, 1)
+        with pytest.raises(StatementError, match="naive datetime"):
+            await session.flush()
+        await session.rollback()
+
+
+async def test_primary_keys_are_random_uuids(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        created = [
+            await accounts.create(
+                session, email=f"u{i}@example.com", password="long enough pw", display_name="U"
+            )
+            for i in range(3)
+        ]
+    ids = [user.id for user in created]
+    assert len(set(ids)) == 3
+    assert all(isinstance(i, uuid.UUID) and i.version == 4 for i in ids)
+    # Nothing sequential: consecutive IDs share no common prefix beyond chance.
+    assert len({str(i)[:8] for i in ids}) == 3
+
+
+async def test_email_is_unique_case_insensitively_even_around_the_service(
+    engine: AsyncEngine,
+) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        await accounts.create(
+            session, email="Case@Example.com", password="long enough pw", display_name="C"
+        )
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            session.add(
+                User(email="CASE@example.COM", display_name="D", password_hash="x", role="user")
+            )
+
+
+async def test_unknown_roles_are_refused_by_the_database(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            session.add(
+                User(email="r@example.com", display_name="R", password_hash="x", role="god")
+            )
+
+
+@pytest.mark.postgres
+async def test_postgres_statements_time_out_and_the_pool_pings(postgres_url: str) -> None:
+    engine = create_engine(
+        Settings(env="test", database_url=postgres_url, db_statement_timeout=0.2)
+    )
+    try:
+        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        async with engine.connect() as connection:
+            shown = (await connection.execute(text("SHOW statement_timeout"))).scalar_one()
+            assert shown == "200ms"
+            began = time.monotonic()
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                await connection.execute(text("SELECT pg_sleep(3)"))
+            assert time.monotonic() - began < 2
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgres_default_statement_timeout_is_five_seconds(postgres_url: str) -> None:
+    engine = create_engine(Settings(env="test", database_url=postgres_url))
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SHOW statement_timeout"))).scalar_one() == "5s"
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_enforces_foreign_keys_and_uses_wal(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'dir' / 'p.db'}"
+    engine = create_engine(Settings(env="test", database_url=url))
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+            assert (await connection.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+    finally:
+        await engine.dispose()
