@@ -137,34 +137,45 @@ def test_create_user_refuses_bad_input(args: list[str], stdin: str, message: str
 
 
 @pytest.mark.slow
-def test_serve_migrates_sqlite_prints_the_url_and_answers(workdir: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_migrates_sqlite_prints_the_url_and_answers(workdir: Path, workers: int) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backline", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        response = None
-        while time.monotonic() < deadline:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                break
-            except httpx.TransportError:
+    log_path = workdir / "serve.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backline",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=workdir,
+            env=clean_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if log_path.read_text().count("Application startup complete") >= workers:
+                    break
+                assert process.poll() is None, log_path.read_text()
                 time.sleep(0.1)
-        assert response is not None, "server did not come up"
-        assert response.status_code == 200
-        assert response.json()["checks"]["database"] == "ok"
-    finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=15)
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            assert response.status_code == 200
+            assert response.json()["checks"]["database"] == "ok"
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=15)
+    output = log_path.read_text()
     assert f"is running at http://127.0.0.1:{port}/" in output
+    assert output.count("Application startup complete") == workers
+    assert output.count("development_default") >= workers
     assert (workdir / "var" / "backline.db").exists()
-    assert "development_default" in output
     assert process.returncode == 0
 
 
