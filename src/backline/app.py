@@ -2,7 +2,8 @@
 
 Start-up refuses a configuration with problems in production (see `backline.config`). The
 lifespan opens what the process shares: the database engine, the Redis client when configured,
-the outbound HTTP client; and closes them on shutdown.
+the outbound HTTP client, and (when BACKLINE_OUTBOX_WORKER is inline, the development default)
+the email outbox worker; and closes them on shutdown.
 
 `Backline` is FastAPI with Backline's own ASGI middleware wrapped around the *whole* stack,
 outside FastAPI's error middleware, so that even a 500 or a framework-made 413 carries the
@@ -11,6 +12,7 @@ request ID and security headers and is logged.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +25,9 @@ from backline import __version__
 from backline.config import Settings
 from backline.context import REQUEST_ID_HEADER
 from backline.db import create_engine, create_sessionmaker
+from backline.email.backends import create_backend
+from backline.email.routes import dev_router
+from backline.email.worker import Worker
 from backline.errors import install_error_handlers
 from backline.httpclient import create_http_client
 from backline.logging import configure_logging, get_logger
@@ -85,9 +90,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.is_production:
         for note in settings.describe_defaults():
             log.info("development_default", setting=note)
+    stop = asyncio.Event()
+    worker_task: asyncio.Task[None] | None = None
+    if settings.effective_outbox_worker == "inline":
+        worker = Worker(settings, app.state.sessionmaker, create_backend(settings, http))
+        worker_task = asyncio.create_task(worker.run(stop), name="outbox-worker")
     try:
         yield
     finally:
+        stop.set()
+        if worker_task is not None:
+            await asyncio.wait_for(worker_task, settings.email_timeout + 5)
         await http.aclose()
         if redis is not None:
             await redis.aclose()
@@ -114,4 +127,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.router.route_class = JSONRoute
     install_error_handlers(app)
     app.include_router(ops_router)
+    if not settings.is_production:
+        app.include_router(dev_router)
     return app

@@ -4,6 +4,8 @@
     backline migrate [--revision REV]                    bring the schema up to date
     backline check-config                                show settings, exit 1 if unstartable
     backline create-user --email E --role R --password-stdin
+    backline worker [--once]                             deliver queued email
+    backline email preview [NAME] [--html]              render an email from its sample
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -12,6 +14,7 @@ status 2; nothing starts.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from typing import Annotated, NoReturn
 
@@ -174,6 +177,67 @@ def create_user(
         fail([str(exc)], status=1)
     except ProblemError as exc:
         fail([exc.detail], status=1)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Deliver what is due, then exit.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=500, help="Messages per round.")] = 20,
+) -> None:
+    """Deliver queued email until stopped (SIGINT/SIGTERM finish the batch in hand)."""
+    settings = load_settings()
+    configure_logging(settings)
+    asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
+
+
+async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> None:
+    from backline.email.backends import create_backend
+    from backline.email.worker import Worker
+    from backline.httpclient import create_http_client
+
+    engine = create_engine(settings)
+    http = create_http_client(settings.http_timeout)
+    outbox = Worker(
+        settings, create_sessionmaker(engine), create_backend(settings, http), batch_size=batch_size
+    )
+    try:
+        if once:
+            attempted = await outbox.drain()
+            typer.echo(f"attempted {attempted} deliveries", err=True)
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await outbox.run(stop)
+    finally:
+        await http.aclose()
+        await engine.dispose()
+
+
+email_app = typer.Typer(help="Email templates and delivery.", no_args_is_help=True)
+app.add_typer(email_app, name="email")
+
+
+@email_app.command("preview")
+def email_preview(
+    name: Annotated[str | None, typer.Argument(help="Template name; none lists them.")] = None,
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part.")] = False,
+) -> None:
+    """Render an email from its sample data (subject, then the text or HTML part)."""
+    from backline.email.templates import CATALOGUE, UnknownTemplate, render_sample
+
+    if name is None:
+        for known in CATALOGUE:
+            typer.echo(known)
+        return
+    settings = load_settings(startable=False)
+    try:
+        rendered = render_sample(name, public_url=settings.public_url)
+    except UnknownTemplate:
+        fail([f"no email named {name!r}; one of: {', '.join(CATALOGUE)}"], status=1)
+    typer.echo(f"Subject: {rendered.subject}\n")
+    typer.echo(rendered.html if html else rendered.text)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ Two layers of checking:
 from __future__ import annotations
 
 import secrets
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,9 +76,17 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
+    smtp_tls: bool = Field(False, description="implicit TLS (usually port 465)")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server")
     resend_api_key: SecretStr | None = Field(
         None, validation_alias=_env("RESEND_API_KEY", "RESEND_API_KEY")
     )
+
+    resend_base_url: str = "https://api.resend.com"
+    outbox_worker: Literal["inline", "external"] | None = Field(
+        None, description="inline: inside `serve`; external: `backline worker` processes"
+    )
+    email_retry_hours: float = Field(24.0, gt=0, description="how long delivery is retried")
 
     storage_backend: Literal["local", "s3"] = "local"
     storage_dir: Path | None = None
@@ -111,6 +120,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("email_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\0") or "@" not in parseaddr(value)[1]:
+            raise ValueError("must be an address, optionally with a name: Name <addr@domain>")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -153,6 +169,18 @@ class Settings(BaseSettings):
     @property
     def effective_email_file_dir(self) -> Path:
         return self.email_file_dir or self.var_dir / "mail"
+
+    @property
+    def effective_outbox_worker(self) -> Literal["inline", "external"]:
+        if self.outbox_worker is not None:
+            return self.outbox_worker
+        return "inline" if self.env == "development" else "external"
+
+    @property
+    def email_sender_domain(self) -> str:
+        """The domain of the From address, used in Message-IDs."""
+        domain = parseaddr(self.email_from)[1].rpartition("@")[2]
+        return domain or "localhost"
 
     @property
     def effective_storage_dir(self) -> Path:
@@ -213,6 +241,11 @@ class Settings(BaseSettings):
             found.append("BACKLINE_SMTP_HOST is not set but BACKLINE_EMAIL_BACKEND is smtp")
         if self.email_backend == "resend" and self.resend_api_key is None:
             found.append("BACKLINE_RESEND_API_KEY is not set but BACKLINE_EMAIL_BACKEND is resend")
+        if self.smtp_tls and self.smtp_starttls and self.email_backend == "smtp":
+            found.append(
+                "BACKLINE_SMTP_STARTTLS and BACKLINE_SMTP_TLS are both on: choose one "
+                "(implicit TLS on port 465, STARTTLS on 587)"
+            )
         if self.storage_backend == "s3" and not self.s3_bucket:
             found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
         if not self.is_production:
@@ -263,7 +296,7 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             notes.append("rate limits and revocation: in-process memory")
         if self.email_backend == "console":
-            notes.append("email: printed to the console")
+            notes.append("email: printed to the console, listed at /dev/mailbox")
         if self.storage_backend == "local":
             notes.append(f"storage: local directory {self.effective_storage_dir}")
         return notes

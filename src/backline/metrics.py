@@ -22,3 +22,4 @@ DEADLINES_EXCEEDED = Counter(
 OUTBOUND_REQUESTS = Counter(
     "backline_outbound_requests_total", "Outbound HTTP calls", ["host", "outcome"]
 )
+EMAILS = Counter("backline_emails_total", "Email delivery attempts by outcome", ["outcome"])

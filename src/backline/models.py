@@ -2,7 +2,8 @@
 
 from backline.accounts.models import User
 from backline.db import Base
+from backline.email.models import OutboxEmail
 
 metadata = Base.metadata
 
-__all__ = ["User", "metadata"]
+__all__ = ["OutboxEmail", "User", "metadata"]
