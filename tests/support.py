@@ -17,10 +17,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import service as accounts
+from backline.config import Settings
 from backline.context import bind_user
-from backline.deps import HttpClientDep, SessionDep
+from backline.deps import HttpClientDep, SessionDep, SettingsDep
+from backline.email import service as outbox
 from backline.errors import TooManyRequests
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
@@ -47,19 +50,31 @@ class SignupProbe(BaseModel):
     age: int
 
 
-@router.post("/signup", status_code=201)
-async def signup(body: SignupProbe, session: SessionDep) -> dict[str, str]:
+async def _signup(body: SignupProbe, session: AsyncSession, settings: Settings) -> str:
     user = await accounts.create(
         session, email=body.email, password="correct horse battery", display_name=body.display_name
     )
-    return {"id": str(user.id)}
+    await outbox.enqueue(
+        session,
+        settings=settings,
+        template="verify_email",
+        to_address=user.email,
+        to_name=user.display_name,
+        context={"token": "probe-token", "expires_hours": 24},
+    )
+    return str(user.id)
+
+
+@router.post("/signup", status_code=201)
+async def signup(body: SignupProbe, session: SessionDep, settings: SettingsDep) -> dict[str, str]:
+    return {"id": await _signup(body, session, settings)}
 
 
 @router.post("/signup-then-fail")
-async def signup_then_fail(body: SignupProbe, session: SessionDep) -> dict[str, str]:
-    await accounts.create(
-        session, email=body.email, password="correct horse battery", display_name=body.display_name
-    )
+async def signup_then_fail(
+    body: SignupProbe, session: SessionDep, settings: SettingsDep
+) -> dict[str, str]:
+    await _signup(body, session, settings)
     raise RuntimeError("failed after writing")
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from backline import migrate
 from backline.cli import app
 from tests.conftest import free_port
 
@@ -76,7 +77,7 @@ def test_invalid_values_are_one_line_naming_the_variable(monkeypatch: pytest.Mon
 def test_migrate_then_create_user_then_refuse_a_duplicate(workdir: Path) -> None:
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "empty -> 0001" in migrated.stdout
+    assert f"empty -> {migrate.head_revision()}" in migrated.stdout
     assert (workdir / "var" / "backline.db").exists()
 
     created = runner.invoke(
@@ -203,3 +204,37 @@ def test_serve_refuses_a_production_misconfiguration(workdir: Path) -> None:
         "backline: BACKLINE_STORAGE_BACKEND is local: production needs s3"
     )
     assert STRONG_KEY not in result.stderr + result.stdout
+
+
+def test_worker_once_delivers_the_outbox_to_files(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from backline.config import Settings
+    from backline.db import create_engine, create_sessionmaker
+    from backline.email import service as outbox
+
+    monkeypatch.setenv("BACKLINE_EMAIL_BACKEND", "file")
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+
+    async def queue() -> None:
+        settings = Settings()
+        engine = create_engine(settings)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            for i in range(3):
+                await outbox.enqueue(
+                    session,
+                    settings=settings,
+                    template="signup_attempt",
+                    to_address=f"w{i}@example.com",
+                )
+        await engine.dispose()
+
+    asyncio.run(queue())
+    result = runner.invoke(app, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "attempted 3 deliveries" in result.stderr
+    assert len(list((workdir / "var" / "mail").glob("*.eml"))) == 3
+    again = runner.invoke(app, ["worker", "--once"])
+    assert "attempted 0 deliveries" in again.stderr

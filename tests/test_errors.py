@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import User
 from backline.config import Settings
+from backline.email.models import OutboxEmail
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 VALID = {"email": "ann@example.com", "display_name": "Ann", "age": 30}
@@ -23,8 +24,13 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 
 
 async def users(engine: AsyncEngine) -> int:
+    """Rows written by the probe endpoint: users plus their queued emails."""
     async with engine.connect() as connection:
-        return int((await connection.execute(select(func.count()).select_from(User))).scalar_one())
+        total = 0
+        for model in (User, OutboxEmail):
+            query = select(func.count()).select_from(model)
+            total += int((await connection.execute(query)).scalar_one())
+        return total
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -51,7 +57,7 @@ async def test_the_probe_endpoint_writes_on_valid_input(
 ) -> None:
     response = await client.post("/test/signup", json=VALID)
     assert response.status_code == 201
-    assert await users(engine) == 1
+    assert await users(engine) == 2  # the user and the verification email
 
 
 @pytest.mark.parametrize(
@@ -152,7 +158,7 @@ async def test_a_service_conflict_is_a_problem_with_its_own_code(
     assert (await client.post("/test/signup", json=VALID)).status_code == 201
     response = await client.post("/test/signup", json={**VALID, "email": "ANN@example.com"})
     assert_problem(response, 409, "email_taken")
-    assert await users(engine) == 1
+    assert await users(engine) == 2
 
 
 @pytest.mark.parametrize(

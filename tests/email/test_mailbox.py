@@ -1,0 +1,81 @@
+"""The development mailbox: recent messages with clickable links; absent in production."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from backline.app import Backline
+from backline.config import Settings
+
+
+async def test_the_mailbox_lists_messages_with_clickable_links(client: httpx.AsyncClient) -> None:
+    empty = await client.get("/dev/mailbox")
+    assert empty.status_code == 200
+    assert "No messages yet" in empty.text
+
+    await client.post(
+        "/test/signup", json={"email": "m@example.com", "display_name": "M", "age": 1}
+    )
+    page = await client.get("/dev/mailbox")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "m@example.com" in page.text
+    assert "Confirm your email address" in page.text
+    link = "http://127.0.0.1:8000/verify-email?token=probe-token"
+    assert f'<a href="{link}">' in page.text
+
+    [detail_path] = re.findall(r'href="(/dev/mailbox/[0-9a-f-]{36})"', page.text)
+    detail = await client.get(detail_path)
+    assert detail.status_code == 200
+    assert f'<a href="{link}">' in detail.text
+    assert detail.headers["referrer-policy"] == "no-referrer"
+
+    html = await client.get(f"{detail_path}/html")
+    assert html.status_code == 200
+    assert html.headers["content-security-policy"].startswith("sandbox")
+    assert link in html.text
+
+
+async def test_names_in_the_mailbox_are_escaped(client: httpx.AsyncClient) -> None:
+    await client.post(
+        "/test/signup",
+        json={"email": "x@example.com", "display_name": "<script>alert(1)</script>", "age": 1},
+    )
+    page = await client.get("/dev/mailbox")
+    detail_path = re.findall(r'href="(/dev/mailbox/[0-9a-f-]{36})"', page.text)[0]
+    detail = await client.get(detail_path)
+    assert "<script>alert(1)</script>" not in detail.text
+
+
+async def test_an_unknown_message_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/dev/mailbox/00000000-0000-4000-8000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+async def test_the_mailbox_does_not_exist_in_production(
+    app_factory: Callable[[Settings], Backline], make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        env="production",
+        secret_key="p" * 40,
+        database_url="postgresql://u:p@127.0.0.1:1/none",
+        allowed_origins="https://app.example.com",
+        email_backend="resend",
+        resend_api_key="re_x",
+        storage_backend="s3",
+        s3_bucket="b",
+    )
+    app = app_factory(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        response = await client.get("/dev/mailbox")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "strict-transport-security" in response.headers
