@@ -51,6 +51,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+ENV_ALIASES = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "ALLOWED_ORIGINS", "RESEND_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own Backline settings (environment or `.env`)."""
+    for name in list(os.environ):
+        own = name.startswith("BACKLINE_") and not name.startswith("BACKLINE_TEST_")
+        if (own and name != "BACKLINE_REQUIRE_SERVICES") or name in ENV_ALIASES:
+            monkeypatch.delenv(name)
+
+
 def unavailable(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (BACKLINE_REQUIRE_SERVICES=1 makes this a failure)")
@@ -168,7 +180,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "redis_prefix": f"backline-test-{RUN_ID}-{uuid.uuid4().hex[:6]}",
         }
         values.update(overrides)
-        return Settings(**values)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
 

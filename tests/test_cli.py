@@ -23,9 +23,6 @@ STRONG_KEY = "a-production-signing-key-of-enough-length-0123"
 
 @pytest.fixture(autouse=True)
 def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("BACKLINE_") or name in ("DATABASE_URL", "JWT_SECRET", "REDIS_URL"):
-            monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BACKLINE_LOG_FORMAT", "json")
     return tmp_path

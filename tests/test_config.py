@@ -25,19 +25,8 @@ PRODUCTION: dict[str, Any] = {
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("BACKLINE_") or name in (
-            "DATABASE_URL",
-            "REDIS_URL",
-            "JWT_SECRET",
-            "ALLOWED_ORIGINS",
-            "RESEND_API_KEY",
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+def in_empty_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
 
 
 def test_a_valid_production_configuration_has_no_problems() -> None:

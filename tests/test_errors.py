@@ -179,3 +179,36 @@ async def test_every_error_status_has_the_problem_shape(
         assert response.headers["allow"] == "GET"
     if status == 429:
         assert response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({**VALID, "email": "not-an-email"}, "invalid_email"),
+        ({**VALID, "email": "x" * 300 + "@example.com"}, "invalid_email"),
+        ({**VALID, "email": "ann@exam\u2024ple.com"}, "invalid_email"),
+        ({**VALID, "display_name": "   "}, "invalid_display_name"),
+        ({**VALID, "display_name": "A\u0000B"}, "nul_character"),
+        ({**VALID, "email": "a\u0000@example.com"}, "nul_character"),
+        (
+            {"email": "a@example.com", "display_name": "A", "age": 1, "x": {"k\u0000": 1}},
+            "nul_character",
+        ),
+    ],
+)
+async def test_rule_violations_are_422_on_every_database(
+    app_factory: Callable[[Settings], Any],
+    make_settings: Callable[..., Settings],
+    any_database_url: str,
+    body: dict[str, Any],
+    code: str,
+) -> None:
+    from asgi_lifespan import LifespanManager
+
+    app = app_factory(make_settings(database_url=any_database_url))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        response = await client.post("/test/signup", json=body)
+    assert_problem(response, 422, code)

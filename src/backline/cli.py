@@ -22,9 +22,7 @@ import typer
 from pydantic import ValidationError
 
 from backline.accounts import service as accounts
-from backline.accounts.emails import InvalidEmail
 from backline.accounts.models import Role
-from backline.accounts.passwords import WeakPassword
 from backline.config import ConfigError, Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
@@ -173,8 +171,6 @@ def create_user(
 
     try:
         typer.echo(asyncio.run(run()))
-    except (InvalidEmail, WeakPassword, ValueError) as exc:
-        fail([str(exc)], status=1)
     except ProblemError as exc:
         fail([exc.detail], status=1)
 

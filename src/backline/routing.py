@@ -1,24 +1,50 @@
-"""The route class every Backline router uses.
+"""Routers and the route class every Backline router uses: build routers with `router()`.
 
-FastAPI hands a JSON endpoint a body of the wrong media type to validation, which answers a
-confusing 422 about dictionaries. `JSONRoute` answers 415 `unsupported_media_type` instead,
-before the body is read, for any endpoint that takes a JSON body.
+`JSONRoute` tightens FastAPI's handling of JSON bodies:
+
+* a body of another media type is 415 `unsupported_media_type`, before it is read, instead of
+  a confusing 422 about dictionaries;
+* a string holding a NUL character is 422 `nul_character`: no text field has a use for one, and
+  PostgreSQL cannot store it (it would surface as a 500).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
 
-from fastapi import Request, Response, params
+from fastapi import APIRouter, Request, Response, params
 from fastapi.routing import APIRoute
 
-from backline.errors import ProblemError
+from backline.errors import ProblemError, Unprocessable
 
 
 class UnsupportedMediaType(ProblemError):
     status, code = 415, "unsupported_media_type"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+async def _refuse_nul(request: Request) -> None:
+    body = await request.body()  # cached: FastAPI's handler reads the same bytes
+    if b"\\u0000" not in body and b"\x00" not in body:
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return  # malformed: FastAPI's own parsing reports it
+    if _holds_nul(parsed):
+        raise Unprocessable("Text fields may not contain NUL characters.", code="nul_character")
 
 
 def is_json_media_type(content_type: str | None) -> bool:
@@ -47,10 +73,12 @@ class JSONRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             content_type = request.headers.get("content-type")
-            if _has_body(request) and not is_json_media_type(content_type):
-                raise UnsupportedMediaType(
-                    "This endpoint takes application/json.", accepted=["application/json"]
-                )
+            if _has_body(request):
+                if not is_json_media_type(content_type):
+                    raise UnsupportedMediaType(
+                        "This endpoint takes application/json.", accepted=["application/json"]
+                    )
+                await _refuse_nul(request)
             return await handler(request)
 
         return checked
@@ -58,3 +86,9 @@ class JSONRoute(APIRoute):
     def _is_form_body(self) -> bool:
         info = getattr(self.body_field, "field_info", None)
         return isinstance(info, params.Form)
+
+
+def router(**kwargs: Any) -> APIRouter:
+    """An `APIRouter` whose routes are `JSONRoute`s; every Backline router is made here."""
+    kwargs.setdefault("route_class", JSONRoute)
+    return APIRouter(**kwargs)

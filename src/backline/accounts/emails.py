@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 
+from backline.errors import Unprocessable
+
 MAX_EMAIL_LENGTH = 254
 
 
-class InvalidEmail(ValueError):
-    pass
+class InvalidEmail(Unprocessable):
+    code = "invalid_email"
 
 
 def normalize_email(raw: str) -> str:
     candidate = raw.strip()
     if not candidate or len(candidate) > MAX_EMAIL_LENGTH:
-        raise InvalidEmail("an email address of at most 254 characters is required")
+        raise InvalidEmail("An email address of at most 254 characters is required.")
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -11,19 +11,21 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from backline.errors import Unprocessable
+
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
 hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
-class WeakPassword(ValueError):
-    pass
+class WeakPassword(Unprocessable):
+    code = "weak_password"
 
 
 def check_length(password: str) -> None:
     if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise WeakPassword(f"a password must have {MIN_LENGTH} to {MAX_LENGTH} characters")
+        raise WeakPassword(f"A password must have {MIN_LENGTH} to {MAX_LENGTH} characters.")
 
 
 async def hash_password(password: str) -> str:

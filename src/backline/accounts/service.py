@@ -10,7 +10,7 @@ from backline.accounts.emails import normalize_email
 from backline.accounts.models import Role, User
 from backline.accounts.passwords import check_length, hash_password
 from backline.db import utcnow
-from backline.errors import Conflict
+from backline.errors import Conflict, Unprocessable
 
 
 async def get_by_email(session: AsyncSession, *, email: str) -> User | None:
@@ -33,7 +33,9 @@ async def create(
     check_length(password)
     name = display_name.strip()
     if not 1 <= len(name) <= 100:
-        raise ValueError("a display name of 1 to 100 characters is required")
+        raise Unprocessable(
+            "A display name of 1 to 100 characters is required.", code="invalid_display_name"
+        )
     if await get_by_email(session, email=normalized) is not None:
         raise Conflict("An account with this email already exists.", code="email_taken")
     user = User(

@@ -10,7 +10,6 @@ import re
 import uuid
 from functools import cache
 
-from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
@@ -19,9 +18,9 @@ from backline.deps import SessionDep
 from backline.email import service
 from backline.email.models import OutboxEmail
 from backline.errors import NotFound
-from backline.routing import JSONRoute
+from backline.routing import router
 
-dev_router = APIRouter(prefix="/dev", include_in_schema=False, route_class=JSONRoute)
+dev_router = router(prefix="/dev", include_in_schema=False)
 _URL = re.compile(r"https?://[^\s<>\"']+")
 # The stored HTML part is shown as sent, but sandboxed: no scripts, no forms, no navigation.
 _MESSAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from backline.errors import problem_response
 from backline.ops.checks import run_checks
-from backline.routing import JSONRoute
+from backline.routing import router
 
-public_router = APIRouter(tags=["operations"], route_class=JSONRoute)
+public_router = router(tags=["operations"])
 
 
 @public_router.get("/healthz", summary="Liveness")
