@@ -187,6 +187,7 @@ def test_serve_refuses_a_production_misconfiguration(workdir: Path) -> None:
             BACKLINE_SECRET_KEY=STRONG_KEY,
             BACKLINE_DATABASE_URL="postgresql://u:p@127.0.0.1:1/x",
             BACKLINE_ALLOWED_ORIGINS="https://app.example.com",
+            BACKLINE_PUBLIC_URL="https://app.example.com",
             BACKLINE_EMAIL_BACKEND="resend",
             BACKLINE_RESEND_API_KEY="re_x",
             BACKLINE_STORAGE_BACKEND="local",

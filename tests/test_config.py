@@ -17,6 +17,7 @@ PRODUCTION: dict[str, Any] = {
     "secret_key": STRONG_KEY,
     "database_url": "postgresql://backline:pw@db.internal:5432/backline",
     "allowed_origins": "https://app.example.com",
+    "public_url": "https://app.example.com",
     "email_backend": "resend",
     "resend_api_key": "re_live_abcdef",
     "storage_backend": "s3",
@@ -132,9 +133,7 @@ def test_masked_settings_hide_every_secret() -> None:
     text = "\n".join(f"{k}={v}" for k, v in settings.masked().items())
     for secret in (STRONG_KEY, "re_live_abcdef", "smtp-pass-123", ":pw@"):
         assert secret not in text
-    assert (
-        "BACKLINE_DATABASE_URL=postgresql+asyncpg://backline:***@db.internal:5432/backline" in text
-    )
+    assert "BACKLINE_DATABASE_URL=postgresql://backline:***@db.internal:5432/backline" in text
 
 
 def test_mask_url_keeps_urls_without_password() -> None:
@@ -145,3 +144,103 @@ def test_mask_url_keeps_urls_without_password() -> None:
 def test_backend_specific_settings_are_required_in_any_environment() -> None:
     assert Settings(email_backend="smtp").problems()[0].startswith("BACKLINE_SMTP_HOST")
     assert Settings(storage_backend="s3").problems()[0].startswith("BACKLINE_S3_BUCKET")
+
+
+def test_libpq_and_prisma_style_urls_are_translated() -> None:
+    settings = Settings(database_url="postgresql://u:p@h:5432/d?sslmode=require&schema=app")
+    assert settings.db_url == "postgresql+asyncpg://u:p@h:5432/d?ssl=require"
+    assert settings.db_search_path == "app"
+    assert settings.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        ({"database_url": "mysql://u:p@h/d"}, "BACKLINE_DATABASE_URL"),
+        ({"database_url": "backline.db"}, "BACKLINE_DATABASE_URL"),
+        ({"redis_url": "localhost:6379"}, "BACKLINE_REDIS_URL"),
+        ({"secret_key": "short-dev-key"}, "BACKLINE_SECRET_KEY"),
+    ],
+)
+def test_unusable_values_are_problems_in_every_environment(
+    override: dict[str, Any], variable: str
+) -> None:
+    [problem] = Settings(**override).problems()
+    assert problem.startswith(variable)
+
+
+def test_blank_secrets_count_as_unset(tmp_path: Path) -> None:
+    settings = Settings(secret_key="", redis_url=" ", var_dir=tmp_path)
+    assert settings.secret_key is None
+    assert settings.redis_url is None
+    assert len(settings.signing_key) >= 32
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "null",
+        "app.example.com",
+        "https://app.example.com/path",
+        "ftp://x.example",
+        "https://user@app.example.com",
+    ],
+)
+def test_origins_must_be_exact_origins(origin: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not an origin"):
+        Settings(allowed_origins=origin)
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        ({"allowed_origins": "http://app.example.com"}, "BACKLINE_ALLOWED_ORIGINS"),
+        ({"public_url": "http://app.example.com"}, "BACKLINE_PUBLIC_URL"),
+        ({"public_url": "https://localhost:8443"}, "BACKLINE_PUBLIC_URL"),
+    ],
+)
+def test_production_needs_https_origins_and_a_public_address(
+    override: dict[str, Any], variable: str
+) -> None:
+    [problem] = Settings(**{**PRODUCTION, **override}).problems()
+    assert problem.startswith(variable)
+
+
+def test_secrets_in_urls_and_key_rings_are_known_to_redaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value-1")
+    settings = Settings(
+        database_url="postgresql://u@h/d?password=query-pw-1",
+        s3_endpoint_url="https://ak:endpoint-pw-1@s3.example.com",
+        chat_base_url="https://chat.example.com/v1?api_key=chat-key-1",
+        encryption_keys="k1:first-key-material,k2:second-key-material",
+    )
+    known = settings.secret_values()
+    for secret in (
+        "query-pw-1",
+        "endpoint-pw-1",
+        "chat-key-1",
+        "first-key-material",
+        "second-key-material",
+        "aws-secret-value-1",
+    ):
+        assert secret in known
+    shown = "\n".join(settings.masked().values())
+    for secret in ("query-pw-1", "endpoint-pw-1", "chat-key-1", "first-key-material"):
+        assert secret not in shown
+
+
+def test_concurrent_first_starts_agree_on_one_development_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read_key(_: int) -> bytes:
+        return Settings(var_dir=tmp_path / "shared").signing_key
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(read_key, range(32)))
+    assert len(keys) == 1
+    assert len(next(iter(keys))) >= 32
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["secret.key"]

@@ -132,3 +132,14 @@ async def test_sqlite_enforces_foreign_keys_and_uses_wal(tmp_path: Path) -> None
             assert (await connection.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_libpq_style_url_connects(postgres_url: str) -> None:
+    url = postgres_url.replace("postgresql://", "postgres://") + "?sslmode=disable&schema=public"
+    engine = create_engine(Settings(env="test", database_url=url))
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SHOW search_path"))).scalar_one() == "public"
+    finally:
+        await engine.dispose()

@@ -173,3 +173,44 @@ def test_redactor_handles_nested_shapes_and_registered_values() -> None:
     assert event["count"] == 3
     assert event["flag"] is True
     assert event["blob"] == f"Bearer {MASK}"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("refresh_token=r-tok-1&next=/", "r-tok-1"),
+        ("client_secret=c-sec-1", "c-sec-1"),
+        ("Authorization: Token t-hdr-1", "t-hdr-1"),
+        ("Cookie: session=s-cookie-1; theme=dark", "s-cookie-1"),
+        ('{"new_password": "j-pw-1", "ok": 1}', "j-pw-1"),
+        ("User(password='r-pw-1')", "r-pw-1"),
+    ],
+)
+def test_secrets_inside_free_text_are_masked(text: str, secret: str) -> None:
+    scrubbed = Redactor().scrub_text(text)
+    assert secret not in scrubbed
+    assert MASK in scrubbed
+
+
+def test_numbers_under_sensitive_keys_are_masked() -> None:
+    event = Redactor()(None, "info", {"tin": 123456789, "otp": 123456, "count": 3})
+    assert event == {"tin": MASK, "otp": MASK, "count": 3}
+
+
+async def test_debug_level_never_logs_sql_parameters(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    from backline.accounts import service as accounts
+    from backline.db import create_engine, create_sessionmaker
+
+    stream = io.StringIO()
+    settings = make_settings(database_url=database_url, log_level="DEBUG")
+    configure_logging(settings, stream=stream)
+    engine = create_engine(settings)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        user = await accounts.create(
+            session, email="dbg@example.com", password="debug passphrase", display_name="D"
+        )
+    await engine.dispose()
+    assert user.password_hash not in stream.getvalue()
+    assert "$argon2id$" not in stream.getvalue()

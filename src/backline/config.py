@@ -15,17 +15,29 @@ Two layers of checking:
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import tempfile
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
+_DB_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")  # noqa: S104 - names, not a bind
 MIN_SECRET_BYTES = 32
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
@@ -109,12 +121,47 @@ class Settings(BaseSettings):
     email_timeout: float = Field(10.0, gt=0, description="one email delivery, seconds")
     max_json_body: int = Field(1024 * 1024, ge=1024, description="bytes")
 
+    @field_validator(
+        "secret_key",
+        "smtp_password",
+        "resend_api_key",
+        "encryption_keys",
+        "chat_api_key",
+        "redis_url",
+        "smtp_host",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "chat_base_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if "*" in origin:
+                continue  # reported by `problems()` with its own wording
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(f"{origin!r} is not an origin: use scheme://host[:port]")
+        return origins
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -144,17 +191,33 @@ class Settings(BaseSettings):
 
     @cached_property
     def db_url(self) -> str:
-        """The async SQLAlchemy URL: the embedded SQLite file unless one is configured."""
+        """The async SQLAlchemy URL: the embedded SQLite file unless one is configured.
+
+        `postgres://` and `postgresql://` URLs get the asyncpg driver, and the parameters
+        other tools put in them are translated: libpq's `sslmode` becomes asyncpg's `ssl`,
+        Prisma's `schema` becomes the search path (see `db_search_path`).
+        """
         url = self.database_url.strip()
         if not url:
             return f"sqlite+aiosqlite:///{self.var_dir / 'backline.db'}"
         scheme, sep, rest = url.partition("://")
-        driver = {
-            "postgres": "postgresql+asyncpg",
-            "postgresql": "postgresql+asyncpg",
-            "sqlite": "sqlite+aiosqlite",
-        }.get(scheme, scheme)
-        return f"{driver}{sep}{rest}"
+        driver = _DB_DRIVERS.get(scheme, scheme)
+        if not driver.startswith("postgresql"):
+            return f"{driver}{sep}{rest}"
+        parts = urlsplit(f"{driver}{sep}{rest}")
+        query = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "sslmode":
+                query.append(("ssl", value))
+            elif key != "schema":
+                query.append((key, value))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    @property
+    def db_search_path(self) -> str | None:
+        """The schema named by a Prisma-style `?schema=` parameter, if any."""
+        values = parse_qs(urlsplit(self.database_url.strip()).query).get("schema")
+        return values[0] if values else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -206,12 +269,17 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         if self.env == "test":
             return secrets.token_bytes(MIN_SECRET_BYTES)
-        path = self.var_dir / SECRET_KEY_FILE
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        return _development_key(self.var_dir / SECRET_KEY_FILE)
+
+    def _urls(self) -> dict[str, str]:
+        urls = {
+            "BACKLINE_DATABASE_URL": self.database_url,
+            "BACKLINE_REDIS_URL": self.redis_url or "",
+            "BACKLINE_S3_ENDPOINT_URL": self.s3_endpoint_url or "",
+            "BACKLINE_CHAT_BASE_URL": self.chat_base_url or "",
+            "BACKLINE_RESEND_BASE_URL": self.resend_base_url,
+        }
+        return {name: url for name, url in urls.items() if url}
 
     def secret_values(self) -> list[str]:
         """Every configured secret as plain text, for log redaction."""
@@ -226,17 +294,34 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
-        for url in (self.db_url, self.redis_url or ""):
-            password = urlsplit(url).password
-            if password:
-                values.append(password)
-        return [v for v in values if len(v) >= 4]
+        if self.encryption_keys is not None:  # each key of the ring on its own, too
+            for entry in re.split(r"[\s,;]+", self.encryption_keys.get_secret_value()):
+                values.extend(entry.split(":"))
+        for url in self._urls().values():
+            values.extend(url_secrets(url))
+        aws_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if aws_secret:
+            values.append(aws_secret)
+        return [v for v in values if len(v) >= 6]
 
     # ----------------------------------------------------------------- checks
 
     def problems(self) -> list[str]:
         """What is wrong with this configuration, one line per problem naming the variable."""
         found: list[str] = []
+        if self.database_url.strip() and not self.db_url.startswith(tuple(_DB_DRIVERS.values())):
+            found.append(
+                "BACKLINE_DATABASE_URL must be postgresql://... or sqlite:///..., "
+                f"not {urlsplit(self.database_url).scheme or 'a bare name'}"
+            )
+        if self.redis_url and urlsplit(self.redis_url).scheme not in _REDIS_SCHEMES:
+            found.append("BACKLINE_REDIS_URL must be redis://host:port/db (or rediss://)")
+        key_length = len(self.secret_key.get_secret_value().encode()) if self.secret_key else 0
+        if 0 < key_length < MIN_SECRET_BYTES:
+            found.append(
+                f"BACKLINE_SECRET_KEY is too short: {key_length} bytes, "
+                f"needs at least {MIN_SECRET_BYTES}"
+            )
         if self.email_backend == "smtp" and not self.smtp_host:
             found.append("BACKLINE_SMTP_HOST is not set but BACKLINE_EMAIL_BACKEND is smtp")
         if self.email_backend == "resend" and self.resend_api_key is None:
@@ -250,16 +335,10 @@ class Settings(BaseSettings):
             found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
         if not self.is_production:
             return found
-        key = self.secret_key.get_secret_value() if self.secret_key else ""
-        if not key:
+        if self.secret_key is None:
             found.append(
                 "BACKLINE_SECRET_KEY is missing: set at least 32 random bytes, for example "
                 "the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-            )
-        elif len(key.encode()) < MIN_SECRET_BYTES:
-            found.append(
-                f"BACKLINE_SECRET_KEY is too short: {len(key.encode())} bytes, "
-                f"needs at least {MIN_SECRET_BYTES}"
             )
         if self.is_sqlite:
             found.append(
@@ -272,6 +351,14 @@ class Settings(BaseSettings):
             )
         elif any("*" in origin for origin in self.allowed_origins):
             found.append("BACKLINE_ALLOWED_ORIGINS contains a wildcard: list exact origins")
+        elif any(not origin.startswith("https://") for origin in self.allowed_origins):
+            found.append("BACKLINE_ALLOWED_ORIGINS must list https:// origins only")
+        public = urlsplit(self.public_url)
+        if public.scheme != "https" or public.hostname in _LOOPBACK:
+            found.append(
+                "BACKLINE_PUBLIC_URL must be the public https:// address (links in emails), "
+                f"not {self.public_url}"
+            )
         if self.email_backend in ("console", "file"):
             found.append(
                 f"BACKLINE_EMAIL_BACKEND is {self.email_backend}: production needs smtp or resend"
@@ -315,17 +402,56 @@ class Settings(BaseSettings):
             else:
                 text = str(value)
             shown[f"BACKLINE_{name.upper()}"] = text
-        shown["BACKLINE_DATABASE_URL"] = mask_url(self.db_url)
-        if self.redis_url:
-            shown["BACKLINE_REDIS_URL"] = mask_url(self.redis_url)
+        for name, url in self._urls().items():
+            shown[name] = mask_url(url)
+        if not self.database_url:
+            shown["BACKLINE_DATABASE_URL"] = f"(unset: {self.db_url})"
         return shown
 
 
-def mask_url(url: str) -> str:
-    """`scheme://user:secret@host/db` -> `scheme://user:***@host/db`."""
+_SECRET_PARAMS = frozenset({"password", "passwd", "secret", "token", "api_key", "apikey", "key"})
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets inside a URL: its password and any password-like query parameter."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    found = [parts.password] if parts.password else []
+    found += [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_PARAMS and v]
+    return found
+
+
+def mask_url(url: str) -> str:
+    """`scheme://user:secret@host/db?password=x` -> `scheme://user:***@host/db?password=***`."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if parts.query:
+        query = [
+            (k, "***" if k.lower() in _SECRET_PARAMS else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
+
+
+def _development_key(path: Path) -> bytes:
+    """Read the development key, creating it first if needed, safely among several processes.
+
+    The key is written to a private temporary file and linked into place: `os.link` fails if
+    the name exists, so concurrent first starts agree on one key and none reads a half-written
+    file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+        try:
+            with os.fdopen(descriptor, "w") as file:  # mkstemp makes it 0600
+                file.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    return path.read_text().strip().encode()

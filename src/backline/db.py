@@ -88,6 +88,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     timeout_ms = int(settings.db_statement_timeout * 1000)
+    server_settings = {
+        "statement_timeout": str(timeout_ms),
+        "idle_in_transaction_session_timeout": str(max(timeout_ms * 12, 60_000)),
+        "application_name": "backline",
+    }
+    if settings.db_search_path:
+        server_settings["search_path"] = settings.db_search_path
     return create_async_engine(
         url,
         pool_pre_ping=True,
@@ -96,11 +103,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_statement_timeout,
         connect_args={
             "timeout": settings.db_statement_timeout,
-            "server_settings": {
-                "statement_timeout": str(timeout_ms),
-                "idle_in_transaction_session_timeout": str(max(timeout_ms * 12, 60_000)),
-                "application_name": "backline",
-            },
+            "server_settings": server_settings,
         },
     )
 

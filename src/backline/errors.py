@@ -168,8 +168,12 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
     if status == 400 and detail == "There was an error parsing the body":
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            return problem_response(400, "invalid_encoding", "The request body is not valid UTF-8.")
         return problem_response(
-            400, "invalid_encoding", "The request body is not valid UTF-8 JSON."
+            400,
+            "malformed_json",
+            "The request body could not be read as JSON (too deeply nested, or a number too long).",
         )
     if status == 413:
         detail = "The request body is larger than this endpoint accepts."

@@ -51,18 +51,39 @@ _SENSITIVE_SEGMENTS = frozenset(
         "otp",
     }
 )
-_SENSITIVE_KEYS = frozenset({"api_key", "api-key", "set-cookie", "private_key", "x-api-key"})
+_SENSITIVE_KEYS = frozenset(
+    {
+        "api_key",
+        "api-key",
+        "set-cookie",
+        "private_key",
+        "x-api-key",
+        "signing_key",
+        "encryption_key",
+        "encryption_keys",
+        "aws_secret_access_key",
+    }
+)
+_SECRET_WORDS = r"(?:pass(?:word|wd)?|pwd|token|secret|api_?key|authorization|cookie|signature)"  # noqa: S105 - a pattern
 _SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # "Authorization: Token x", "Cookie: a=b; c=d" in header dumps
+    (
+        re.compile(r"(?im)^(\s*(?:proxy-)?(?:authorization|cookie|set-cookie)\s*:\s*).+$"),
+        rf"\1{MASK}",
+    ),
+    # "password": "x" in JSON text, password='x' in reprs
+    (
+        re.compile(rf"""(?i)(["']?\w*{_SECRET_WORDS}\w*["']?\s*[:=]\s*)(["'])(?:\\.|(?!\2).)*\2"""),
+        rf"\1\2{MASK}\2",
+    ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), MASK),
     (re.compile(r"\b\d{2}-\d{7}\b"), MASK),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@"), rf"\1:{MASK}@"),
-    (
-        re.compile(r"(?i)\b(password|passwd|token|secret|api_key|apikey)=[^&\s\"']+"),
-        rf"\1={MASK}",
-    ),
+    # refresh_token=x&..., client_secret=x in query strings and form bodies
+    (re.compile(rf"(?i)(\w*{_SECRET_WORDS}\w*=)[^&\s\"']+"), rf"\1{MASK}"),
 )
 
 
@@ -92,10 +113,12 @@ class Redactor:
         return {key: self._value(key, value) for key, value in event.items()}
 
     def _value(self, key: object, value: Any) -> Any:
-        if value is None or isinstance(value, bool | int | float):
+        if value is None or isinstance(value, bool):
             return value
         if is_sensitive_key(key):
             return MASK
+        if isinstance(value, int | float):
+            return value
         return self._scrub(value)
 
     def _scrub(self, value: Any) -> Any:
@@ -177,8 +200,10 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     # uvicorn's own access log would duplicate ours; its error log goes through the pipeline.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # httpx logs full URLs; `backline.httpclient` logs outbound calls without the query.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Libraries that log full URLs or every SQL parameter (password hashes, tokens) at DEBUG:
+    # their own debug output is never wanted, whatever BACKLINE_LOG_LEVEL says.
+    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "hpack", "multipart", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -65,6 +65,7 @@ async def test_the_mailbox_does_not_exist_in_production(
         secret_key="p" * 40,
         database_url="postgresql://u:p@127.0.0.1:1/none",
         allowed_origins="https://app.example.com",
+        public_url="https://app.example.com",
         email_backend="resend",
         resend_api_key="re_x",
         storage_backend="s3",

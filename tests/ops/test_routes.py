@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from backline.app import Backline
 from backline.config import Settings
-from tests.conftest import free_port
+from tests.conftest import LogCapture, free_port
 
 
 @pytest.fixture
@@ -114,3 +114,17 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert 'backline_http_requests_total{method="GET",route="/test/slow",status="200"}' in text
     assert 'route="<unmatched>",status="404"' in text
     assert "/no/such/path/123" not in text
+
+
+async def test_load_balancers_may_probe_with_head(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = await client.head(path)
+        assert response.status_code == 200
+        assert response.content == b""
+
+
+async def test_framework_routes_are_logged_by_path(
+    client: httpx.AsyncClient, logs: LogCapture
+) -> None:
+    await client.get("/openapi.json")
+    assert logs.named("request")[-1]["route"] == "/openapi.json"

@@ -1,7 +1,8 @@
 """One access-log line and the Prometheus request metrics per HTTP request.
 
 The line has the method, the route template (`/api/tracks/{track_id}`, never the raw path or
-query string, which may carry tokens), the status, the duration in milliseconds, and, through
+query string, which may carry tokens; fixed framework paths such as `/docs` as they are), the
+status, the duration in milliseconds, and, through
 the bound context, the request ID and the user ID when known. Unmatched paths are logged as
 `<unmatched>` so that scanners cannot flood the metrics with one series per path.
 """
@@ -21,7 +22,11 @@ log = get_logger("backline.access")
 def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    if isinstance(path, str):
+        return path
+    if "endpoint" in scope and not scope.get("path_params"):
+        return str(scope["path"])  # a fixed-path framework route, such as /docs
+    return "<unmatched>"
 
 
 class AccessLog:
