@@ -33,6 +33,7 @@ from backline.httpclient import create_http_client
 from backline.logging import configure_logging, get_logger
 from backline.middleware.access import AccessLog
 from backline.middleware.deadline import Deadline
+from backline.middleware.head import HeadAsGet
 from backline.middleware.problems import ProblemGuard
 from backline.middleware.requestid import RequestContext
 from backline.middleware.security import SecurityHeaders
@@ -51,6 +52,7 @@ class Backline(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         settings = self.settings
         app: ASGIApp = super().build_middleware_stack()
+        app = HeadAsGet(app)
         app = Deadline(app, seconds=settings.request_timeout)
         app = CORSMiddleware(
             app,

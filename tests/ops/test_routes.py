@@ -116,11 +116,16 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert "/no/such/path/123" not in text
 
 
-async def test_load_balancers_may_probe_with_head(client: httpx.AsyncClient) -> None:
+async def test_load_balancers_may_probe_with_head(
+    client: httpx.AsyncClient, logs: LogCapture
+) -> None:
     for path in ("/healthz", "/readyz"):
         response = await client.head(path)
         assert response.status_code == 200
         assert response.content == b""
+        assert int(response.headers["content-length"]) > 0
+    line = logs.named("request")[-1]
+    assert (line["method"], line["route"]) == ("HEAD", "/readyz")
 
 
 async def test_framework_routes_are_logged_by_path(

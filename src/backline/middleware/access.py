@@ -39,6 +39,7 @@ class AccessLog:
             return
 
         start = time.perf_counter()
+        method = scope["method"]  # before the app runs: HEAD is served as GET inside
         status = 500
 
         async def send_and_record(message: Message) -> None:
@@ -52,7 +53,6 @@ class AccessLog:
         finally:
             elapsed = time.perf_counter() - start
             route = route_template(scope)
-            method = scope["method"]
             REQUESTS.labels(method, route, str(status)).inc()
             REQUEST_DURATION.labels(method, route).observe(elapsed)
             log.info(

@@ -19,12 +19,10 @@ public_router = router(tags=["operations"])
 
 
 @public_router.get("/healthz", summary="Liveness")
-@public_router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@public_router.head("/readyz", include_in_schema=False)
 @public_router.get(
     "/readyz",
     summary="Readiness: database, Redis and storage reachable",
