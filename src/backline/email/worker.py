@@ -41,8 +41,9 @@ class Worker:
         self.backend = backend
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        # A claim outlives the slowest possible delivery of the whole batch several times over.
-        self.lease = max(60.0, settings.email_timeout * 3)
+        # A batch is delivered concurrently, each message bounded by the email timeout: a claim
+        # that outlives three such timeouts belongs to a worker that died.
+        self.lease = settings.email_timeout * 3 + 5
         self.retry_window = timedelta(hours=settings.email_retry_hours)
         self.keep_bodies = not settings.is_production
 
