@@ -2,7 +2,7 @@
 
 One loop per process (inline inside `backline serve` in development, or `backline worker`).
 Each round claims a batch in a short transaction, delivers the batch concurrently with no
-transaction open, then records each outcome in a transaction of its own. A worker that dies
+transaction open, then records the outcomes in one more short transaction. A worker that dies
 mid-batch leaves its rows `sending` until their lease runs out; then another worker takes them
 (at-least-once). Database trouble pauses the loop with a growing delay; it never ends it.
 """
@@ -51,8 +51,12 @@ class Worker:
         """Deliver one batch of due messages; returns how many were attempted."""
         async with self.sessionmaker() as session, session.begin():
             rows = list(await service.claim(session, limit=self.batch_size, lease=self.lease))
-        if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._attempt(row) for row in rows))
+        async with self.sessionmaker() as session, session.begin():
+            for row, failure in zip(rows, outcomes, strict=True):
+                await self._record(session, row, failure)
         return len(rows)
 
     async def drain(self) -> int:
@@ -79,7 +83,8 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), pause)
         log.info("outbox_worker_stopped")
 
-    async def _deliver(self, row: OutboxEmail) -> None:
+    async def _attempt(self, row: OutboxEmail) -> DeliveryError | None:
+        """Try one delivery; the failure, or None once the provider took the message."""
         with structlog.contextvars.bound_contextvars(
             request_id=row.request_id, email_id=str(row.id), template=row.template
         ):
@@ -88,33 +93,36 @@ class Worker:
                     self.backend.send(service.outgoing(row)), self.settings.email_timeout + 1
                 )
             except DeliveryError as exc:
-                await self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+                return exc
             except TimeoutError:
-                await self._failed(row, "delivery timed out", False, None)
+                return DeliveryError("delivery timed out", permanent=False)
             except Exception as exc:
                 log.exception("email_backend_error")
-                await self._failed(row, f"backend error: {type(exc).__name__}", False, None)
-            else:
-                async with self.sessionmaker() as session, session.begin():
-                    await service.mark_sent(
-                        session, email_id=row.id, attempt=row.attempts, keep_bodies=self.keep_bodies
-                    )
+                return DeliveryError(f"backend error: {type(exc).__name__}", permanent=False)
+            return None
+
+    async def _record(
+        self, session: AsyncSession, row: OutboxEmail, failure: DeliveryError | None
+    ) -> None:
+        with structlog.contextvars.bound_contextvars(
+            request_id=row.request_id, email_id=str(row.id), template=row.template
+        ):
+            if failure is None:
+                await service.mark_sent(
+                    session, email_id=row.id, attempt=row.attempts, keep_bodies=self.keep_bodies
+                )
                 EMAILS.labels("sent").inc()
                 log.info("email_sent", attempt=row.attempts)
-
-    async def _failed(
-        self, row: OutboxEmail, reason: str, permanent: bool, retry_after: float | None
-    ) -> None:
-        async with self.sessionmaker() as session, session.begin():
+                return
             status = await service.mark_failed(
                 session,
                 row=row,
-                reason=reason,
-                permanent=permanent,
-                retry_after=retry_after,
+                reason=failure.reason,
+                permanent=failure.permanent,
+                retry_after=failure.retry_after,
                 retry_window=self.retry_window,
             )
-        outcome = "dead" if status is EmailStatus.DEAD else "retry"
-        EMAILS.labels(outcome).inc()
-        event = log.error if outcome == "dead" else log.warning
-        event(f"email_{outcome}", attempt=row.attempts, reason=reason)
+            outcome = "dead" if status is EmailStatus.DEAD else "retry"
+            EMAILS.labels(outcome).inc()
+            event = log.error if outcome == "dead" else log.warning
+            event(f"email_{outcome}", attempt=row.attempts, reason=failure.reason)

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its measurements and their ratio to a baseline of the same run."""
