@@ -44,6 +44,7 @@ class SMTPSink:
 
     port: int
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
     require_auth: bool = False
     refuse: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
@@ -81,10 +82,13 @@ class SMTPSink:
         if self.require_auth:
             kwargs.update(
                 authenticator=self._authenticate,
-                auth_require_tls=self.tls_context is not None,
+                # aiosmtpd counts only STARTTLS as TLS, not a connection made over TLS.
+                auth_require_tls=self.tls_context is not None and not self.implicit_tls,
                 auth_required=True,
             )
-        if self.tls_context is not None:
+        if self.tls_context is not None and self.implicit_tls:
+            kwargs.update(ssl_context=self.tls_context)
+        elif self.tls_context is not None:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
@@ -115,13 +119,21 @@ def smtp_ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def smtp_tls_sink(smtp_ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[SMTPSink, Path]]:
+@pytest.fixture(params=["starttls", "implicit"])
+def smtp_tls_sink(
+    request: pytest.FixtureRequest, smtp_ca: trustme.CA, tmp_path: Path
+) -> Iterator[tuple[SMTPSink, Path]]:
+    """A server with a certificate from a private CA, speaking STARTTLS or implicit TLS."""
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     smtp_ca.issue_cert("127.0.0.1").configure_cert(server_context)
     ca_file = tmp_path / "ca.pem"
     smtp_ca.cert_pem.write_to_path(str(ca_file))
-    sink = SMTPSink(port=free_port(), tls_context=server_context, require_auth=True)
+    sink = SMTPSink(
+        port=free_port(),
+        tls_context=server_context,
+        implicit_tls=request.param == "implicit",
+        require_auth=True,
+    )
     sink.start()
     yield sink, ca_file
     sink.stop()

@@ -182,7 +182,7 @@ async def test_retries_carry_the_same_message_id(
     assert smtp_sink.received[1].message["Message-ID"] == first_id
 
 
-async def test_starttls_with_auth_and_a_private_ca(
+async def test_tls_with_auth_and_a_private_ca(
     engine: AsyncEngine,
     make_settings: Callable[..., Settings],
     database_url: str,
@@ -196,7 +196,8 @@ async def test_starttls_with_auth_and_a_private_ca(
         email_backend="smtp",
         smtp_host="127.0.0.1",
         smtp_port=sink.port,
-        smtp_starttls=True,
+        smtp_starttls=not sink.implicit_tls,
+        smtp_tls=sink.implicit_tls,
         smtp_username=SMTP_USER,
         smtp_password=SMTP_PASSWORD,
         smtp_ca_file=ca_file,
@@ -225,6 +226,8 @@ async def test_wrong_credentials_are_kept_for_retry(
         email_backend="smtp",
         smtp_host="127.0.0.1",
         smtp_port=sink.port,
+        smtp_starttls=not sink.implicit_tls,
+        smtp_tls=sink.implicit_tls,
         smtp_username=SMTP_USER,
         smtp_password="wrong-password",
         smtp_ca_file=ca_file,
