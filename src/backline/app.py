@@ -35,10 +35,12 @@ from backline.middleware.access import AccessLog
 from backline.middleware.deadline import Deadline
 from backline.middleware.head import HeadAsGet
 from backline.middleware.problems import ProblemGuard
+from backline.middleware.ratelimit import RateLimitMiddleware
 from backline.middleware.requestid import RequestContext
 from backline.middleware.security import SecurityHeaders
 from backline.ops.checks import build_checks
 from backline.ops.routes import public_router as ops_router
+from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
 
@@ -54,6 +56,7 @@ class Backline(FastAPI):
         app: ASGIApp = super().build_middleware_stack()
         app = HeadAsGet(app)
         app = Deadline(app, seconds=settings.request_timeout)
+        app = RateLimitMiddleware(app, state=self.state)
         app = CORSMiddleware(
             app,
             allow_origins=settings.cors_origins,
@@ -88,6 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = redis
     app.state.http = http
     app.state.readiness_checks = build_checks(settings, engine, redis)
+    app.state.ratelimiter = RateLimiter.from_settings(settings)
     log.info("started", env=settings.env, version=__version__)
     if not settings.is_production:
         for note in settings.describe_defaults():
@@ -104,6 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if worker_task is not None:
             await asyncio.wait_for(worker_task, settings.email_timeout + 5)
         await http.aclose()
+        await app.state.ratelimiter.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

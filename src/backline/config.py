@@ -21,6 +21,7 @@ import secrets
 import tempfile
 from email.utils import parseaddr
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict, description='JSON: policy name -> limits, e.g. {"login": "5/minute"}'
+    )
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list, description="proxies whose X-Forwarded-For is believed"
+    )
+
     request_timeout: float = Field(30.0, gt=0, description="whole-request deadline, seconds")
     http_timeout: float = Field(30.0, gt=0, description="outbound HTTP calls, seconds")
     upload_timeout: float = Field(120.0, gt=0, description="upload idle time, seconds")
@@ -162,6 +170,23 @@ class Settings(BaseSettings):
             ):
                 raise ValueError(f"{origin!r} is not an origin: use scheme://host[:port]")
         return origins
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [
+                ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+            ]
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        from backline.ratelimit.policies import load
+
+        load(value)  # raises a ValueError naming the policy or the limit
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -381,7 +406,7 @@ class Settings(BaseSettings):
             where = "random per process" if self.env == "test" else str(self.var_dir)
             notes.append(f"secret key: generated ({where})")
         if self.redis_url is None:
-            notes.append("rate limits and revocation: in-process memory")
+            notes.append("rate limits and revocation: in-process memory (this process only)")
         if self.email_backend == "console":
             notes.append("email: printed to the console, listed at /dev/mailbox")
         if self.storage_backend == "local":

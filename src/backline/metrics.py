@@ -5,7 +5,7 @@ Labels are bounded: route templates (never raw paths), methods and status codes.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "backline_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -23,3 +23,12 @@ OUTBOUND_REQUESTS = Counter(
     "backline_outbound_requests_total", "Outbound HTTP calls", ["host", "outcome"]
 )
 EMAILS = Counter("backline_emails_total", "Email delivery attempts by outcome", ["outcome"])
+RATE_LIMIT_DECISIONS = Counter(
+    "backline_ratelimit_decisions_total", "Rate-limit decisions", ["policy", "outcome"]
+)
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "backline_ratelimit_storage_errors_total", "Rate-limit checks that could not reach storage"
+)
+RATE_LIMIT_DEGRADED = Gauge(
+    "backline_ratelimit_degraded", "1 while rate-limit storage is unreachable"
+)

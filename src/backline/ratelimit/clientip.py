@@ -1,0 +1,47 @@
+"""The client's IP address, as the rate limits and the audit log see it.
+
+The TCP peer is the client unless it is a trusted proxy (BACKLINE_TRUSTED_PROXIES, addresses
+or networks, none by default). Then `X-Forwarded-For` is read from the right, skipping trusted
+proxies, and the first address that is not one is the client: entries further left were
+written by the client itself and prove nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+Network = IPv4Network | IPv6Network
+
+
+def _parse(value: str) -> str | None:
+    try:
+        return str(ip_address(value.strip().strip("[]")))
+    except ValueError:
+        return None
+
+
+def client_ip(scope: Scope, trusted: Sequence[Network] = ()) -> str:
+    client = scope.get("client")
+    peer = _parse(client[0]) if client else None
+    if peer is None:
+        return "unknown"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+    hops = [hop for header in forwarded for hop in header.split(",")]
+    for hop in reversed(hops):
+        address = _parse(hop)
+        if address is None:
+            return peer  # a garbled chain: trust nothing in it
+        if not _is_trusted(address, trusted):
+            return address
+    return peer
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    parsed = ip_address(address)
+    return any(parsed in network for network in trusted)

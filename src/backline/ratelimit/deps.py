@@ -1,0 +1,98 @@
+"""Declaring a limit on a route, and telling the client about it.
+
+    @router.post("/login", dependencies=[RateLimit("login")])
+
+The dependency counts the request against the named policy and refuses it with 429
+`rate_limited` and `Retry-After` once a limit is reached. Every decision of a request (the
+global one included) is reported in the IETF structured headers, one list member per policy:
+
+    RateLimit-Policy: "global";q=600;w=60, "login";q=10;w=60
+    RateLimit: "global";r=597;t=60, "login";r=0;t=42
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Scope
+
+from backline.errors import TooManyRequests
+from backline.ratelimit.clientip import client_ip
+from backline.ratelimit.limiter import Decision, RateLimiter
+from backline.ratelimit.policies import Key
+
+_STATE_KEY = "ratelimit"
+MAX_EMAIL_KEY = 320
+
+
+def record(scope: Scope, decision: Decision) -> None:
+    scope.setdefault("state", {}).setdefault(_STATE_KEY, []).append(decision)
+
+
+def add_headers(scope: Scope, message: Message) -> None:
+    """Write the request's decisions into a response start message."""
+    decisions: list[Decision] = scope.get("state", {}).get(_STATE_KEY, [])
+    if not decisions:
+        return
+    headers = MutableHeaders(scope=message)
+    headers["RateLimit-Policy"] = ", ".join(
+        f'"{d.policy}";q={d.limit};w={d.window}' for d in decisions
+    )
+    headers["RateLimit"] = ", ".join(f'"{d.policy}";r={d.remaining};t={d.reset}' for d in decisions)
+
+
+def refusal(decision: Decision) -> TooManyRequests:
+    return TooManyRequests(
+        f"Too many requests; try again in {decision.reset} seconds.",
+        headers={"Retry-After": str(decision.reset)},
+        policy=decision.policy,
+    )
+
+
+async def identities(request: Request, keys: tuple[Key, ...]) -> dict[Key, str]:
+    settings = request.app.state.settings
+    ip = client_ip(request.scope, settings.trusted_proxies)
+    found: dict[Key, str] = {}
+    for key in keys:
+        if key == "ip":
+            found["ip"] = ip
+        elif key == "user":
+            user_id = getattr(request.state, "user_id", None)
+            found["user"] = str(user_id) if user_id is not None else f"ip:{ip}"
+        elif key == "email" and (email := await _body_email(request)) is not None:
+            found["email"] = email
+    return found
+
+
+async def _body_email(request: Request) -> str | None:
+    """The JSON body's `email` field, normalized for counting; None when there is none."""
+    try:
+        body = await request.json()  # Starlette caches it: the route reads the same
+    except ValueError:
+        return None
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(email, str) or not email.strip():
+        return None
+    return email.strip().lower()[:MAX_EMAIL_KEY]
+
+
+async def charge(request: Request, name: str, *, cost: int = 1) -> Decision:
+    """Count `cost` units (such as chat tokens) against a policy; refuse when it is spent."""
+    limiter: RateLimiter = request.app.state.ratelimiter
+    decision = await limiter.check(
+        name, await identities(request, limiter.policies[name].keys), cost=cost
+    )
+    record(request.scope, decision)
+    if not decision.allowed:
+        raise refusal(decision)
+    return decision
+
+
+def RateLimit(name: str) -> Any:  # noqa: N802 - reads as a declaration on the route
+    async def limit(request: Request) -> None:
+        await charge(request, name)
+
+    limit.__name__ = f"rate_limit_{name}"
+    return Depends(limit)

@@ -1,0 +1,159 @@
+"""The limiter: moving-window counting (the `limits` library) on Redis or in memory.
+
+The moving window counts exactly the hits of the last window, atomically in Redis (a Lua
+script per hit), so N app processes sharing Redis admit exactly as many requests as one would.
+Keys are `<BACKLINE_REDIS_PREFIX>:rl:...`; `limits` wraps multi-key windows in hash tags, so a
+Redis Cluster serves them too.
+
+When Redis fails, the limiter trips for a second (no request waits on a dead server), decides by
+each policy's failure mode, logs one warning per outage and counts every failure in the
+metrics; the first success afterwards logs the recovery. No restart is ever needed: the Redis
+client reconnects on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+from backline.config import Settings
+from backline.errors import ServiceUnavailable
+from backline.logging import get_logger
+from backline.metrics import RATE_LIMIT_DECISIONS, RATE_LIMIT_DEGRADED, RATE_LIMIT_STORAGE_ERRORS
+from backline.ratelimit.policies import Key, Policy, load
+
+log = get_logger(__name__)
+TRIP_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one policy; `limit`, `remaining` and `reset` describe its tightest limit."""
+
+    policy: str
+    allowed: bool
+    limit: int
+    window: int
+    remaining: int
+    reset: int  # seconds until the window admits again
+
+
+class RateLimitUnavailable(ServiceUnavailable):
+    code = "rate_limit_unavailable"
+
+
+def create_storage(settings: Settings) -> Storage:
+    if not settings.redis_url:
+        return MemoryStorage()
+    return RedisStorage(
+        f"async+{settings.redis_url}",
+        implementation="redispy",
+        key_prefix=f"{settings.redis_prefix}:rl",
+        wrap_exceptions=True,
+        socket_timeout=0.25,
+        socket_connect_timeout=0.25,
+    )
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        policies: Mapping[str, Policy],
+        storage: Storage,
+        *,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.policies = dict(policies)
+        self.storage = storage
+        self.strategy = MovingWindowRateLimiter(storage)
+        self.clock = clock
+        self._tripped_until = 0.0
+        self._outage_started: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        return cls(load(settings.rate_limits), create_storage(settings))
+
+    async def check(self, name: str, identities: Mapping[Key, str], *, cost: int = 1) -> Decision:
+        """Count one request (of weight `cost`) against policy `name` for these identities.
+
+        Raises `RateLimitUnavailable` when storage is down and the policy fails closed.
+        """
+        policy = self.policies[name]
+        if self.clock() < self._tripped_until:
+            return self._degraded(policy)
+        try:
+            decision = await self._count(policy, identities, cost)
+        except StorageError as exc:
+            self._trip(exc)
+            return self._degraded(policy)
+        self._recovered()
+        RATE_LIMIT_DECISIONS.labels(name, "allowed" if decision.allowed else "limited").inc()
+        return decision
+
+    async def _count(self, policy: Policy, identities: Mapping[Key, str], cost: int) -> Decision:
+        tightest: Decision | None = None
+        for key in policy.keys:
+            identity = identities.get(key)
+            if identity is None:
+                continue
+            for item in policy.items:
+                allowed = await self.strategy.hit(item, policy.name, key, identity, cost=cost)
+                stats = await self.strategy.get_window_stats(item, policy.name, key, identity)
+                decision = Decision(
+                    policy=policy.name,
+                    allowed=allowed,
+                    limit=item.amount,
+                    window=item.get_expiry(),
+                    remaining=max(0, stats.remaining),
+                    reset=max(1, round(stats.reset_time - time.time())),
+                )
+                if not allowed:
+                    return decision
+                if tightest is None or decision.remaining < tightest.remaining:
+                    tightest = decision
+        if tightest is None:  # no identity to count against (e.g. no email given)
+            item = policy.items[0]
+            return Decision(policy.name, True, item.amount, item.get_expiry(), item.amount, 0)
+        return tightest
+
+    def _degraded(self, policy: Policy) -> Decision:
+        RATE_LIMIT_DECISIONS.labels(policy.name, f"fail_{policy.fail}").inc()
+        if policy.fail == "closed":
+            raise RateLimitUnavailable(
+                "Sign-in and similar requests are paused for a moment; please retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        item = policy.items[0]
+        return Decision(policy.name, True, item.amount, item.get_expiry(), item.amount, 0)
+
+    def _trip(self, error: StorageError) -> None:
+        RATE_LIMIT_STORAGE_ERRORS.inc()
+        now = self.clock()
+        self._tripped_until = now + TRIP_SECONDS
+        if self._outage_started is None:
+            self._outage_started = now
+            RATE_LIMIT_DEGRADED.set(1)
+            log.warning("ratelimit_storage_down", error=type(error.storage_error).__name__)
+
+    def _recovered(self) -> None:
+        if self._outage_started is not None:
+            log.info(
+                "ratelimit_storage_recovered", after_s=round(self.clock() - self._outage_started, 1)
+            )
+            self._outage_started = None
+            RATE_LIMIT_DEGRADED.set(0)
+
+    async def aclose(self) -> None:
+        if isinstance(self.storage, RedisStorage):
+            client = getattr(self.storage.bridge, "storage", None)  # redis-py's client
+            if client is not None:
+                await client.aclose()
+        elif isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
+            self.storage.timer.cancel()
