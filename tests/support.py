@@ -27,6 +27,7 @@ from backline.email import service as outbox
 from backline.errors import TooManyRequests
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
+from backline.ratelimit.deps import RateLimit
 from backline.routing import JSONRoute
 
 router = APIRouter(prefix="/test", route_class=JSONRoute)
@@ -163,6 +164,20 @@ async def patient(request: Request, seconds: float) -> dict[str, str]:
     set_deadline(request, seconds + 5)
     await asyncio.sleep(seconds)
     return {"status": "done"}
+
+
+class EmailProbe(BaseModel):
+    email: str
+
+
+@router.post("/credential", dependencies=[RateLimit("login")])
+async def credential(body: EmailProbe) -> dict[str, str]:
+    return {"status": "checked"}
+
+
+@router.get("/reading", dependencies=[RateLimit("upload")])
+async def reading() -> dict[str, str]:
+    return {"status": "read"}
 
 
 @router.get("/limited")

@@ -33,7 +33,7 @@ def record(scope: Scope, decision: Decision) -> None:
 
 def add_headers(scope: Scope, message: Message) -> None:
     """Write the request's decisions into a response start message."""
-    decisions: list[Decision] = scope.get("state", {}).get(_STATE_KEY, [])
+    decisions = [d for d in scope.get("state", {}).get(_STATE_KEY, []) if d.counted]
     if not decisions:
         return
     headers = MutableHeaders(scope=message)

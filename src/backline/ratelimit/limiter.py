@@ -42,6 +42,12 @@ class Decision:
     window: int
     remaining: int
     reset: int  # seconds until the window admits again
+    counted: bool = True  # False when nothing was counted (storage away, no identity)
+
+
+def _uncounted(policy: Policy) -> Decision:
+    item = policy.items[0]
+    return Decision(policy.name, True, item.amount, item.get_expiry(), item.amount, 0, False)
 
 
 class RateLimitUnavailable(ServiceUnavailable):
@@ -119,8 +125,7 @@ class RateLimiter:
                 if tightest is None or decision.remaining < tightest.remaining:
                     tightest = decision
         if tightest is None:  # no identity to count against (e.g. no email given)
-            item = policy.items[0]
-            return Decision(policy.name, True, item.amount, item.get_expiry(), item.amount, 0)
+            return _uncounted(policy)
         return tightest
 
     def _degraded(self, policy: Policy) -> Decision:
@@ -130,8 +135,7 @@ class RateLimiter:
                 "Sign-in and similar requests are paused for a moment; please retry shortly.",
                 headers={"Retry-After": "5"},
             )
-        item = policy.items[0]
-        return Decision(policy.name, True, item.amount, item.get_expiry(), item.amount, 0)
+        return _uncounted(policy)
 
     def _trip(self, error: StorageError) -> None:
         RATE_LIMIT_STORAGE_ERRORS.inc()

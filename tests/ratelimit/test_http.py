@@ -1,0 +1,104 @@
+"""Rate limits over HTTP: 429 problems, Retry-After, IETF headers, the global limit, outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from backline.app import Backline
+from backline.config import Settings
+from tests.ratelimit.conftest import OwnRedis
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(
+        database_url=database_url, rate_limits={"login": "2/minute", "global": "8/minute"}
+    )
+
+
+async def serve(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
+            base_url="http://t",
+        ) as client,
+    ):
+        yield client
+
+
+async def test_a_route_limit_answers_429_with_retry_after_and_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    ok = await client.post("/test/credential", json={"email": "Ann@Example.com"})
+    assert ok.status_code == 200
+    assert ok.headers["ratelimit-policy"] == '"global";q=8;w=60, "login";q=2;w=60'
+    assert ok.headers["ratelimit"].startswith('"global";r=7;t=')
+    assert '"login";r=1;t=' in ok.headers["ratelimit"]
+
+    await client.post("/test/credential", json={"email": "ann@example.com"})
+    refused = await client.post("/test/credential", json={"email": "ann@example.com "})
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["code"] == "rate_limited"
+    assert body["policy"] == "login"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert '"login";r=0;t=' in refused.headers["ratelimit"]
+
+
+async def test_the_global_limit_covers_every_path_but_probes(client: httpx.AsyncClient) -> None:
+    statuses = [(await client.get("/nowhere")).status_code for _ in range(10)]
+    assert statuses == [404] * 8 + [429] * 2
+    refused = await client.get("/openapi.json")
+    assert refused.status_code == 429
+    assert refused.json()["policy"] == "global"
+    assert refused.headers["retry-after"]
+    for probe in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(probe)).status_code == 200
+
+
+async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        rate_limits={"global": "2/minute"},
+        trusted_proxies="203.0.113.0/24",  # the test client's address
+    )
+    async for client in serve(app_factory(settings)):
+        for i in range(4):  # four different clients behind the proxy
+            response = await client.get(
+                "/openapi.json", headers={"X-Forwarded-For": f"198.51.100.{i}"}
+            )
+            assert response.status_code == 200
+        same = [
+            (await client.get("/openapi.json", headers={"X-Forwarded-For": "198.51.100.0"}))
+            for _ in range(2)
+        ]
+        assert [r.status_code for r in same] == [200, 429]
+
+
+async def test_an_outage_fails_credential_routes_closed_and_reads_open(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    own_redis: OwnRedis,
+) -> None:
+    settings = make_settings(database_url=database_url, redis_url=own_redis.url)
+    async for client in serve(app_factory(settings)):
+        assert (await client.post("/test/credential", json={"email": "a@x.io"})).status_code == 200
+        own_redis.stop()
+        closed = await client.post("/test/credential", json={"email": "a@x.io"})
+        assert closed.status_code == 503
+        assert closed.json()["code"] == "rate_limit_unavailable"
+        assert closed.headers["retry-after"] == "5"
+        opened = await client.get("/test/reading")
+        assert opened.status_code == 200
+        assert "ratelimit" not in opened.headers  # nothing was counted
