@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("outbox",)
+BENCHMARKS = ("ratelimit", "outbox")
 
 
 def main() -> None:

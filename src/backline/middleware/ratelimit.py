@@ -34,7 +34,7 @@ class RateLimitMiddleware:
         limiter = self.state.ratelimiter
         ip = client_ip(scope, self.state.settings.trusted_proxies)
         try:
-            decision = await limiter.check("global", {"ip": ip})
+            decision = await limiter.check("global", {"ip": ip}, stats=False)
         except ProblemError as exc:  # storage down and the policy fails closed
             response = problem_response(exc.status, exc.code, exc.detail, headers=exc.headers)
             await response(scope, receive, send)

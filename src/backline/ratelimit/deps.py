@@ -3,11 +3,12 @@
     @router.post("/login", dependencies=[RateLimit("login")])
 
 The dependency counts the request against the named policy and refuses it with 429
-`rate_limited` and `Retry-After` once a limit is reached. Every decision of a request (the
-global one included) is reported in the IETF structured headers, one list member per policy:
+`rate_limited` and `Retry-After` once a limit is reached. The route's decisions are reported
+in the IETF structured headers, one list member per policy (the global limit only when it
+refuses, to keep its check to one round trip):
 
-    RateLimit-Policy: "global";q=600;w=60, "login";q=10;w=60
-    RateLimit: "global";r=597;t=60, "login";r=0;t=42
+    RateLimit-Policy: "login";q=10;w=60
+    RateLimit: "login";r=0;t=42
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def record(scope: Scope, decision: Decision) -> None:
 
 def add_headers(scope: Scope, message: Message) -> None:
     """Write the request's decisions into a response start message."""
-    decisions = [d for d in scope.get("state", {}).get(_STATE_KEY, []) if d.counted]
+    decisions = [d for d in scope.get("state", {}).get(_STATE_KEY, []) if d.reportable]
     if not decisions:
         return
     headers = MutableHeaders(scope=message)

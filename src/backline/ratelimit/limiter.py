@@ -1,9 +1,12 @@
-"""The limiter: moving-window counting (the `limits` library) on Redis or in memory.
+"""The limiter: sliding-window counters (the `limits` library) on Redis or in memory.
 
-The moving window counts exactly the hits of the last window, atomically in Redis (a Lua
-script per hit), so N app processes sharing Redis admit exactly as many requests as one would.
-Keys are `<BACKLINE_REDIS_PREFIX>:rl:...`; `limits` wraps multi-key windows in hash tags, so a
-Redis Cluster serves them too.
+Each check is one atomic Lua script in Redis, so N app processes sharing Redis admit exactly as
+many requests as one would. The sliding-window counter keeps two counters per key (this window
+and the last, weighted by overlap) instead of one entry per hit, so a check costs the same for a
+limit of 5 as for a budget of 200,000 chat tokens; the price is that a window boundary is
+approximated, never exceeded by more than the weighting allows. Keys are
+`<BACKLINE_REDIS_PREFIX>:rl:...`, the two counters of a key in one hash tag, so a Redis Cluster
+serves them too.
 
 When Redis fails, the limiter trips for a second (no request waits on a dead server), decides by
 each policy's failure mode, logs one warning per outage and counts every failure in the
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from backline.config import Settings
@@ -40,9 +43,13 @@ class Decision:
     allowed: bool
     limit: int
     window: int
-    remaining: int
+    remaining: int  # -1 when not asked for (see `check`)
     reset: int  # seconds until the window admits again
     counted: bool = True  # False when nothing was counted (storage away, no identity)
+
+    @property
+    def reportable(self) -> bool:
+        return self.counted and self.remaining >= 0
 
 
 def _uncounted(policy: Policy) -> Decision:
@@ -77,7 +84,7 @@ class RateLimiter:
     ) -> None:
         self.policies = dict(policies)
         self.storage = storage
-        self.strategy = MovingWindowRateLimiter(storage)
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
         self.clock = clock
         self._tripped_until = 0.0
         self._outage_started: float | None = None
@@ -86,16 +93,20 @@ class RateLimiter:
     def from_settings(cls, settings: Settings) -> RateLimiter:
         return cls(load(settings.rate_limits), create_storage(settings))
 
-    async def check(self, name: str, identities: Mapping[Key, str], *, cost: int = 1) -> Decision:
+    async def check(
+        self, name: str, identities: Mapping[Key, str], *, cost: int = 1, stats: bool = True
+    ) -> Decision:
         """Count one request (of weight `cost`) against policy `name` for these identities.
 
+        With `stats=False` the window's remaining count is read only when the request is
+        refused (for Retry-After): one round trip to Redis instead of two.
         Raises `RateLimitUnavailable` when storage is down and the policy fails closed.
         """
         policy = self.policies[name]
         if self.clock() < self._tripped_until:
             return self._degraded(policy)
         try:
-            decision = await self._count(policy, identities, cost)
+            decision = await self._count(policy, identities, cost, stats)
         except StorageError as exc:
             self._trip(exc)
             return self._degraded(policy)
@@ -103,7 +114,9 @@ class RateLimiter:
         RATE_LIMIT_DECISIONS.labels(name, "allowed" if decision.allowed else "limited").inc()
         return decision
 
-    async def _count(self, policy: Policy, identities: Mapping[Key, str], cost: int) -> Decision:
+    async def _count(
+        self, policy: Policy, identities: Mapping[Key, str], cost: int, stats: bool
+    ) -> Decision:
         tightest: Decision | None = None
         for key in policy.keys:
             identity = identities.get(key)
@@ -111,18 +124,22 @@ class RateLimiter:
                 continue
             for item in policy.items:
                 allowed = await self.strategy.hit(item, policy.name, key, identity, cost=cost)
-                stats = await self.strategy.get_window_stats(item, policy.name, key, identity)
+                remaining, reset = -1, 0
+                if stats or not allowed:
+                    window = await self.strategy.get_window_stats(item, policy.name, key, identity)
+                    remaining = max(0, window.remaining)
+                    reset = max(1, round(window.reset_time - time.time()))
                 decision = Decision(
                     policy=policy.name,
                     allowed=allowed,
                     limit=item.amount,
                     window=item.get_expiry(),
-                    remaining=max(0, stats.remaining),
-                    reset=max(1, round(stats.reset_time - time.time())),
+                    remaining=remaining,
+                    reset=reset,
                 )
                 if not allowed:
                     return decision
-                if tightest is None or decision.remaining < tightest.remaining:
+                if tightest is None or 0 <= decision.remaining < tightest.remaining:
                     tightest = decision
         if tightest is None:  # no identity to count against (e.g. no email given)
             return _uncounted(policy)

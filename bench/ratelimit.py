@@ -1,0 +1,77 @@
+"""Rate limiting: what one check costs, and what it costs a trivial route.
+
+1. Latency of one `global` check against the loopback Redis (goal p50 < 0.3 ms), beside a bare
+   Redis PING from the same client in the same run.
+2. Requests per second of a trivial route under the global limit against the same trivial work
+   exempt from it, same app and server settings, same run (goal >= 85%).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+
+import redis.asyncio
+
+from backline.config import Settings
+from backline.ratelimit.limiter import RateLimiter
+from bench.load import measure, percentile, server
+
+REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+HUGE = "10000000/minute"  # never reached: the cost of counting, not of refusing
+
+
+async def _latencies(count: int) -> tuple[list[float], list[float]]:
+    prefix = f"backline-bench-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        env="test", redis_url=REDIS_URL, redis_prefix=prefix, rate_limits={"global": HUGE}
+    )
+    limiter = RateLimiter.from_settings(settings)
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    checks: list[float] = []
+    pings: list[float] = []
+    try:
+        for i in range(count):
+            began = time.perf_counter()
+            await client.ping()
+            pings.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            await limiter.check("global", {"ip": f"192.0.2.{i % 200}"}, stats=False)
+            checks.append(time.perf_counter() - began)
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}:*"):
+            await client.delete(key)
+        await client.aclose()
+        await limiter.aclose()
+    return sorted(checks), sorted(pings)
+
+
+def run(*, quick: bool = False) -> None:
+    checks, pings = asyncio.run(_latencies(500 if quick else 5000))
+    ms = 1000
+    print("rate limiting")
+    print(
+        f"  one check on loopback Redis: p50 {percentile(checks, 0.5) * ms:.3f} ms, "
+        f"p99 {percentile(checks, 0.99) * ms:.3f} ms (goal p50 < 0.3 ms); "
+        f"a bare PING: p50 {percentile(pings, 0.5) * ms:.3f} ms "
+        f"({percentile(checks, 0.5) / percentile(pings, 0.5):.1f}x)"
+    )
+    env = {
+        "BACKLINE_ENV": "test",
+        "BACKLINE_REDIS_URL": REDIS_URL,
+        "BACKLINE_REDIS_PREFIX": f"backline-bench-{uuid.uuid4().hex[:8]}",
+        "BACKLINE_RATE_LIMITS": json.dumps({"global": HUGE}),
+        "BACKLINE_LOG_LEVEL": "WARNING",
+    }
+    seconds = 2.0 if quick else 8.0
+    with server(env) as port:
+        measure(port, "/healthz", seconds=1.0)  # warm-up
+        unlimited, _ = measure(port, "/healthz", seconds=seconds)
+        limited, _ = measure(port, "/bench/constant", seconds=seconds)
+    print(
+        f"  trivial route: unlimited {unlimited:8.0f} req/s, limited {limited:8.0f} req/s "
+        f"= {limited / unlimited:6.1%} (goal >= 85%)"
+    )
