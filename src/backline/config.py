@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    access_token_minutes: int = Field(15, ge=1, le=60)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+    session_idle_days: int = Field(14, ge=1, le=365, description="a session unused this long ends")
+    lockout_threshold: int = Field(5, ge=2, le=100, description="failed passwords before a lock")
+    breached_password_check: bool = Field(
+        False, description="refuse passwords found in Have I Been Pwned (k-anonymity range API)"
+    )
+    hibp_base_url: str = "https://api.pwnedpasswords.com"
+
     rate_limits: dict[str, str] = Field(
         default_factory=dict, description='JSON: policy name -> limits, e.g. {"login": "5/minute"}'
     )
