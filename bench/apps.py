@@ -10,7 +10,7 @@ from backline.app import Backline
 from backline.app import create_app as create_backline
 from backline.routing import router
 
-bench_router = router(prefix="/bench")
+bench_router = router(public=True, prefix="/bench")
 
 
 @bench_router.get("/constant")

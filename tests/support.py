@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,9 +28,9 @@ from backline.errors import TooManyRequests
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
 from backline.ratelimit.deps import RateLimit
-from backline.routing import JSONRoute
+from backline.routing import router as make_router
 
-router = APIRouter(prefix="/test", route_class=JSONRoute)
+router = make_router(public=True, prefix="/test")
 log = get_logger("tests.support")
 
 

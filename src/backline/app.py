@@ -22,6 +22,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from backline import __version__
+from backline.accounts import routes as accounts_routes
+from backline.accounts.revocation import Revocations
+from backline.audit.routes import staff as audit_router
 from backline.config import Settings
 from backline.context import REQUEST_ID_HEADER
 from backline.db import create_engine, create_sessionmaker
@@ -92,6 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.http = http
     app.state.readiness_checks = build_checks(settings, engine, redis)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
+    app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
     log.info("started", env=settings.env, version=__version__)
     if not settings.is_production:
         for note in settings.describe_defaults():
@@ -134,6 +138,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.router.route_class = JSONRoute
     install_error_handlers(app)
     app.include_router(ops_router)
+    for account_router in (
+        accounts_routes.public,
+        accounts_routes.signed_in,
+        accounts_routes.me,
+        accounts_routes.admin,
+    ):
+        app.include_router(account_router)
+    app.include_router(audit_router)
     if not settings.is_production:
         app.include_router(dev_router)
     return app

@@ -1,9 +1,18 @@
 """Every table's model, imported in one place so that metadata is complete for migrations."""
 
-from backline.accounts.models import User
+from backline.accounts.models import AccountToken, AuthSession, RefreshToken, User
+from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
 
 metadata = Base.metadata
 
-__all__ = ["OutboxEmail", "User", "metadata"]
+__all__ = [
+    "AccountToken",
+    "AuditEvent",
+    "AuthSession",
+    "OutboxEmail",
+    "RefreshToken",
+    "User",
+    "metadata",
+]

@@ -88,7 +88,17 @@ class JSONRoute(APIRoute):
         return isinstance(info, params.Form)
 
 
-def router(**kwargs: Any) -> APIRouter:
-    """An `APIRouter` whose routes are `JSONRoute`s; every Backline router is made here."""
+def router(*, public: bool = False, **kwargs: Any) -> APIRouter:
+    """An `APIRouter` of `JSONRoute`s; every Backline router is made here.
+
+    Its routes require a signed-in user unless the router is made with `public=True`: a
+    public route is the visible exception.
+    """
     kwargs.setdefault("route_class", JSONRoute)
+    if not public:
+        from fastapi import Depends
+
+        from backline.accounts.deps import authenticate
+
+        kwargs["dependencies"] = [Depends(authenticate), *kwargs.get("dependencies", [])]
     return APIRouter(**kwargs)

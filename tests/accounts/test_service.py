@@ -90,5 +90,13 @@ def test_invalid_addresses_are_refused(email: str) -> None:
         normalize_email(email)
 
 
-def test_unicode_domains_are_normalized() -> None:
-    assert normalize_email("Zoë@BÜCHER.example") == "zoë@bücher.example"
+def test_internationalized_domains_are_stored_in_ascii() -> None:
+    assert normalize_email("Zoe@BÜCHER.example") == "zoe@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "email", ["Zoë@example.com", "\u0430dmin@example.com", "ann@exam\u2024ple.com"]
+)
+def test_non_ascii_local_parts_and_lookalikes_are_refused(email: str) -> None:
+    with pytest.raises(InvalidEmail):
+        normalize_email(email)

@@ -17,6 +17,7 @@ REQUIRED = {
     "account_locked",
     "new_sign_in",
     "signup_attempt",
+    "email_change_requested",
     "application_received",
     "application_approved",
     "application_rejected",

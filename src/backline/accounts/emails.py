@@ -1,8 +1,14 @@
 """Email address validation and normalization (email-validator does the RFC work).
 
-The stored form is email-validator's normalized address (Unicode NFC, IDNA domain) with the
-whole address lowercased: mail providers treat local parts case-insensitively in practice, and
-one person must not hold two accounts that differ only by case.
+The stored form is the address in ASCII, lowercased:
+
+* the local part must be ASCII (no SMTPUTF8): most mail systems cannot deliver anything else,
+  and it shuts out look-alike letters from other scripts (a Cyrillic "a" passing for a
+  Latin one);
+* an internationalized domain is kept in its IDNA form (`xn--...`), so a look-alike domain
+  cannot pass for another in any list a person reads;
+* the whole address is lowercased: providers treat local parts case-insensitively in practice,
+  and one person must not hold two accounts that differ only by case.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ def normalize_email(raw: str) -> str:
     if not candidate or len(candidate) > MAX_EMAIL_LENGTH:
         raise InvalidEmail("An email address of at most 254 characters is required.")
     try:
-        result = validate_email(candidate, check_deliverability=False)
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
-    return result.normalized.lower()
+    return (result.ascii_email or result.normalized).lower()

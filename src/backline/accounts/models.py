@@ -1,19 +1,26 @@
-"""The `users` table.
+"""Account tables: users, their sessions, refresh tokens, one-time tokens.
 
-Emails are stored normalized (see `backline.accounts.emails`) and are unique case-insensitively,
-enforced by a unique index on `lower(email)` so that no path around the service can create a
-second account for `Ann@Example.com`.
+* `users`: emails stored normalized, unique case-insensitively through a unique index on
+  `lower(email)`, so no path around the service can create a second account for
+  `Ann@Example.com`. Lockout state lives here (failures in the current window, lock level).
+* `auth_sessions`: one per login (device); access tokens name their session (`sid`), so
+  revoking a session revokes its access tokens too.
+* `refresh_tokens`: opaque, stored as SHA-256 hashes, one family per session. Each use
+  rotates: the token is marked used and names its successor.
+* `account_tokens`: one-time tokens for email verification, password reset and email change,
+  stored as hashes, with expiry and use time.
 """
 
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, String, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backline.db import Base, IdMixin, TimestampMixin
+from backline.db import Base, IdMixin, TimestampMixin, utcnow
 
 
 class Role(enum.StrEnum):
@@ -37,6 +44,11 @@ class User(IdMixin, TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
     password_hash: Mapped[str] = mapped_column(String(255))
     email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[datetime | None] = mapped_column(default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    lock_level: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def is_verified(self) -> bool:
@@ -44,3 +56,58 @@ class User(IdMixin, TimestampMixin, Base):
 
 
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
+class AuthSession(IdMixin, Base):
+    __tablename__ = "auth_sessions"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now
+
+
+class RefreshToken(IdMixin, Base):
+    __tablename__ = "refresh_tokens"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TokenPurpose(enum.StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a password
+    CHANGE_EMAIL = "change_email"
+
+
+class AccountToken(IdMixin, Base):
+    __tablename__ = "account_tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('verify_email', 'reset_password', 'change_email')",
+            name="purpose_known",
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    new_email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.emails import normalize_email
-from backline.accounts.models import Role, User
+from backline.accounts.models import AuthSession, Role, User
 from backline.accounts.passwords import check_length, hash_password
+from backline.audit.models import AuditEvent
 from backline.db import utcnow
+from backline.email.models import OutboxEmail
 from backline.errors import Conflict, Unprocessable
 
 
@@ -51,3 +57,94 @@ async def create(
     except IntegrityError:
         raise Conflict("An account with this email already exists.", code="email_taken") from None
     return user
+
+
+async def update(session: AsyncSession, *, user: User, display_name: str | None) -> User:
+    if display_name is not None:
+        name = display_name.strip()
+        if not 1 <= len(name) <= 100:
+            raise Unprocessable(
+                "A display name of 1 to 100 characters is required.", code="invalid_display_name"
+            )
+        user.display_name = name
+    return user
+
+
+async def delete(session: AsyncSession, *, user: User) -> None:
+    """Remove the person: their row, sessions and tokens (by cascade) and mail still queued
+    to them. The audit trail keeps only the bare user ID, which now names no one."""
+    await session.execute(
+        sa_delete(OutboxEmail)
+        .where(func.lower(OutboxEmail.to_address) == user.email.lower())
+        .execution_options(synchronize_session=False)
+    )
+    await session.delete(user)
+    await session.flush()
+
+
+async def export(session: AsyncSession, *, user: User) -> dict[str, Any]:
+    """Everything held about the user, as JSON-ready data."""
+    sessions = (
+        await session.scalars(select(AuthSession).where(AuthSession.user_id == user.id))
+    ).all()
+    events = (
+        await session.scalars(
+            select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.created_at)
+        )
+    ).all()
+    emails = (
+        await session.scalars(
+            select(OutboxEmail)
+            .where(func.lower(OutboxEmail.to_address) == user.email.lower())
+            .order_by(OutboxEmail.created_at)
+        )
+    ).all()
+    return {
+        "exported_at": utcnow().isoformat(),
+        "profile": {
+            "id": str(user.id),
+            "email": user.email,
+            "display_name": user.display_name,
+            "role": user.role,
+            "email_verified_at": _iso(user.email_verified_at),
+            "password_changed_at": _iso(user.password_changed_at),
+            "created_at": _iso(user.created_at),
+            "updated_at": _iso(user.updated_at),
+        },
+        "sessions": [
+            {
+                "id": str(s.id),
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "created_at": _iso(s.created_at),
+                "last_used_at": _iso(s.last_used_at),
+                "expires_at": _iso(s.expires_at),
+                "revoked_at": _iso(s.revoked_at),
+            }
+            for s in sessions
+        ],
+        "security_events": [
+            {
+                "event": e.event,
+                "at": _iso(e.created_at),
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "details": e.details,
+            }
+            for e in events
+        ],
+        "emails": [
+            {
+                "template": m.template,
+                "subject": m.subject,
+                "status": m.status,
+                "queued_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in emails
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -20,7 +20,7 @@ from backline.email.models import OutboxEmail
 from backline.errors import NotFound
 from backline.routing import router
 
-dev_router = router(prefix="/dev", include_in_schema=False)
+dev_router = router(public=True, prefix="/dev", include_in_schema=False)
 _URL = re.compile(r"https?://[^\s<>\"']+")
 # The stored HTML part is shown as sent, but sandboxed: no scripts, no forms, no navigation.
 _MESSAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -43,6 +43,9 @@ CATALOGUE: dict[str, EmailTemplate] = {
         {"signed_in_at": "2026-11-25 10:00 UTC", "ip": "203.0.113.7", "user_agent": "Firefox"},
     ),
     "signup_attempt": EmailTemplate("Someone tried to sign up with your email address"),
+    "email_change_requested": EmailTemplate(
+        "Your account's email address is changing", {"new_email": "new@example.com"}
+    ),
     "application_received": EmailTemplate(
         "We received your artist application", {"artist_name": "The Sample Band"}
     ),

@@ -15,7 +15,7 @@ from backline.errors import problem_response
 from backline.ops.checks import run_checks
 from backline.routing import router
 
-public_router = router(tags=["operations"])
+public_router = router(public=True, tags=["operations"])
 
 
 @public_router.get("/healthz", summary="Liveness")

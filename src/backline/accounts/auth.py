@@ -1,0 +1,320 @@
+"""Signing in and staying signed in: login, lockout, refresh rotation, sessions, logout.
+
+Failures that must still be written down (a wrong password counts toward a lock; a reused
+refresh token ends its session) are returned as an `AuthFailure`, not raised: the route
+commits the transaction and then answers with the problem, so the record survives the error.
+
+Login answers the same 401 `invalid_credentials`, in the same time, for an unknown address and
+for a wrong password: an unknown address is checked against a dummy hash. Only after a correct
+password does it say that the address is unverified. After `lockout_threshold` wrong passwords
+within 15 minutes the account is locked for 1, 2, 4 ... up to 60 minutes (never for good), the
+owner is emailed, and every attempt meanwhile answers 429 with Retry-After without looking at
+the password. A correct password or a password reset clears the count.
+
+Refresh tokens rotate on every use. A token used a second time after the grace window (10 s,
+for two tabs refreshing at once, which both get the same successor) is taken as stolen: its
+whole session is revoked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backline.accounts import service as accounts
+from backline.accounts.deps import ClientInfo
+from backline.accounts.emails import InvalidEmail
+from backline.accounts.models import AuthSession, RefreshToken, User
+from backline.accounts.passwords import hash_password, hasher, needs_rehash, verify_password
+from backline.accounts.revocation import Revocations
+from backline.accounts.tokens import digest, issue_access, new_opaque, now, refresh_successor
+from backline.audit import service as audit
+from backline.config import Settings
+from backline.email import service as outbox
+
+FAILURE_WINDOW = timedelta(minutes=15)
+LOCK_BASE = timedelta(minutes=1)
+LOCK_CAP = timedelta(minutes=60)
+REFRESH_GRACE = timedelta(seconds=10)
+_DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: uuid.UUID
+    user: User
+
+
+@dataclass(frozen=True)
+class AuthFailure:
+    status: int
+    code: str
+    detail: str
+    retry_after: int | None = None
+
+
+def _lock_duration(level: int) -> timedelta:
+    longer: timedelta = LOCK_BASE * 2 ** max(0, level - 1)
+    return min(LOCK_CAP, longer)
+
+
+async def _issue(
+    session: AsyncSession, *, settings: Settings, auth_session: AuthSession, refresh: str
+) -> TokenPair:
+    session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
+    await session.flush()
+    user = await session.get(User, auth_session.user_id)
+    assert user is not None
+    access = issue_access(
+        settings.signing_key,
+        user_id=auth_session.user_id,
+        session_id=auth_session.id,
+        minutes=settings.access_token_minutes,
+    )
+    return TokenPair(access, refresh, settings.access_token_minutes * 60, auth_session.id, user)
+
+
+async def login(
+    session: AsyncSession, *, settings: Settings, email: str, password: str, client: ClientInfo
+) -> TokenPair | AuthFailure:
+    wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
+    try:
+        user = await accounts.get_by_email(session, email=email)
+    except InvalidEmail:
+        user = None
+    if user is None:
+        await verify_password(_DUMMY_HASH, password)  # the same cost as a real check
+        await audit.record(
+            session,
+            event="login_failed",
+            user_id=None,
+            ip=client.ip,
+            user_agent=client.user_agent,
+            reason="unknown_email",
+        )
+        return wrong
+    moment = now()
+    if user.locked_until is not None and user.locked_until > moment:
+        retry = max(1, int((user.locked_until - moment).total_seconds()) + 1)
+        return AuthFailure(
+            429, "account_locked", "Too many failed sign-ins; try again later.", retry
+        )
+    if not await verify_password(user.password_hash, password):
+        await _count_failure(session, settings=settings, user=user, client=client)
+        return wrong
+    user.failed_logins, user.first_failed_at, user.lock_level = 0, None, 0
+    user.locked_until = None
+    if not user.is_verified:
+        return AuthFailure(
+            403, "email_not_verified", "Confirm your email address first; we sent you a link."
+        )
+    if needs_rehash(user.password_hash):
+        user.password_hash = await hash_password(password)
+    auth_session = AuthSession(
+        user_id=user.id,
+        user_agent=client.user_agent,
+        ip=client.ip,
+        created_at=moment,
+        last_used_at=moment,
+        expires_at=moment + timedelta(days=settings.refresh_token_days),
+    )
+    session.add(auth_session)
+    await session.flush()
+    await audit.record(
+        session,
+        event="login_ok",
+        user_id=user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        session_id=str(auth_session.id),
+    )
+    return await _issue(session, settings=settings, auth_session=auth_session, refresh=new_opaque())
+
+
+async def _count_failure(
+    session: AsyncSession, *, settings: Settings, user: User, client: ClientInfo
+) -> None:
+    moment = now()
+    if user.first_failed_at is None or moment - user.first_failed_at > FAILURE_WINDOW:
+        user.failed_logins, user.first_failed_at = 0, moment
+    user.failed_logins += 1
+    await audit.record(
+        session,
+        event="login_failed",
+        user_id=user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        reason="wrong_password",
+        failures=user.failed_logins,
+    )
+    if user.failed_logins < settings.lockout_threshold:
+        return
+    user.lock_level += 1
+    user.locked_until = moment + _lock_duration(user.lock_level)
+    user.failed_logins, user.first_failed_at = 0, None
+    await audit.record(
+        session,
+        event="lockout",
+        user_id=user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        until=user.locked_until.isoformat(),
+        level=user.lock_level,
+    )
+    await outbox.enqueue(
+        session,
+        settings=settings,
+        template="account_locked",
+        to_address=user.email,
+        to_name=user.display_name,
+        context={
+            "failures": settings.lockout_threshold,
+            "locked_until": f"{user.locked_until:%Y-%m-%d %H:%M} UTC",
+        },
+    )
+
+
+_rotations: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@asynccontextmanager
+async def rotation_lock(token: str) -> AsyncIterator[None]:
+    """Serialize this process's refreshes of one token, transaction included.
+
+    Across processes PostgreSQL's row lock (`FOR UPDATE`) does the same; SQLite, having no
+    row locks, relies on this for the one process that development runs.
+    """
+    key = digest(token)
+    lock = _rotations.get(key)
+    if lock is None:
+        lock = _rotations[key] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def refresh(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    revocations: Revocations,
+    token: str,
+    client: ClientInfo,
+) -> TokenPair | AuthFailure:
+    invalid = AuthFailure(401, "invalid_refresh_token", "Sign in again.")
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest(token)).with_for_update()
+    )
+    if row is None:
+        return invalid
+    auth_session = await session.get(AuthSession, row.session_id, with_for_update=True)
+    moment = now()
+    if (
+        auth_session is None
+        or not auth_session.active(moment)
+        or auth_session.last_used_at + timedelta(days=settings.session_idle_days) < moment
+    ):
+        return invalid
+    successor = refresh_successor(settings.signing_key, token)
+    if row.used_at is None:
+        row.used_at = moment
+        auth_session.last_used_at = moment
+        return await _issue(
+            session, settings=settings, auth_session=auth_session, refresh=successor
+        )
+    if moment - row.used_at <= REFRESH_GRACE:  # a concurrent refresh: the same successor
+        access = issue_access(
+            settings.signing_key,
+            user_id=auth_session.user_id,
+            session_id=auth_session.id,
+            minutes=settings.access_token_minutes,
+        )
+        user = await session.get(User, auth_session.user_id)
+        assert user is not None
+        return TokenPair(
+            access, successor, settings.access_token_minutes * 60, auth_session.id, user
+        )
+    await revoke_sessions(
+        session, revocations=revocations, sessions=[auth_session], reason="refresh_reuse"
+    )
+    await audit.record(
+        session,
+        event="refresh_reuse",
+        user_id=auth_session.user_id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        session_id=str(auth_session.id),
+    )
+    return AuthFailure(
+        401, "refresh_token_reused", "This sign-in was ended for safety; sign in again."
+    )
+
+
+async def session_of_refresh(session: AsyncSession, *, token: str) -> uuid.UUID | None:
+    found: uuid.UUID | None = await session.scalar(
+        select(RefreshToken.session_id).where(RefreshToken.token_hash == digest(token))
+    )
+    return found
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    *,
+    revocations: Revocations,
+    sessions: Sequence[AuthSession],
+    reason: str,
+) -> None:
+    moment = now()
+    ids = [s.id for s in sessions if s.revoked_at is None]
+    if not ids:
+        return
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id.in_(ids))
+        .values(revoked_at=moment, revoked_reason=reason)
+        .execution_options(synchronize_session="fetch")
+    )
+    await revocations.revoked(ids)
+
+
+async def list_sessions(session: AsyncSession, *, user_id: uuid.UUID) -> Sequence[AuthSession]:
+    moment = now()
+    rows = await session.scalars(
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > moment,
+        )
+        .order_by(AuthSession.last_used_at.desc())
+    )
+    return rows.all()
+
+
+async def end_sessions(
+    session: AsyncSession,
+    *,
+    revocations: Revocations,
+    user_id: uuid.UUID,
+    reason: str,
+    keep: uuid.UUID | None = None,
+    only: uuid.UUID | None = None,
+) -> int:
+    """Revoke the user's active sessions (all, all but `keep`, or `only` one); how many."""
+    targets = [
+        s
+        for s in await list_sessions(session, user_id=user_id)
+        if s.id != keep and (only is None or s.id == only)
+    ]
+    await revoke_sessions(session, revocations=revocations, sessions=targets, reason=reason)
+    return len(targets)

@@ -1,0 +1,146 @@
+"""Who is asking: `CurrentUser`, `CurrentPrincipal`, `RequireRole(...)`, and CSRF for cookies.
+
+A request is authenticated by a bearer access token (`Authorization: Bearer ...`, for API
+clients) or by the HttpOnly access cookie the browser login sets. Either way the token must
+verify (see `tokens.verify_access`) and its session must not be revoked (`revocation`).
+
+Cookies are sent by the browser on its own, so a cookie-authenticated request that changes
+anything (any method but GET, HEAD, OPTIONS) must also prove it comes from Backline's own
+pages: an `X-CSRF-Token` header matching the session's CSRF token (double submit: the page
+reads it from the `backline_csrf` cookie), and an `Origin` (or, lacking one, `Referer`) among
+the allowed origins. Otherwise 403 `csrf_failed`. Bearer requests need neither: a browser
+never adds an Authorization header on its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from backline.accounts.models import Role, User
+from backline.accounts.revocation import Revocations
+from backline.accounts.tokens import InvalidToken, csrf_valid, verify_access
+from backline.config import Settings
+from backline.context import bind_user
+from backline.deps import SessionDep
+from backline.errors import Forbidden, Unauthorized
+from backline.ratelimit.clientip import client_ip
+
+ACCESS_COOKIE = "backline_access"
+REFRESH_COOKIE = "backline_refresh"
+CSRF_COOKIE = "backline_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backline"'}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    session_id: uuid.UUID
+    via_cookie: bool
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str
+    user_agent: str | None
+
+
+def client_info(request: Request) -> ClientInfo:
+    settings: Settings = request.app.state.settings
+    agent = request.headers.get("user-agent")
+    return ClientInfo(
+        ip=client_ip(request.scope, settings.trusted_proxies),
+        user_agent=agent[:300] if agent else None,
+    )
+
+
+def _presented_token(request: Request) -> tuple[str, bool] | None:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized(
+                "Use `Authorization: Bearer <access token>`.",
+                code="invalid_token",
+                headers=_CHALLENGE,
+            )
+        return value.strip(), False
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    if cookie:
+        return cookie, True
+    return None
+
+
+def check_csrf(request: Request, session_id: uuid.UUID) -> None:
+    settings: Settings = request.app.state.settings
+    presented = request.headers.get(CSRF_HEADER, "")
+    if not presented or not csrf_valid(settings.signing_key, session_id, presented):
+        raise Forbidden("The CSRF token is missing or wrong.", code="csrf_failed")
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = urlsplit(request.headers.get("referer", ""))
+        origin = f"{referer.scheme}://{referer.netloc}" if referer.netloc else None
+    if origin is None or origin.rstrip("/") not in settings.cors_origins:
+        raise Forbidden("This request did not come from an allowed origin.", code="csrf_failed")
+
+
+async def authenticate(request: Request, session: SessionDep) -> Principal:
+    presented = _presented_token(request)
+    if presented is None:
+        raise Unauthorized("Sign in first.", code="unauthenticated", headers=_CHALLENGE)
+    token, via_cookie = presented
+    settings: Settings = request.app.state.settings
+    try:
+        claims = verify_access(settings.signing_key, token)
+    except InvalidToken:
+        raise Unauthorized(
+            "The access token is not valid.", code="invalid_token", headers=_CHALLENGE
+        ) from None
+    revocations: Revocations = request.app.state.revocations
+    if await revocations.is_revoked(claims.session_id):
+        raise Unauthorized(
+            "This session has ended; sign in again.", code="session_revoked", headers=_CHALLENGE
+        )
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized("This account no longer exists.", code="invalid_token")
+    if via_cookie and request.method not in SAFE_METHODS:
+        check_csrf(request, claims.session_id)
+    request.state.user_id = user.id
+    bind_user(user.id)
+    return Principal(user=user, session_id=claims.session_id, via_cookie=via_cookie)
+
+
+async def _current_user(principal: Annotated[Principal, Depends(authenticate)]) -> User:
+    return principal.user
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+CurrentUser = Annotated[User, Depends(_current_user)]
+
+# Staff rights include the admin's; the artist role is a capability of its own.
+_GRANTS: dict[Role, frozenset[str]] = {
+    Role.USER: frozenset({"user", "artist", "staff", "admin"}),
+    Role.ARTIST: frozenset({"artist"}),
+    Role.STAFF: frozenset({"staff", "admin"}),
+    Role.ADMIN: frozenset({"admin"}),
+}
+
+
+def RequireRole(role: str) -> Any:  # noqa: N802 - reads as a declaration on the route
+    """A dependency admitting users whose role grants `role`; 403 `forbidden_role` otherwise."""
+    needed = Role(role)
+
+    async def require(user: CurrentUser) -> User:
+        if user.role not in _GRANTS[needed]:
+            raise Forbidden(f"This needs the {needed.value} role.", code="forbidden_role")
+        return user
+
+    require.__name__ = f"require_{needed.value}"
+    return Depends(require)

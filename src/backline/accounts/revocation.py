@@ -1,0 +1,88 @@
+"""Immediate revocation: an access token stops working within a second of its session ending.
+
+Access tokens are stateless for 15 minutes; each names its session (`sid`), and every request
+asks whether that session was revoked:
+
+* with Redis, one `EXISTS` on `<prefix>:revoked:<sid>`, a key written when the session is
+  revoked and kept as long as any access token of it can live: every app process sees it at
+  once. Should Redis fail, the database answers instead;
+* without Redis, the database's `auth_sessions` row, through a per-process cache whose entries
+  are at most one second old.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backline.accounts.models import AuthSession
+from backline.accounts.tokens import now
+from backline.config import Settings
+from backline.logging import get_logger
+
+log = get_logger(__name__)
+CACHE_SECONDS = 1.0
+CACHE_LIMIT = 100_000
+
+
+class Revocations:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis | None,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.redis = redis
+        self.sessionmaker = sessionmaker
+        self.prefix = f"{settings.redis_prefix}:revoked:"
+        # A revoked marker must outlive every access token that names the session.
+        self.ttl = settings.access_token_minutes * 60 + 60
+        self._cache: dict[uuid.UUID, tuple[bool, float]] = {}
+
+    async def revoked(self, session_ids: Iterable[uuid.UUID]) -> None:
+        """Announce revoked sessions (their rows are updated by the caller's transaction)."""
+        ids = list(session_ids)
+        for session_id in ids:
+            self._cache.pop(session_id, None)
+        if self.redis is None or not ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for session_id in ids:
+                    pipe.set(f"{self.prefix}{session_id}", b"1", ex=self.ttl)
+                await pipe.execute()
+        except RedisError as exc:
+            log.error("revocation_not_published", error=type(exc).__name__, sessions=len(ids))
+
+    async def is_revoked(self, session_id: uuid.UUID) -> bool:
+        if self.redis is not None:
+            try:
+                return bool(await self.redis.exists(f"{self.prefix}{session_id}"))
+            except RedisError as exc:
+                log.warning("revocation_check_fell_back", error=type(exc).__name__)
+                return await self._from_database(session_id)
+        cached = self._cache.get(session_id)
+        if cached is not None and time.monotonic() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        return await self._from_database(session_id)
+
+    async def _from_database(self, session_id: uuid.UUID) -> bool:
+        async with self.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(AuthSession.revoked_at, AuthSession.expires_at).where(
+                        AuthSession.id == session_id
+                    )
+                )
+            ).one_or_none()
+        revoked = row is None or row.revoked_at is not None or row.expires_at <= now()
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[session_id] = (revoked, time.monotonic())
+        return revoked

@@ -1,0 +1,444 @@
+"""Account endpoints: `/api/auth/*` (signing up, in and out) and `/api/me` (the account).
+
+Routes stay thin: they pick the inputs, call `recovery`, `auth` or `service`, and shape the
+answer. A failure the service returns rather than raises (see `auth`) is answered as a problem
+after the transaction is committed, so what it recorded stays recorded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Body, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from backline.accounts import auth, recovery
+from backline.accounts import service as accounts
+from backline.accounts.cookies import clear_session_cookies, set_session_cookies
+from backline.accounts.deps import (
+    REFRESH_COOKIE,
+    CurrentPrincipal,
+    CurrentUser,
+    RequireRole,
+    check_csrf,
+    client_info,
+)
+from backline.accounts.models import Role, User
+from backline.accounts.passwords import verify_password
+from backline.accounts.revocation import Revocations
+from backline.accounts.schemas import (
+    Accepted,
+    ChangePasswordRequest,
+    DeleteAccountRequest,
+    EmailRequest,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    SessionPublic,
+    TokenRequest,
+    TokenResponse,
+    UserPublic,
+    UserUpdate,
+)
+from backline.accounts.tokens import csrf_token
+from backline.audit import service as audit
+from backline.deps import HttpClientDep, SessionDep, SettingsDep
+from backline.errors import Forbidden, NotFound, Unauthorized, problem_response
+from backline.ratelimit.deps import RateLimit
+from backline.routing import router
+
+public = router(public=True, prefix="/api/auth", tags=["auth"])
+signed_in = router(prefix="/api/auth", tags=["auth"])
+me = router(prefix="/api/me", tags=["account"])
+admin = router(prefix="/api/admin", tags=["admin"])
+
+ACCEPTED = "If the address can receive email, a message is on its way."
+
+
+def _revocations(request: Request) -> Revocations:
+    revocations: Revocations = request.app.state.revocations
+    return revocations
+
+
+def _failure(failure: auth.AuthFailure) -> JSONResponse:
+    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
+    return problem_response(failure.status, failure.code, failure.detail, headers=headers)
+
+
+def _tokens(
+    pair: auth.TokenPair, *, mode: str, response: Response, settings: SettingsDep
+) -> TokenResponse:
+    if mode == "cookie":
+        csrf = csrf_token(settings.signing_key, pair.session_id)
+        set_session_cookies(
+            response,
+            settings=settings,
+            access=pair.access_token,
+            refresh=pair.refresh_token,
+            csrf=csrf,
+        )
+        return TokenResponse(
+            access_token=None, expires_in=pair.expires_in, refresh_token=None, csrf_token=csrf
+        )
+    return TokenResponse(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+    )
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        email_verified=user.is_verified,
+        created_at=user.created_at,
+    )
+
+
+@public.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RateLimit("register")],
+    summary="Sign up; the answer is the same whether or not the address is taken",
+)
+async def register(
+    body: RegisterRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    http: HttpClientDep,
+) -> Accepted:
+    await recovery.register(
+        session,
+        settings=settings,
+        http=http,
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+        client=client_info(request),
+    )
+    return Accepted(detail="Check your inbox for a link to confirm your address.")
+
+
+@public.post("/verify-email", summary="Confirm an address with the token from the email")
+async def verify_email(body: TokenRequest, request: Request, session: SessionDep) -> UserPublic:
+    user = await recovery.verify_email(session, token=body.token, client=client_info(request))
+    return _public(user)
+
+
+@public.post(
+    "/resend-verification",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RateLimit("resend_verification")],
+)
+async def resend_verification(
+    body: EmailRequest, session: SessionDep, settings: SettingsDep
+) -> Accepted:
+    await recovery.resend_verification(session, settings=settings, email=body.email)
+    return Accepted(detail=ACCEPTED)
+
+
+@public.post(
+    "/login",
+    response_model=TokenResponse,
+    dependencies=[RateLimit("login")],
+    responses={401: {}, 403: {}, 429: {}},
+)
+async def login(
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    outcome = await auth.login(
+        session,
+        settings=settings,
+        email=body.email,
+        password=body.password,
+        client=client_info(request),
+    )
+    if isinstance(outcome, auth.AuthFailure):
+        return _failure(outcome)
+    return _tokens(outcome, mode=body.mode, response=response, settings=settings)
+
+
+@public.post(
+    "/refresh",
+    response_model=TokenResponse,
+    dependencies=[RateLimit("refresh")],
+    responses={401: {}},
+)
+async def refresh(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> Any:
+    body = body or RefreshRequest()
+    token, mode = body.refresh_token, body.mode
+    if token is None:
+        token, mode = request.cookies.get(REFRESH_COOKIE), "cookie"
+        if token is None:
+            raise Unauthorized("No refresh token was sent.", code="invalid_refresh_token")
+    sessionmaker = request.app.state.sessionmaker
+    # The rotation is its own short transaction, under a lock, so that two concurrent
+    # refreshes of one token see each other (see `auth.rotation_lock`).
+    async with auth.rotation_lock(token), sessionmaker() as session, session.begin():
+        if body.refresh_token is None:
+            # The browser sends the cookie on its own: the page must prove it asked.
+            session_id = await auth.session_of_refresh(session, token=token)
+            if session_id is not None:
+                check_csrf(request, session_id)
+        outcome = await auth.refresh(
+            session,
+            settings=settings,
+            revocations=_revocations(request),
+            token=token,
+            client=client_info(request),
+        )
+    if isinstance(outcome, auth.AuthFailure):
+        failed = _failure(outcome)
+        if mode == "cookie":
+            clear_session_cookies(failed, settings=settings)
+        return failed
+    return _tokens(outcome, mode=mode, response=response, settings=settings)
+
+
+@public.post(
+    "/forgot-password",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[RateLimit("forgot_password")],
+)
+async def forgot_password(
+    body: EmailRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> Accepted:
+    await recovery.forgot_password(
+        session, settings=settings, email=body.email, client=client_info(request)
+    )
+    return Accepted(detail=ACCEPTED)
+
+
+@public.post(
+    "/reset-password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[RateLimit("reset_password")],
+)
+async def reset_password(
+    body: ResetPasswordRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    http: HttpClientDep,
+) -> None:
+    await recovery.reset_password(
+        session,
+        settings=settings,
+        http=http,
+        revocations=_revocations(request),
+        token=body.token,
+        new_password=body.new_password,
+        client=client_info(request),
+    )
+
+
+@signed_in.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    principal: CurrentPrincipal,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> None:
+    await auth.end_sessions(
+        session,
+        revocations=_revocations(request),
+        user_id=principal.user.id,
+        reason="logout",
+        only=principal.session_id,
+    )
+    client = client_info(request)
+    await audit.record(
+        session,
+        event="logout",
+        user_id=principal.user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        session_id=str(principal.session_id),
+    )
+    clear_session_cookies(response, settings=settings)
+
+
+@signed_in.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(
+    principal: CurrentPrincipal,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> None:
+    ended = await auth.end_sessions(
+        session, revocations=_revocations(request), user_id=principal.user.id, reason="logout_all"
+    )
+    client = client_info(request)
+    await audit.record(
+        session,
+        event="logout_all",
+        user_id=principal.user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        sessions_ended=ended,
+    )
+    clear_session_cookies(response, settings=settings)
+
+
+@signed_in.get("/sessions")
+async def sessions(principal: CurrentPrincipal, session: SessionDep) -> list[SessionPublic]:
+    rows = await auth.list_sessions(session, user_id=principal.user.id)
+    return [
+        SessionPublic.model_validate(row).model_copy(
+            update={"current": row.id == principal.session_id}
+        )
+        for row in rows
+    ]
+
+
+@signed_in.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_session(
+    session_id: uuid.UUID, principal: CurrentPrincipal, request: Request, session: SessionDep
+) -> None:
+    ended = await auth.end_sessions(
+        session,
+        revocations=_revocations(request),
+        user_id=principal.user.id,
+        reason="revoked",
+        only=session_id,
+    )
+    if not ended:
+        raise NotFound("No such session.")
+    client = client_info(request)
+    await audit.record(
+        session,
+        event="session_revoked",
+        user_id=principal.user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        session_id=str(session_id),
+    )
+
+
+@signed_in.post("/change-password")
+async def change_password(
+    body: ChangePasswordRequest,
+    principal: CurrentPrincipal,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    http: HttpClientDep,
+) -> dict[str, int]:
+    ended = await recovery.change_password(
+        session,
+        settings=settings,
+        http=http,
+        revocations=_revocations(request),
+        user=principal.user,
+        current_session=principal.session_id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        client=client_info(request),
+    )
+    return {"other_sessions_ended": ended}
+
+
+@me.get("")
+async def get_me(user: CurrentUser) -> UserPublic:
+    return _public(user)
+
+
+@me.patch("")
+async def update_me(
+    body: UserUpdate,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> UserPublic:
+    await accounts.update(session, user=user, display_name=body.display_name)
+    if body.email is not None:
+        if body.current_password is None:
+            raise Forbidden(
+                "Changing the email address needs the current password.",
+                code="password_required",
+            )
+        await recovery.request_email_change(
+            session,
+            settings=settings,
+            user=user,
+            new_email=body.email,
+            current_password=body.current_password,
+            client=client_info(request),
+        )
+    return _public(user)
+
+
+@me.delete("", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(
+    body: DeleteAccountRequest,
+    principal: CurrentPrincipal,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> None:
+    user = principal.user
+    if not await verify_password(user.password_hash, body.password):
+        raise Forbidden("The password is wrong.", code="invalid_credentials")
+    await auth.end_sessions(
+        session, revocations=_revocations(request), user_id=user.id, reason="account_deleted"
+    )
+    client = client_info(request)
+    await audit.record(
+        session,
+        event="account_deleted",
+        user_id=user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+    )
+    await accounts.delete(session, user=user)
+    clear_session_cookies(response, settings=settings)
+
+
+@me.get("/export")
+async def export_me(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    return await accounts.export(session, user=user)
+
+
+@admin.patch("/users/{user_id}/role", dependencies=[RequireRole("admin")])
+async def change_role(
+    user_id: uuid.UUID,
+    role: Annotated[Role, Body(embed=True)],
+    principal: CurrentPrincipal,
+    request: Request,
+    session: SessionDep,
+) -> UserPublic:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    before, user.role = user.role, role.value
+    client = client_info(request)
+    await audit.record(
+        session,
+        event="role_changed",
+        user_id=user.id,
+        actor_id=principal.user.id,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        before=before,
+        after=role.value,
+    )
+    return _public(user)

@@ -1,0 +1,1 @@
+"""The security audit log: who did what to which account, from where."""

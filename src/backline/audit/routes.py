@@ -1,0 +1,73 @@
+"""`GET /api/admin/audit-events`: the security audit log, for staff, newest first."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict
+
+from backline.accounts.deps import RequireRole
+from backline.audit import service as audit
+from backline.deps import SessionDep
+from backline.errors import BadRequest
+from backline.routing import router
+
+staff = router(prefix="/api/admin", tags=["admin"], dependencies=[RequireRole("staff")])
+
+
+class AuditEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    event: str
+    user_id: uuid.UUID | None
+    actor_id: uuid.UUID | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None
+
+
+def _cursor(event: AuditEventPublic) -> str:
+    raw = f"{event.created_at.isoformat()}|{event.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(last_id)
+    except ValueError:
+        raise BadRequest(
+            "The cursor is not one this endpoint gave out.", code="invalid_cursor"
+        ) from None
+
+
+@staff.get("/audit-events")
+async def list_events(
+    session: SessionDep,
+    user_id: uuid.UUID | None = None,
+    event: Annotated[str | None, Query(max_length=48)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditPage:
+    rows = await audit.list(
+        session,
+        user_id=user_id,
+        event=event,
+        before=_parse_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    items = [AuditEventPublic.model_validate(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return AuditPage(items=items, next_cursor=_cursor(items[-1]) if more and items else None)

@@ -1,0 +1,68 @@
+"""Recording security events, and reading them back for staff and for the person concerned.
+
+`record` adds an event to the caller's transaction: it is kept exactly when the change it
+describes is. Events carry the request ID, client address and user agent of the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backline.audit.models import AuditEvent
+from backline.context import current_request_id
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    event: str,
+    user_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    row = AuditEvent(
+        event=event,
+        user_id=user_id,
+        actor_id=actor_id if actor_id is not None else user_id,
+        ip=ip,
+        user_agent=(user_agent or "")[:300] or None,
+        request_id=current_request_id(),
+        details=details,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID | None = None,
+    event: str | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> Sequence[AuditEvent]:
+    """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
+    query = select(AuditEvent)
+    if user_id is not None:
+        query = query.where(AuditEvent.user_id == user_id)
+    if event is not None:
+        query = query.where(AuditEvent.event == event)
+    if before is not None:
+        created_at, last_id = before
+        query = query.where(
+            or_(
+                AuditEvent.created_at < created_at,
+                and_(AuditEvent.created_at == created_at, AuditEvent.id < last_id),
+            )
+        )
+    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
