@@ -1,0 +1,131 @@
+"""Revocation reaches every app process within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from backline.accounts import service as accounts
+from backline.app import Backline
+from backline.config import Settings
+from backline.db import create_engine, create_sessionmaker
+from backline.models import metadata
+from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, bearer, login, outbox, token_in
+from tests.conftest import free_port
+
+KEY = "a-shared-signing-key-for-both-processes-0123456789"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url, secret_key=KEY, rate_limits=GENEROUS_LIMITS)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_reset_on_one_process_is_refused_by_another_within_a_second(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    postgres_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    shared = make_settings(
+        database_url=postgres_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        secret_key=KEY,
+        rate_limits=GENEROUS_LIMITS,
+    )
+    pg = create_engine(shared)
+    async with create_sessionmaker(pg)() as session, session.begin():
+        await accounts.create(
+            session, email="multi@example.com", password=PASSWORD, display_name="M", verified=True
+        )
+    port = free_port()
+    other = subprocess.Popen(  # noqa: ASYNC220 - starting a process does not block
+        [sys.executable, "-m", "backline", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "BACKLINE_ENV": "test",
+            "BACKLINE_DATABASE_URL": postgres_url,
+            "BACKLINE_REDIS_URL": redis_url,
+            "BACKLINE_REDIS_PREFIX": redis_prefix,
+            "BACKLINE_SECRET_KEY": KEY,
+            "BACKLINE_LOG_LEVEL": "WARNING",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    app = app_factory(shared)
+    try:
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as here,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as there,
+        ):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await there.get("/healthz")).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the second process did not start"
+                await asyncio.sleep(0.1)
+            tokens = await login(here, "multi@example.com")
+            assert (await there.get("/api/me", headers=bearer(tokens))).status_code == 200
+
+            await here.post("/api/auth/forgot-password", json={"email": "multi@example.com"})
+            token = token_in((await outbox(pg, "password_reset"))[0])
+            reset = await here.post(
+                "/api/auth/reset-password",
+                json={"token": token, "new_password": "a new and long passphrase"},
+            )
+            assert reset.status_code == 204
+            began = time.monotonic()
+            refused = await there.get("/api/me", headers=bearer(tokens))
+            assert refused.status_code == 401
+            assert refused.json()["code"] == "session_revoked"
+            assert time.monotonic() - began < 1.0
+    finally:
+        other.terminate()
+        other.wait(timeout=15)
+        async with pg.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                await connection.execute(table.delete())
+        await pg.dispose()
+
+
+async def test_without_redis_another_process_stops_accepting_within_a_second(
+    app_factory: Callable[[Settings], Backline], settings: Settings, make_user: Any
+) -> None:
+    """Two app instances on one database, no Redis: the cache is at most one second stale."""
+    await make_user()
+    first, second = app_factory(settings), app_factory(settings)
+    async with (
+        LifespanManager(first),
+        LifespanManager(second),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a") as a,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b") as b,
+    ):
+        tokens = await login(a, "ann@example.com")
+        assert (await b.get("/api/me", headers=bearer(tokens))).status_code == 200  # cached
+        assert (await a.post("/api/auth/logout", headers=bearer(tokens))).status_code == 204
+        began = time.monotonic()
+        while (await b.get("/api/me", headers=bearer(tokens))).status_code == 200:
+            assert time.monotonic() - began < 1.2, "still accepted after a second"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - began <= 1.2
