@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+
 from backline.accounts import service as accounts
 from backline.app import Backline
 from backline.config import Settings
