@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ import httpx
 import pytest
 import redis.asyncio
 from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline import migrate
+from backline.accounts import service as accounts
+from backline.accounts.models import Role, User
 from backline.app import Backline, create_app
 from backline.config import Settings
-from backline.db import create_engine
+from backline.db import create_engine, create_sessionmaker
 from backline.logging import configure_logging
 from backline.models import metadata
 
@@ -278,3 +282,40 @@ async def client(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+# ----------------------------------------------------------------------------- people
+
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Account:
+    user: User
+    email: str
+    password: str
+
+
+@pytest.fixture
+def make_user(engine: AsyncEngine) -> Callable[..., Any]:
+    async def make(
+        email: str = "ann@example.com",
+        *,
+        password: str = DEFAULT_PASSWORD,
+        role: Role = Role.USER,
+        verified: bool = True,
+        display_name: str = "Ann",
+    ) -> Account:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            user = await accounts.create(
+                session,
+                email=email,
+                password=password,
+                display_name=display_name,
+                role=role,
+                verified=verified,
+            )
+        return Account(user, email, password)
+
+    return make

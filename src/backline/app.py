@@ -46,6 +46,7 @@ from backline.ops.routes import public_router as ops_router
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
+from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     ):
         app.include_router(account_router)
     app.include_router(audit_router)
+    app.include_router(web_pages)
     if not settings.is_production:
         app.include_router(dev_router)
     return app

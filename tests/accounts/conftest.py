@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -12,13 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts import service as accounts
-from backline.accounts.models import Role, User
 from backline.config import Settings
 from backline.db import create_sessionmaker
 from backline.email.models import OutboxEmail
+from tests.conftest import DEFAULT_PASSWORD as PASSWORD
 
-PASSWORD = "correct horse battery staple"
 GENEROUS_LIMITS = {
     "global": "100000/minute",
     "login": "100000/minute",
@@ -33,37 +30,6 @@ GENEROUS_LIMITS = {
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     return make_settings(database_url=database_url, rate_limits=GENEROUS_LIMITS)
-
-
-@dataclass
-class Account:
-    user: User
-    email: str
-    password: str
-
-
-@pytest.fixture
-def make_user(engine: AsyncEngine) -> Callable[..., Any]:
-    async def make(
-        email: str = "ann@example.com",
-        *,
-        password: str = PASSWORD,
-        role: Role = Role.USER,
-        verified: bool = True,
-        display_name: str = "Ann",
-    ) -> Account:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            user = await accounts.create(
-                session,
-                email=email,
-                password=password,
-                display_name=display_name,
-                role=role,
-                verified=verified,
-            )
-        return Account(user, email, password)
-
-    return make
 
 
 async def outbox(engine: AsyncEngine, template: str | None = None) -> list[OutboxEmail]:

@@ -36,7 +36,11 @@ HOSTILE: list[Any] = [
     {"email": 5, "password": [], "display_name": {}, "token": 7, "new_password": None},
     {"email": "x" * 10_240, "password": "p" * 10_240, "display_name": "d", "token": "t" * 5000},
     {"email": "a\u0000b@example.com", "password": "nul\u0000byte", "display_name": "n\u0000"},
-    {"email": "ａｄｍｉｎ@example.com", "password": "pässwörd ｆｕｌｌ", "display_name": "\u202e"},
+    {  # fullwidth letters, a right-to-left override
+        "email": "\uff41\uff44\uff4d\uff49\uff4e@example.com",
+        "password": "p\u00e4ssw\u00f6rd \uff46\uff55\uff4c\uff4c",
+        "display_name": "\u202e",
+    },
     {"token": "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", "new_password": "x" * 20},
     {"token": "../../etc/passwd", "refresh_token": "garbage", "role": "god"},
     {"refresh_token": 12345, "mode": "sideways"},

@@ -75,9 +75,14 @@ async def _new_token(
     return token
 
 
-async def _consume(
+async def _usable(
     session: AsyncSession, *, token: str, purposes: tuple[TokenPurpose, ...]
 ) -> AccountToken:
+    """The token's row, locked, if it is of these purposes, unused and unexpired.
+
+    The caller marks it used once every other check has passed, so that a refused request
+    (a weak new password, say) leaves the link working.
+    """
     row = await session.scalar(
         select(AccountToken).where(AccountToken.token_hash == digest(token)).with_for_update()
     )
@@ -88,7 +93,6 @@ async def _consume(
         or row.expires_at <= now()
     ):
         raise InvalidAccountToken("This link is invalid or has expired; ask for a new one.")
-    row.used_at = now()
     return row
 
 
@@ -163,7 +167,7 @@ async def resend_verification(session: AsyncSession, *, settings: Settings, emai
 
 
 async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo) -> User:
-    row = await _consume(
+    row = await _usable(
         session, token=token, purposes=(TokenPurpose.VERIFY_EMAIL, TokenPurpose.CHANGE_EMAIL)
     )
     user = await session.get(User, row.user_id)
@@ -175,6 +179,7 @@ async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo)
         if taken is not None:
             raise Conflict("That address now belongs to another account.", code="email_taken")
         user.email = row.new_email
+        row.used_at = now()
         await audit.record(
             session,
             event="email_changed",
@@ -182,6 +187,7 @@ async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo)
             ip=client.ip,
             user_agent=client.user_agent,
         )
+    row.used_at = now()
     user.email_verified_at = now()
     await audit.record(
         session, event="email_verified", user_id=user.id, ip=client.ip, user_agent=client.user_agent
@@ -246,12 +252,13 @@ async def reset_password(
     new_password: str,
     client: ClientInfo,
 ) -> None:
-    row = await _consume(session, token=token, purposes=(TokenPurpose.RESET_PASSWORD,))
+    row = await _usable(session, token=token, purposes=(TokenPurpose.RESET_PASSWORD,))
     user = await session.get(User, row.user_id)
     assert user is not None
     await check_password(
         new_password, email=user.email, display_name=user.display_name, settings=settings, http=http
     )
+    row.used_at = now()
     await _set_password(session, settings=settings, user=user, password=new_password)
     user.failed_logins, user.first_failed_at, user.locked_until, user.lock_level = 0, None, None, 0
     if user.email_verified_at is None:

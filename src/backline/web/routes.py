@@ -1,0 +1,97 @@
+"""The pages behind the links in Backline's emails: confirm an address, reset a password.
+
+Both pages carry their token in the URL, so they are sent with `Referrer-Policy: no-referrer`
+(the token never leaks to another site) and `Cache-Control: no-store`. Opening a link changes
+nothing: the address is confirmed, or the password set, only by the form the page shows, so a
+mail scanner that fetches every link cannot use the token up. The forms post to the same
+path and call the same services as the JSON API.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader
+
+from backline.accounts import recovery
+from backline.accounts.deps import client_info
+from backline.deps import HttpClientDep, SessionDep, SettingsDep
+from backline.errors import ProblemError
+from backline.ratelimit.deps import RateLimit
+from backline.routing import router
+
+pages = router(public=True, include_in_schema=False)
+_TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+MAX_TOKEN = 128
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(loader=PackageLoader("backline.web", "templates"), autoescape=True)
+
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates().get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status, headers=_TOKEN_PAGE_HEADERS)
+
+
+@pages.get("/verify-email", response_class=HTMLResponse)
+async def verify_email_page(token: str = "") -> HTMLResponse:
+    if not token or len(token) > MAX_TOKEN:
+        return _page(
+            "verify_email.html", 400, title="Confirm your email", error="This link is not complete."
+        )
+    return _page("verify_email.html", title="Confirm your email", token=token)
+
+
+@pages.post("/verify-email", response_class=HTMLResponse)
+async def verify_email_form(
+    token: Annotated[str, Form(max_length=MAX_TOKEN)], request: Request, session: SessionDep
+) -> HTMLResponse:
+    try:
+        user = await recovery.verify_email(session, token=token, client=client_info(request))
+    except ProblemError as exc:
+        return _page("verify_email.html", exc.status, title="Confirm your email", error=exc.detail)
+    return _page("verify_email.html", title="Email confirmed", done=True, email=user.email)
+
+
+@pages.get("/reset-password", response_class=HTMLResponse)
+async def reset_password_page(token: str = "") -> HTMLResponse:
+    usable = token if 0 < len(token) <= MAX_TOKEN else ""
+    return _page("reset_password.html", title="Choose a new password", token=usable)
+
+
+@pages.post(
+    "/reset-password", response_class=HTMLResponse, dependencies=[RateLimit("reset_password")]
+)
+async def reset_password_form(
+    token: Annotated[str, Form(max_length=MAX_TOKEN)],
+    new_password: Annotated[str, Form(max_length=1024)],
+    confirm_password: Annotated[str, Form(max_length=1024)],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    http: HttpClientDep,
+) -> HTMLResponse:
+    title = "Choose a new password"
+    if new_password != confirm_password:
+        return _page(
+            "reset_password.html", 422, title=title, token=token, error="The two passwords differ."
+        )
+    try:
+        await recovery.reset_password(
+            session,
+            settings=settings,
+            http=http,
+            revocations=request.app.state.revocations,
+            token=token,
+            new_password=new_password,
+            client=client_info(request),
+        )
+    except ProblemError as exc:
+        keep = token if exc.code != "invalid_token" else ""
+        return _page("reset_password.html", exc.status, title=title, token=keep, error=exc.detail)
+    return _page("reset_password.html", title="Password changed", done=True)
