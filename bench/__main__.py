@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("ratelimit", "outbox")
+BENCHMARKS = ("auth", "ratelimit", "outbox")
 
 
 def main() -> None:

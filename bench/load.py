@@ -14,8 +14,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -24,11 +25,8 @@ from bench.support import free_port
 HOST = "127.0.0.1"
 
 
-async def _connection(
-    port: int, path: str, headers: str, stop_at: float, latencies: list[float]
-) -> int:
+async def _connection(port: int, request: bytes, stop_at: float, latencies: list[float]) -> int:
     reader, writer = await asyncio.open_connection(HOST, port)
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{headers}\r\n".encode()
     done = 0
     try:
         while time.perf_counter() < stop_at:
@@ -47,12 +45,12 @@ async def _connection(
     return done
 
 
-def _run(port: int, path: str, headers: str, seconds: float, connections: int, out: object) -> None:
+def _run(port: int, request: bytes, seconds: float, connections: int, out: object) -> None:
     async def main() -> tuple[int, list[float]]:
         stop_at = time.perf_counter() + seconds
         latencies: list[float] = []
         counts = await asyncio.gather(
-            *(_connection(port, path, headers, stop_at, latencies) for _ in range(connections))
+            *(_connection(port, request, stop_at, latencies) for _ in range(connections))
         )
         return sum(counts), latencies
 
@@ -60,24 +58,41 @@ def _run(port: int, path: str, headers: str, seconds: float, connections: int, o
     out.send((total / seconds, sorted(latencies)))  # type: ignore[attr-defined]
 
 
-def measure(
+def _request(method: str, path: str, headers: Mapping[str, str] | None, body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def start(
     port: int,
     path: str,
     *,
+    method: str = "GET",
+    body: bytes = b"",
     seconds: float = 5.0,
     connections: int = 16,
     headers: Mapping[str, str] | None = None,
-) -> tuple[float, list[float]]:
-    """Requests per second and the sorted latencies of GET `path`, from another process."""
-    header_text = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+) -> Callable[[], tuple[float, list[float]]]:
+    """Start a load in another process; the returned function waits for (req/s, latencies)."""
     parent, child = multiprocessing.Pipe()
-    worker = multiprocessing.Process(
-        target=_run, args=(port, path, header_text, seconds, connections, child)
-    )
+    request = _request(method, path, headers, body)
+    worker = multiprocessing.Process(target=_run, args=(port, request, seconds, connections, child))
     worker.start()
-    rate, latencies = parent.recv()
-    worker.join(timeout=seconds + 30)
-    return rate, latencies
+
+    def result() -> tuple[float, list[float]]:
+        rate, latencies = parent.recv()
+        worker.join(timeout=seconds + 30)
+        return rate, latencies
+
+    return result
+
+
+def measure(port: int, path: str, **kwargs: Any) -> tuple[float, list[float]]:
+    """Requests per second and the sorted latencies of `path`, from another process."""
+    return start(port, path, **kwargs)()
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -1,0 +1,149 @@
+"""Authentication: what checking a caller costs, and that hashing never blocks the loop.
+
+1. Requests per second of an authenticated `GET /api/me` (JWT, revocation check in Redis,
+   the user's row from PostgreSQL) against a bare route of the same app returning a constant
+   (goal >= 30%).
+2. Logins per second against the raw Argon2id rate of this machine, hashing on as many
+   threads as it has cores (goal >= 90%: nothing but hashing should cost).
+3. p99 latency of `GET /api/me` while logins flood the server (goal < 50 ms).
+4. The revocation check alone against the loopback Redis (goal p50 < 0.2 ms), beside a PING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import redis.asyncio
+
+from backline.accounts import service as accounts
+from backline.accounts.passwords import hasher
+from backline.accounts.revocation import Revocations
+from backline.config import Settings
+from backline.db import create_engine, create_sessionmaker
+from bench.load import measure, percentile, server, start
+from bench.support import postgres_database
+
+REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+EMAIL, PASSWORD = "bench@example.com", "a benchmark passphrase 9"
+HUGE = "10000000/minute"
+
+
+async def _user(url: str) -> None:
+    engine = create_engine(Settings(env="test", database_url=url))
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await accounts.create(
+            session, email=EMAIL, password=PASSWORD, display_name="Bench", verified=True
+        )
+    await engine.dispose()
+
+
+def _hash_rate(seconds: float) -> float:
+    stored = hasher.hash(PASSWORD)
+    stop = time.perf_counter() + seconds
+
+    def spin() -> int:
+        done = 0
+        while time.perf_counter() < stop:
+            hasher.verify(stored, PASSWORD)
+            done += 1
+        return done
+
+    threads = os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda _: spin(), range(threads))) / seconds
+
+
+async def _revocation_cost(url: str, count: int) -> tuple[list[float], list[float]]:
+    settings = Settings(
+        env="test",
+        database_url=url,
+        redis_url=REDIS_URL,
+        redis_prefix=f"backline-bench-{uuid.uuid4().hex[:8]}",
+    )
+    engine = create_engine(settings)
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    revocations = Revocations(settings, client, create_sessionmaker(engine))
+    session_id = uuid.uuid4()
+    checks: list[float] = []
+    pings: list[float] = []
+    for _ in range(count):
+        began = time.perf_counter()
+        await client.ping()
+        pings.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        await revocations.is_revoked(session_id)
+        checks.append(time.perf_counter() - began)
+    await client.aclose()
+    await engine.dispose()
+    return sorted(checks), sorted(pings)
+
+
+def run(*, quick: bool = False) -> None:
+    seconds = 2.0 if quick else 8.0
+    ms = 1000
+    with postgres_database() as url:
+        asyncio.run(_user(url))
+        env = {
+            "BACKLINE_ENV": "test",
+            "BACKLINE_DATABASE_URL": url,
+            "BACKLINE_REDIS_URL": REDIS_URL,
+            "BACKLINE_REDIS_PREFIX": f"backline-bench-{uuid.uuid4().hex[:8]}",
+            "BACKLINE_SECRET_KEY": uuid.uuid4().hex * 2,
+            "BACKLINE_RATE_LIMITS": json.dumps({"global": HUGE, "login": HUGE}),
+            "BACKLINE_LOG_LEVEL": "WARNING",
+        }
+        login_body = json.dumps({"email": EMAIL, "password": PASSWORD}).encode()
+        with server(env) as port:
+            token = httpx.post(
+                f"http://127.0.0.1:{port}/api/auth/login",
+                json={"email": EMAIL, "password": PASSWORD},
+            ).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            measure(port, "/api/me", seconds=1.0, headers=auth)  # warm-up
+            bare, _ = measure(port, "/bench/constant", seconds=seconds)
+            me, _ = measure(port, "/api/me", seconds=seconds, headers=auth)
+
+            logins, _ = measure(
+                port,
+                "/api/auth/login",
+                method="POST",
+                body=login_body,
+                seconds=seconds,
+                connections=8,
+            )
+            hashes = _hash_rate(seconds)
+
+            flood = start(
+                port,
+                "/api/auth/login",
+                method="POST",
+                body=login_body,
+                seconds=seconds,
+                connections=8,
+            )
+            time.sleep(0.3)
+            _, during = measure(port, "/api/me", seconds=seconds - 0.6, connections=2, headers=auth)
+            flood()
+        checks, pings = asyncio.run(_revocation_cost(url, 500 if quick else 5000))
+
+    print("authentication (PostgreSQL, Redis)")
+    print(
+        f"  GET /api/me {me:8.0f} req/s vs a bare route {bare:8.0f} req/s = {me / bare:6.1%} (goal >= 30%)"
+    )
+    print(
+        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s = {logins / hashes:6.1%} (goal >= 90%)"
+    )
+    print(
+        f"  GET /api/me during a login flood: p50 {percentile(during, 0.5) * ms:.1f} ms, "
+        f"p99 {percentile(during, 0.99) * ms:.1f} ms (goal p99 < 50 ms)"
+    )
+    print(
+        f"  revocation check: p50 {percentile(checks, 0.5) * ms:.3f} ms (goal < 0.2 ms); "
+        f"a PING p50 {percentile(pings, 0.5) * ms:.3f} ms"
+    )
