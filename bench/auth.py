@@ -134,10 +134,12 @@ def run(*, quick: bool = False) -> None:
 
     print("authentication (PostgreSQL, Redis)")
     print(
-        f"  GET /api/me {me:8.0f} req/s vs a bare route {bare:8.0f} req/s = {me / bare:6.1%} (goal >= 30%)"
+        f"  GET /api/me {me:8.0f} req/s vs a bare route {bare:8.0f} req/s "
+        f"= {me / bare:6.1%} (goal >= 30%)"
     )
     print(
-        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s = {logins / hashes:6.1%} (goal >= 90%)"
+        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s "
+        f"= {logins / hashes:6.1%} (goal >= 90%)"
     )
     print(
         f"  GET /api/me during a login flood: p50 {percentile(during, 0.5) * ms:.1f} ms, "
