@@ -214,3 +214,17 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
     assert (await client.get("/api/me", headers=bearer(here))).status_code == 200
     assert (await client.get("/api/me", headers=bearer(elsewhere))).status_code == 401
     assert len(await outbox(engine, "password_changed")) == 1
+
+
+async def test_links_ignore_the_request_host(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
+) -> None:
+    await make_user()
+    await client.post(
+        "/api/auth/forgot-password",
+        json={"email": "ann@example.com"},
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    )
+    [message] = await outbox(engine, "password_reset")
+    assert "evil.example" not in (message.text_body or "") + (message.html_body or "")
+    assert "http://127.0.0.1:8000/reset-password?token=" in (message.text_body or "")
