@@ -1,6 +1,7 @@
 """Every table's model, imported in one place so that metadata is complete for migrations."""
 
 from backline.accounts.models import AccountToken, AuthSession, RefreshToken, User
+from backline.accounts.throttle import LoginThrottle
 from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
@@ -11,6 +12,7 @@ __all__ = [
     "AccountToken",
     "AuditEvent",
     "AuthSession",
+    "LoginThrottle",
     "OutboxEmail",
     "RefreshToken",
     "User",

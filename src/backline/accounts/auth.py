@@ -7,9 +7,10 @@ commits the transaction and then answers with the problem, so the record survive
 Login answers the same 401 `invalid_credentials`, in the same time, for an unknown address and
 for a wrong password: an unknown address is checked against a dummy hash. Only after a correct
 password does it say that the address is unverified. After `lockout_threshold` wrong passwords
-within 15 minutes the account is locked for 1, 2, 4 ... up to 60 minutes (never for good), the
-owner is emailed, and every attempt meanwhile answers 429 with Retry-After without looking at
-the password. A correct password or a password reset clears the count.
+within 15 minutes the address is paused for 1, 2, 4 ... up to 60 minutes (never for good; see
+`throttle`, which treats unknown addresses alike), an account's owner is emailed, and every
+attempt meanwhile answers 429 with Retry-After without looking at the password. A correct
+password or a password reset clears the count.
 
 Refresh tokens rotate on every use. A token used a second time after the grace window (10 s,
 for two tabs refreshing at once, which both get the same successor) is taken as stolen: its
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.accounts import service as accounts
+from backline.accounts import throttle
 from backline.accounts.deps import ClientInfo
 from backline.accounts.emails import InvalidEmail
 from backline.accounts.models import AuthSession, RefreshToken, User
@@ -39,10 +41,8 @@ from backline.accounts.tokens import digest, issue_access, new_opaque, now, refr
 from backline.audit import service as audit
 from backline.config import Settings
 from backline.email import service as outbox
+from backline.errors import Forbidden, ProblemError
 
-FAILURE_WINDOW = timedelta(minutes=15)
-LOCK_BASE = timedelta(minutes=1)
-LOCK_CAP = timedelta(minutes=60)
 REFRESH_GRACE = timedelta(seconds=10)
 _DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
 
@@ -64,11 +64,6 @@ class AuthFailure:
     retry_after: int | None = None
 
 
-def _lock_duration(level: int) -> timedelta:
-    longer: timedelta = LOCK_BASE * 2 ** max(0, level - 1)
-    return min(LOCK_CAP, longer)
-
-
 async def _issue(
     session: AsyncSession, *, settings: Settings, auth_session: AuthSession, refresh: str
 ) -> TokenPair:
@@ -85,42 +80,48 @@ async def _issue(
     return TokenPair(access, refresh, settings.access_token_minutes * 60, auth_session.id, user)
 
 
+def _locked(retry_after: int) -> AuthFailure:
+    return AuthFailure(
+        429, "account_locked", "Too many failed sign-ins; try again later.", retry_after
+    )
+
+
 async def login(
-    session: AsyncSession, *, settings: Settings, email: str, password: str, client: ClientInfo
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    email: str,
+    password: str,
+    client: ClientInfo,
 ) -> TokenPair | AuthFailure:
     wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
+    key = throttle.key_for(email)
+    if (retry := await throttle.locked_for(sessionmaker, key=key)) is not None:
+        return _locked(retry)  # known or unknown address alike, password unread
     try:
         user = await accounts.get_by_email(session, email=email)
     except InvalidEmail:
         user = None
     if user is None:
         await verify_password(_DUMMY_HASH, password)  # the same cost as a real check
-        await audit.record(
-            session,
-            event="login_failed",
-            user_id=None,
-            ip=client.ip,
-            user_agent=client.user_agent,
-            reason="unknown_email",
+        await _failed(
+            session, settings=settings, sessionmaker=sessionmaker, key=key, user=None, client=client
         )
         return wrong
-    moment = now()
-    if user.locked_until is not None and user.locked_until > moment:
-        retry = max(1, int((user.locked_until - moment).total_seconds()) + 1)
-        return AuthFailure(
-            429, "account_locked", "Too many failed sign-ins; try again later.", retry
-        )
     if not await verify_password(user.password_hash, password):
-        await _count_failure(session, settings=settings, user=user, client=client)
+        await _failed(
+            session, settings=settings, sessionmaker=sessionmaker, key=key, user=user, client=client
+        )
         return wrong
-    user.failed_logins, user.first_failed_at, user.lock_level = 0, None, 0
-    user.locked_until = None
+    await throttle.succeeded(sessionmaker, key=key)
     if not user.is_verified:
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
         )
     if needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
+    moment = now()
     auth_session = AuthSession(
         user_id=user.id,
         user_agent=client.user_agent,
@@ -142,47 +143,80 @@ async def login(
     return await _issue(session, settings=settings, auth_session=auth_session, refresh=new_opaque())
 
 
-async def _count_failure(
-    session: AsyncSession, *, settings: Settings, user: User, client: ClientInfo
+async def _failed(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    key: str,
+    user: User | None,
+    client: ClientInfo,
 ) -> None:
-    moment = now()
-    if user.first_failed_at is None or moment - user.first_failed_at > FAILURE_WINDOW:
-        user.failed_logins, user.first_failed_at = 0, moment
-    user.failed_logins += 1
+    """Count a wrong password for the address; a lock that follows is audited and mailed."""
+    outcome = await throttle.failed(sessionmaker, key=key, threshold=settings.lockout_threshold)
+    user_id = user.id if user is not None else None
     await audit.record(
         session,
         event="login_failed",
-        user_id=user.id,
+        user_id=user_id,
         ip=client.ip,
         user_agent=client.user_agent,
-        reason="wrong_password",
-        failures=user.failed_logins,
+        reason="wrong_password" if user else "unknown_email",
     )
-    if user.failed_logins < settings.lockout_threshold:
+    if outcome.locked_until is None:
         return
-    user.lock_level += 1
-    user.locked_until = moment + _lock_duration(user.lock_level)
-    user.failed_logins, user.first_failed_at = 0, None
     await audit.record(
         session,
         event="lockout",
-        user_id=user.id,
+        user_id=user_id,
         ip=client.ip,
         user_agent=client.user_agent,
-        until=user.locked_until.isoformat(),
-        level=user.lock_level,
+        until=outcome.locked_until.isoformat(),
+        level=outcome.level,
     )
-    await outbox.enqueue(
-        session,
-        settings=settings,
-        template="account_locked",
-        to_address=user.email,
-        to_name=user.display_name,
-        context={
-            "failures": settings.lockout_threshold,
-            "locked_until": f"{user.locked_until:%Y-%m-%d %H:%M} UTC",
-        },
-    )
+    if user is not None:
+        await outbox.enqueue(
+            session,
+            settings=settings,
+            template="account_locked",
+            to_address=user.email,
+            to_name=user.display_name,
+            context={
+                "failures": settings.lockout_threshold,
+                "locked_until": f"{outcome.locked_until:%Y-%m-%d %H:%M} UTC",
+            },
+        )
+
+
+class AccountLocked(ProblemError):
+    status, code = 429, "account_locked"
+
+
+async def check_password_again(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user: User,
+    password: str,
+    client: ClientInfo,
+) -> None:
+    """Re-check a signed-in user's password (before a change or a deletion).
+
+    Wrong answers count toward the same pause as sign-in, so a stolen access token is no
+    licence to guess the password: 403 `invalid_credentials`, then 429 `account_locked`.
+    """
+    key = throttle.key_for(user.email)
+    if (retry := await throttle.locked_for(sessionmaker, key=key)) is not None:
+        raise AccountLocked(
+            "Too many wrong passwords; try again later.", headers={"Retry-After": str(retry)}
+        )
+    if not await verify_password(user.password_hash, password):
+        await _failed(
+            session, settings=settings, sessionmaker=sessionmaker, key=key, user=user, client=client
+        )
+        raise Forbidden("The password is wrong.", code="invalid_credentials")
+    await throttle.succeeded(sessionmaker, key=key)
 
 
 _rotations: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

@@ -2,7 +2,7 @@
 
 * `users`: emails stored normalized, unique case-insensitively through a unique index on
   `lower(email)`, so no path around the service can create a second account for
-  `Ann@Example.com`. Lockout state lives here (failures in the current window, lock level).
+  `Ann@Example.com`. (Failed-password state is kept per address in `throttle`.)
 * `auth_sessions`: one per login (device); access tokens name their session (`sid`), so
   revoking a session revokes its access tokens too.
 * `refresh_tokens`: opaque, stored as SHA-256 hashes, one family per session. Each use
@@ -17,7 +17,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backline.db import Base, IdMixin, TimestampMixin, utcnow
@@ -45,10 +45,6 @@ class User(IdMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
     password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    first_failed_at: Mapped[datetime | None] = mapped_column(default=None)
-    locked_until: Mapped[datetime | None] = mapped_column(default=None)
-    lock_level: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def is_verified(self) -> bool:

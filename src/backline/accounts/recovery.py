@@ -17,20 +17,21 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.accounts import service as accounts
-from backline.accounts.auth import end_sessions
+from backline.accounts import throttle
+from backline.accounts.auth import check_password_again, end_sessions
 from backline.accounts.deps import ClientInfo
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import AccountToken, TokenPurpose, User
-from backline.accounts.passwords import check_password, hash_password, verify_password
+from backline.accounts.passwords import check_password, hash_password
 from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, new_opaque, now
 from backline.audit import service as audit
 from backline.config import Settings
 from backline.email import service as outbox
-from backline.errors import BadRequest, Conflict, Forbidden
+from backline.errors import BadRequest, Conflict
 
 VERIFY_HOURS = 24
 RESET_MINUTES = 60
@@ -73,6 +74,20 @@ async def _new_token(
     )
     await session.flush()
     return token
+
+
+async def void_tokens(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """Void every unused one-time token of the user, whatever its purpose.
+
+    A password reset or change must also cancel a pending email change: else whoever knew the
+    old password keeps a way back into the account.
+    """
+    await session.execute(
+        update(AccountToken)
+        .where(AccountToken.user_id == user_id, AccountToken.used_at.is_(None))
+        .values(used_at=now())
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _usable(
@@ -247,6 +262,7 @@ async def reset_password(
     *,
     settings: Settings,
     http: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
     revocations: Revocations,
     token: str,
     new_password: str,
@@ -259,8 +275,9 @@ async def reset_password(
         new_password, email=user.email, display_name=user.display_name, settings=settings, http=http
     )
     row.used_at = now()
+    await void_tokens(session, user_id=user.id)
     await _set_password(session, settings=settings, user=user, password=new_password)
-    user.failed_logins, user.first_failed_at, user.locked_until, user.lock_level = 0, None, None, 0
+    await throttle.clear(session, key=throttle.key_for(user.email))
     if user.email_verified_at is None:
         user.email_verified_at = now()  # the reset link proved the address
     await end_sessions(session, revocations=revocations, user_id=user.id, reason="password_reset")
@@ -274,6 +291,7 @@ async def change_password(
     *,
     settings: Settings,
     http: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
     revocations: Revocations,
     user: User,
     current_session: uuid.UUID,
@@ -282,11 +300,18 @@ async def change_password(
     client: ClientInfo,
 ) -> int:
     """Change the password; every other session ends. Returns how many did."""
-    if not await verify_password(user.password_hash, current_password):
-        raise Forbidden("The current password is wrong.", code="invalid_credentials")
+    await check_password_again(
+        session,
+        settings=settings,
+        sessionmaker=sessionmaker,
+        user=user,
+        password=current_password,
+        client=client,
+    )
     await check_password(
         new_password, email=user.email, display_name=user.display_name, settings=settings, http=http
     )
+    await void_tokens(session, user_id=user.id)
     await _set_password(session, settings=settings, user=user, password=new_password)
     ended = await end_sessions(
         session,
@@ -310,34 +335,29 @@ async def request_email_change(
     session: AsyncSession,
     *,
     settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
     user: User,
     new_email: str,
     current_password: str,
     client: ClientInfo,
 ) -> None:
-    """Send a confirmation link to the new address and a notice to the old one."""
-    if not await verify_password(user.password_hash, current_password):
-        raise Forbidden("The current password is wrong.", code="invalid_credentials")
+    """Send a confirmation link to the new address and a notice to the old one.
+
+    An address that already has an account gets no link, but the answer is the same: a
+    signed-in user must not be able to test which addresses are registered.
+    """
+    await check_password_again(
+        session,
+        settings=settings,
+        sessionmaker=sessionmaker,
+        user=user,
+        password=current_password,
+        client=client,
+    )
     normalized = normalize_email(new_email)
     if normalized == user.email:
         return
-    if await accounts.get_by_email(session, email=normalized) is not None:
-        raise Conflict("That address belongs to another account.", code="email_taken")
-    token = await _new_token(
-        session,
-        user=user,
-        purpose=TokenPurpose.CHANGE_EMAIL,
-        lifetime=timedelta(hours=VERIFY_HOURS),
-        new_email=normalized,
-    )
-    await outbox.enqueue(
-        session,
-        settings=settings,
-        template="verify_email",
-        to_address=normalized,
-        to_name=user.display_name,
-        context={"token": token, "expires_hours": VERIFY_HOURS},
-    )
+    taken = await accounts.get_by_email(session, email=normalized) is not None
     await outbox.enqueue(
         session,
         settings=settings,
@@ -352,4 +372,21 @@ async def request_email_change(
         user_id=user.id,
         ip=client.ip,
         user_agent=client.user_agent,
+    )
+    if taken:
+        return
+    token = await _new_token(
+        session,
+        user=user,
+        purpose=TokenPurpose.CHANGE_EMAIL,
+        lifetime=timedelta(hours=VERIFY_HOURS),
+        new_email=normalized,
+    )
+    await outbox.enqueue(
+        session,
+        settings=settings,
+        template="verify_email",
+        to_address=normalized,
+        to_name=user.display_name,
+        context={"token": token, "expires_hours": VERIFY_HOURS},
     )

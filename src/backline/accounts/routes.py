@@ -25,7 +25,6 @@ from backline.accounts.deps import (
     client_info,
 )
 from backline.accounts.models import Role, User
-from backline.accounts.passwords import verify_password
 from backline.accounts.revocation import Revocations
 from backline.accounts.schemas import (
     Accepted,
@@ -159,6 +158,7 @@ async def login(
     outcome = await auth.login(
         session,
         settings=settings,
+        sessionmaker=request.app.state.sessionmaker,
         email=body.email,
         password=body.password,
         client=client_info(request),
@@ -240,6 +240,7 @@ async def reset_password(
         session,
         settings=settings,
         http=http,
+        sessionmaker=request.app.state.sessionmaker,
         revocations=_revocations(request),
         token=body.token,
         new_password=body.new_password,
@@ -345,6 +346,7 @@ async def change_password(
         session,
         settings=settings,
         http=http,
+        sessionmaker=request.app.state.sessionmaker,
         revocations=_revocations(request),
         user=principal.user,
         current_session=principal.session_id,
@@ -378,6 +380,7 @@ async def update_me(
         await recovery.request_email_change(
             session,
             settings=settings,
+            sessionmaker=request.app.state.sessionmaker,
             user=user,
             new_email=body.email,
             current_password=body.current_password,
@@ -396,8 +399,14 @@ async def delete_me(
     settings: SettingsDep,
 ) -> None:
     user = principal.user
-    if not await verify_password(user.password_hash, body.password):
-        raise Forbidden("The password is wrong.", code="invalid_credentials")
+    await auth.check_password_again(
+        session,
+        settings=settings,
+        sessionmaker=request.app.state.sessionmaker,
+        user=user,
+        password=body.password,
+        client=client_info(request),
+    )
     await auth.end_sessions(
         session, revocations=_revocations(request), user_id=user.id, reason="account_deleted"
     )

@@ -1,4 +1,4 @@
-"""sessions, refresh tokens, account tokens, lockout, audit log
+"""sessions, refresh tokens, account tokens, login throttles, audit log
 
 Revision ID: 0003
 Revises: 0002
@@ -21,12 +21,18 @@ UTC_TIME = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("users") as users:
         users.add_column(sa.Column("password_changed_at", UTC_TIME, nullable=True))
-        users.add_column(
-            sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
-        )
-        users.add_column(sa.Column("first_failed_at", UTC_TIME, nullable=True))
-        users.add_column(sa.Column("locked_until", UTC_TIME, nullable=True))
-        users.add_column(sa.Column("lock_level", sa.Integer(), nullable=False, server_default="0"))
+
+    op.create_table(
+        "login_throttles",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("first_failed_at", UTC_TIME, nullable=True),
+        sa.Column("locked_until", UTC_TIME, nullable=True),
+        sa.Column("lock_level", sa.Integer(), nullable=False),
+        sa.Column("updated_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttles")),
+    )
+    op.create_index(op.f("ix_login_throttles_locked_until"), "login_throttles", ["locked_until"])
 
     op.create_table(
         "auth_sessions",
@@ -124,10 +130,8 @@ def downgrade() -> None:
     # SQLite rebuilds the table to drop columns and cannot carry an expression index across:
     # take it down first and put it back after.
     op.drop_index("uq_users_email_lower", table_name="users")
+    op.drop_index(op.f("ix_login_throttles_locked_until"), table_name="login_throttles")
+    op.drop_table("login_throttles")
     with op.batch_alter_table("users") as users:
-        users.drop_column("lock_level")
-        users.drop_column("locked_until")
-        users.drop_column("first_failed_at")
-        users.drop_column("failed_logins")
         users.drop_column("password_changed_at")
     op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True)
