@@ -95,7 +95,9 @@ def run(*, quick: bool = False) -> None:
             "BACKLINE_REDIS_URL": REDIS_URL,
             "BACKLINE_REDIS_PREFIX": f"backline-bench-{uuid.uuid4().hex[:8]}",
             "BACKLINE_SECRET_KEY": uuid.uuid4().hex * 2,
-            "BACKLINE_RATE_LIMITS": json.dumps({"global": HUGE, "login": HUGE}),
+            "BACKLINE_RATE_LIMITS": json.dumps(
+                {"global": HUGE, "login": HUGE, "login_account": HUGE}
+            ),
             "BACKLINE_LOG_LEVEL": "WARNING",
         }
         login_body = json.dumps({"email": EMAIL, "password": PASSWORD}).encode()

@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backline.context import current_request_id
@@ -202,6 +203,16 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database_pool_exhausted", method=request.method, path=request.url.path)
+    return problem_response(
+        503,
+        "unavailable",
+        "The service is busy; please retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled_exception",
@@ -216,4 +227,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Every database connection busy for longer than the pool timeout: a 503, not a 500.
+    app.add_exception_handler(PoolTimeout, _overloaded)
     app.add_exception_handler(Exception, _unhandled)

@@ -4,8 +4,9 @@
 
 * a body of another media type is 415 `unsupported_media_type`, before it is read, instead of
   a confusing 422 about dictionaries;
-* a string holding a NUL character is 422 `nul_character`: no text field has a use for one, and
-  PostgreSQL cannot store it (it would surface as a 500).
+* a NUL character in a JSON string, a form field, the query string or the path is 422
+  `nul_character`: no text has a use for one, and PostgreSQL cannot store or compare it (it
+  would surface as a 500).
 """
 
 from __future__ import annotations
@@ -65,13 +66,38 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
+def _refuse_nul_in_url(request: Request) -> None:
+    if "\x00" in request.url.path or "%00" in request.url.query or "\x00" in request.url.query:
+        raise Unprocessable("The address may not contain NUL characters.", code="nul_character")
+
+
+async def _refuse_nul_in_form(request: Request) -> None:
+    form = await request.form()  # parsed once; the route reads the same
+    if any("\x00" in value for value in form.values() if isinstance(value, str)):
+        raise Unprocessable("Form fields may not contain NUL characters.", code="nul_character")
+
+
 class JSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None or self._is_form_body():
-            return handler
+        if self.body_field is None:
+
+            async def url_checked(request: Request) -> Response:
+                _refuse_nul_in_url(request)
+                return await handler(request)
+
+            return url_checked
+        if self._is_form_body():
+
+            async def form_checked(request: Request) -> Response:
+                _refuse_nul_in_url(request)
+                await _refuse_nul_in_form(request)
+                return await handler(request)
+
+            return form_checked
 
         async def checked(request: Request) -> Response:
+            _refuse_nul_in_url(request)
             content_type = request.headers.get("content-type")
             if _has_body(request):
                 if not is_json_media_type(content_type):

@@ -19,6 +19,7 @@ from tests.conftest import DEFAULT_PASSWORD as PASSWORD
 GENEROUS_LIMITS = {
     "global": "100000/minute",
     "login": "100000/minute",
+    "login_account": "100000/minute",
     "register": "100000/minute",
     "resend_verification": "100000/minute",
     "forgot_password": "100000/minute",

@@ -26,7 +26,11 @@ def storage_url(request: pytest.FixtureRequest) -> str | None:
 async def limiter(
     storage_url: str | None, make_settings: Callable[..., Settings]
 ) -> AsyncIterator[RateLimiter]:
-    overrides = {"login": "3/minute;5/hour", "chat_tokens": "100/day"}
+    overrides = {
+        "login": "3/minute;5/hour",
+        "forgot_password": "3/minute",
+        "chat_tokens": "100/day",
+    }
     settings = make_settings(redis_url=storage_url, rate_limits=overrides)
     limiter = RateLimiter.from_settings(settings)
     yield limiter
@@ -45,11 +49,12 @@ async def test_admits_exactly_the_limit(limiter: RateLimiter) -> None:
 
 
 async def test_every_key_must_admit(limiter: RateLimiter) -> None:
-    for i in range(3):  # one account, attacked from three addresses
-        assert (await limiter.check("login", {"ip": f"203.0.113.{i}", "email": "a@x.io"})).allowed
-    refused = await limiter.check("login", {"ip": "203.0.113.99", "email": "a@x.io"})
+    policy = "forgot_password"  # counted per address and per account email
+    for i in range(3):  # one account, from three addresses
+        assert (await limiter.check(policy, {"ip": f"203.0.113.{i}", "email": "a@x.io"})).allowed
+    refused = await limiter.check(policy, {"ip": "203.0.113.99", "email": "a@x.io"})
     assert not refused.allowed
-    assert (await limiter.check("login", {"ip": "203.0.113.99", "email": "b@x.io"})).allowed
+    assert (await limiter.check(policy, {"ip": "203.0.113.99", "email": "b@x.io"})).allowed
 
 
 async def test_costs_count_in_units(limiter: RateLimiter) -> None:

@@ -32,6 +32,7 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
     assert set(forgot.keys) == {"ip", "email"}
     credential = {
         "login",
+        "login_account",
         "register",
         "resend_verification",
         "forgot_password",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import service as accounts
 from backline.accounts import throttle
@@ -41,7 +41,6 @@ from backline.accounts.tokens import digest, issue_access, new_opaque, now, refr
 from backline.audit import service as audit
 from backline.config import Settings
 from backline.email import service as outbox
-from backline.errors import Forbidden, ProblemError
 
 REFRESH_GRACE = timedelta(seconds=10)
 _DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
@@ -90,14 +89,13 @@ async def login(
     session: AsyncSession,
     *,
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
     email: str,
     password: str,
     client: ClientInfo,
 ) -> TokenPair | AuthFailure:
     wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
     key = throttle.key_for(email)
-    if (retry := await throttle.locked_for(sessionmaker, key=key)) is not None:
+    if (retry := await throttle.locked_for(session, key=key)) is not None:
         return _locked(retry)  # known or unknown address alike, password unread
     try:
         user = await accounts.get_by_email(session, email=email)
@@ -105,16 +103,12 @@ async def login(
         user = None
     if user is None:
         await verify_password(_DUMMY_HASH, password)  # the same cost as a real check
-        await _failed(
-            session, settings=settings, sessionmaker=sessionmaker, key=key, user=None, client=client
-        )
+        await _failed(session, settings=settings, key=key, user=None, client=client)
         return wrong
     if not await verify_password(user.password_hash, password):
-        await _failed(
-            session, settings=settings, sessionmaker=sessionmaker, key=key, user=user, client=client
-        )
+        await _failed(session, settings=settings, key=key, user=user, client=client)
         return wrong
-    await throttle.succeeded(sessionmaker, key=key)
+    await throttle.clear(session, key=key)
     if not user.is_verified:
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
@@ -147,13 +141,12 @@ async def _failed(
     session: AsyncSession,
     *,
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
     key: str,
     user: User | None,
     client: ClientInfo,
 ) -> None:
     """Count a wrong password for the address; a lock that follows is audited and mailed."""
-    outcome = await throttle.failed(sessionmaker, key=key, threshold=settings.lockout_threshold)
+    outcome = await throttle.failed(session, key=key, threshold=settings.lockout_threshold)
     user_id = user.id if user is not None else None
     await audit.record(
         session,
@@ -188,35 +181,23 @@ async def _failed(
         )
 
 
-class AccountLocked(ProblemError):
-    status, code = 429, "account_locked"
-
-
 async def check_password_again(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    user: User,
-    password: str,
-    client: ClientInfo,
-) -> None:
+    session: AsyncSession, *, settings: Settings, user: User, password: str, client: ClientInfo
+) -> AuthFailure | None:
     """Re-check a signed-in user's password (before a change or a deletion).
 
     Wrong answers count toward the same pause as sign-in, so a stolen access token is no
-    licence to guess the password: 403 `invalid_credentials`, then 429 `account_locked`.
+    licence to guess the password: 403 `invalid_credentials`, then 429 `account_locked`. Like
+    `login`, a failure is returned for the route to answer after committing the count.
     """
     key = throttle.key_for(user.email)
-    if (retry := await throttle.locked_for(sessionmaker, key=key)) is not None:
-        raise AccountLocked(
-            "Too many wrong passwords; try again later.", headers={"Retry-After": str(retry)}
-        )
+    if (retry := await throttle.locked_for(session, key=key)) is not None:
+        return _locked(retry)
     if not await verify_password(user.password_hash, password):
-        await _failed(
-            session, settings=settings, sessionmaker=sessionmaker, key=key, user=user, client=client
-        )
-        raise Forbidden("The password is wrong.", code="invalid_credentials")
-    await throttle.succeeded(sessionmaker, key=key)
+        await _failed(session, settings=settings, key=key, user=user, client=client)
+        return AuthFailure(403, "invalid_credentials", "The password is wrong.")
+    await throttle.clear(session, key=key)
+    return None
 
 
 _rotations: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

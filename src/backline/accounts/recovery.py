@@ -17,11 +17,11 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import service as accounts
 from backline.accounts import throttle
-from backline.accounts.auth import check_password_again, end_sessions
+from backline.accounts.auth import end_sessions
 from backline.accounts.deps import ClientInfo
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import AccountToken, TokenPurpose, User
@@ -262,7 +262,6 @@ async def reset_password(
     *,
     settings: Settings,
     http: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
     revocations: Revocations,
     token: str,
     new_password: str,
@@ -291,23 +290,16 @@ async def change_password(
     *,
     settings: Settings,
     http: httpx.AsyncClient,
-    sessionmaker: async_sessionmaker[AsyncSession],
     revocations: Revocations,
     user: User,
     current_session: uuid.UUID,
-    current_password: str,
     new_password: str,
     client: ClientInfo,
 ) -> int:
-    """Change the password; every other session ends. Returns how many did."""
-    await check_password_again(
-        session,
-        settings=settings,
-        sessionmaker=sessionmaker,
-        user=user,
-        password=current_password,
-        client=client,
-    )
+    """Change the password; every other session ends. Returns how many did.
+
+    The caller has checked the current password (`auth.check_password_again`).
+    """
     await check_password(
         new_password, email=user.email, display_name=user.display_name, settings=settings, http=http
     )
@@ -335,25 +327,16 @@ async def request_email_change(
     session: AsyncSession,
     *,
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
     user: User,
     new_email: str,
-    current_password: str,
     client: ClientInfo,
 ) -> None:
     """Send a confirmation link to the new address and a notice to the old one.
 
     An address that already has an account gets no link, but the answer is the same: a
-    signed-in user must not be able to test which addresses are registered.
+    signed-in user must not be able to test which addresses are registered. The caller has
+    checked the current password (`auth.check_password_again`).
     """
-    await check_password_again(
-        session,
-        settings=settings,
-        sessionmaker=sessionmaker,
-        user=user,
-        password=current_password,
-        client=client,
-    )
     normalized = normalize_email(new_email)
     if normalized == user.email:
         return

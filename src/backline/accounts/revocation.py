@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backline.accounts.models import AuthSession
 from backline.accounts.tokens import now
 from backline.config import Settings
+from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,7 +59,15 @@ class Revocations:
                     pipe.set(f"{self.prefix}{session_id}", b"1", ex=self.ttl)
                 await pipe.execute()
         except RedisError as exc:
+            # Other processes check only Redis: an unpublished revocation would leave the
+            # session's access tokens working there. Fail the request; its transaction rolls
+            # back, and the person can simply try again.
             log.error("revocation_not_published", error=type(exc).__name__, sessions=len(ids))
+            raise ServiceUnavailable(
+                "Signing out is not possible right now; please try again shortly.",
+                code="revocation_unavailable",
+                headers={"Retry-After": "5"},
+            ) from None
 
     async def is_revoked(self, session_id: uuid.UUID) -> bool:
         if self.redis is not None:

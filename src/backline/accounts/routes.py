@@ -7,10 +7,13 @@ after the transaction is committed, so what it recorded stays recorded.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Body, Request, Response, status
+from fastapi import Body, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from backline.accounts import auth, recovery
@@ -44,7 +47,7 @@ from backline.accounts.schemas import (
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
 from backline.deps import HttpClientDep, SessionDep, SettingsDep
-from backline.errors import Forbidden, NotFound, Unauthorized, problem_response
+from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
 
@@ -54,6 +57,27 @@ me = router(prefix="/api/me", tags=["account"])
 admin = router(prefix="/api/admin", tags=["admin"])
 
 ACCEPTED = "If the address can receive email, a message is on its way."
+
+
+def answer_no_sooner_than(seconds: float) -> Any:
+    """A route dependency holding the response until `seconds` after the request began.
+
+    Declared on the route, it is entered before the session and left after the commit, so it
+    covers all the work: whether an address has an account then shows neither in the answer
+    nor in its timing.
+    """
+
+    async def floor() -> AsyncIterator[None]:
+        began = time.monotonic()
+        yield
+        remaining = seconds - (time.monotonic() - began)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    return Depends(floor, scope="function")
+
+
+EQUAL_TIME = answer_no_sooner_than(0.25)
 
 
 def _revocations(request: Request) -> Revocations:
@@ -102,7 +126,7 @@ def _public(user: User) -> UserPublic:
 @public.post(
     "/register",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[RateLimit("register")],
+    dependencies=[EQUAL_TIME, RateLimit("register")],
     summary="Sign up; the answer is the same whether or not the address is taken",
 )
 async def register(
@@ -112,15 +136,19 @@ async def register(
     settings: SettingsDep,
     http: HttpClientDep,
 ) -> Accepted:
-    await recovery.register(
-        session,
-        settings=settings,
-        http=http,
-        email=body.email,
-        password=body.password,
-        display_name=body.display_name,
-        client=client_info(request),
-    )
+    try:
+        await recovery.register(
+            session,
+            settings=settings,
+            http=http,
+            email=body.email,
+            password=body.password,
+            display_name=body.display_name,
+            client=client_info(request),
+        )
+    except Conflict:
+        # A concurrent sign-up with the same address won the race: the same answer.
+        await session.rollback()
     return Accepted(detail="Check your inbox for a link to confirm your address.")
 
 
@@ -133,7 +161,7 @@ async def verify_email(body: TokenRequest, request: Request, session: SessionDep
 @public.post(
     "/resend-verification",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[RateLimit("resend_verification")],
+    dependencies=[EQUAL_TIME, RateLimit("resend_verification")],
 )
 async def resend_verification(
     body: EmailRequest, session: SessionDep, settings: SettingsDep
@@ -145,7 +173,7 @@ async def resend_verification(
 @public.post(
     "/login",
     response_model=TokenResponse,
-    dependencies=[RateLimit("login")],
+    dependencies=[RateLimit("login"), RateLimit("login_account")],
     responses={401: {}, 403: {}, 429: {}},
 )
 async def login(
@@ -158,7 +186,6 @@ async def login(
     outcome = await auth.login(
         session,
         settings=settings,
-        sessionmaker=request.app.state.sessionmaker,
         email=body.email,
         password=body.password,
         client=client_info(request),
@@ -213,7 +240,7 @@ async def refresh(
 @public.post(
     "/forgot-password",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[RateLimit("forgot_password")],
+    dependencies=[EQUAL_TIME, RateLimit("forgot_password")],
 )
 async def forgot_password(
     body: EmailRequest, request: Request, session: SessionDep, settings: SettingsDep
@@ -240,7 +267,6 @@ async def reset_password(
         session,
         settings=settings,
         http=http,
-        sessionmaker=request.app.state.sessionmaker,
         revocations=_revocations(request),
         token=body.token,
         new_password=body.new_password,
@@ -333,7 +359,7 @@ async def revoke_session(
     )
 
 
-@signed_in.post("/change-password")
+@signed_in.post("/change-password", responses={403: {}, 429: {}})
 async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
@@ -341,18 +367,26 @@ async def change_password(
     session: SessionDep,
     settings: SettingsDep,
     http: HttpClientDep,
-) -> dict[str, int]:
+) -> Any:
+    client = client_info(request)
+    failure = await auth.check_password_again(
+        session,
+        settings=settings,
+        user=principal.user,
+        password=body.current_password,
+        client=client,
+    )
+    if failure is not None:
+        return _failure(failure)
     ended = await recovery.change_password(
         session,
         settings=settings,
         http=http,
-        sessionmaker=request.app.state.sessionmaker,
         revocations=_revocations(request),
         user=principal.user,
         current_session=principal.session_id,
-        current_password=body.current_password,
         new_password=body.new_password,
-        client=client_info(request),
+        client=client,
     )
     return {"other_sessions_ended": ended}
 
@@ -362,34 +396,36 @@ async def get_me(user: CurrentUser) -> UserPublic:
     return _public(user)
 
 
-@me.patch("")
+@me.patch("", response_model=UserPublic)
 async def update_me(
     body: UserUpdate,
     user: CurrentUser,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-) -> UserPublic:
-    await accounts.update(session, user=user, display_name=body.display_name)
+) -> Any:
     if body.email is not None:
         if body.current_password is None:
             raise Forbidden(
                 "Changing the email address needs the current password.",
                 code="password_required",
             )
-        await recovery.request_email_change(
-            session,
-            settings=settings,
-            sessionmaker=request.app.state.sessionmaker,
-            user=user,
-            new_email=body.email,
-            current_password=body.current_password,
-            client=client_info(request),
+        client = client_info(request)
+        failure = await auth.check_password_again(
+            session, settings=settings, user=user, password=body.current_password, client=client
         )
+        if failure is not None:
+            return _failure(failure)
+        await recovery.request_email_change(
+            session, settings=settings, user=user, new_email=body.email, client=client
+        )
+    await accounts.update(session, user=user, display_name=body.display_name)
     return _public(user)
 
 
-@me.delete("", status_code=status.HTTP_204_NO_CONTENT)
+@me.delete(
+    "", status_code=status.HTTP_204_NO_CONTENT, response_model=None, responses={403: {}, 429: {}}
+)
 async def delete_me(
     body: DeleteAccountRequest,
     principal: CurrentPrincipal,
@@ -397,16 +433,13 @@ async def delete_me(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-) -> None:
+) -> Any:
     user = principal.user
-    await auth.check_password_again(
-        session,
-        settings=settings,
-        sessionmaker=request.app.state.sessionmaker,
-        user=user,
-        password=body.password,
-        client=client_info(request),
+    failure = await auth.check_password_again(
+        session, settings=settings, user=user, password=body.password, client=client_info(request)
     )
+    if failure is not None:
+        return _failure(failure)
     await auth.end_sessions(
         session, revocations=_revocations(request), user_id=user.id, reason="account_deleted"
     )
@@ -420,6 +453,7 @@ async def delete_me(
     )
     await accounts.delete(session, user=user)
     clear_session_cookies(response, settings=settings)
+    return None
 
 
 @me.get("/export")

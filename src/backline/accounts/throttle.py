@@ -7,8 +7,8 @@ way whether or not an account exists: a stranger learns nothing from being pause
 
 Counting is one atomic upsert (`INSERT ... ON CONFLICT DO UPDATE ... RETURNING`), so concurrent
 guesses are all counted; the lock is taken by whichever failure reaches the threshold, in an
-`UPDATE` only one of them can win. Each step runs in a short transaction of its own, so a
-failure stays counted even though the request that caused it fails.
+`UPDATE` only one of them can win. Everything runs in the caller's transaction, which commits
+a failure before answering it (see `auth.AuthFailure`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import String, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backline.accounts.emails import InvalidEmail, normalize_email
@@ -61,69 +61,57 @@ def lock_duration(level: int) -> timedelta:
     return min(LOCK_CAP, longer)
 
 
-async def locked_for(sessionmaker: async_sessionmaker[AsyncSession], *, key: str) -> int | None:
+async def locked_for(session: AsyncSession, *, key: str) -> int | None:
     """Seconds until the address may try again, or None when it is not paused."""
-    async with sessionmaker() as session:
-        until = await session.scalar(
-            select(LoginThrottle.locked_until).where(LoginThrottle.key == key)
-        )
+    until = await session.scalar(select(LoginThrottle.locked_until).where(LoginThrottle.key == key))
     moment = now()
     if until is None or until <= moment:
         return None
     return max(1, int((until - moment).total_seconds()) + 1)
 
 
-async def failed(
-    sessionmaker: async_sessionmaker[AsyncSession], *, key: str, threshold: int
-) -> Failure:
+async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
     """Count one wrong password; lock the address when this one reaches the threshold."""
     moment = now()
     fresh = or_(
         LoginThrottle.first_failed_at.is_(None), LoginThrottle.first_failed_at < moment - WINDOW
     )
-    async with sessionmaker() as session, session.begin():
-        bind = session.get_bind()
-        dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
-        upsert = dialect.insert(LoginThrottle).values(
-            key=key, failed_logins=1, first_failed_at=moment, lock_level=0, updated_at=moment
+    bind = session.get_bind()
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(LoginThrottle).values(
+        key=key, failed_logins=1, first_failed_at=moment, lock_level=0, updated_at=moment
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[LoginThrottle.key],
+        set_={
+            "failed_logins": case((fresh, 1), else_=LoginThrottle.failed_logins + 1),
+            "first_failed_at": case((fresh, moment), else_=LoginThrottle.first_failed_at),
+            "updated_at": moment,
+        },
+    ).returning(LoginThrottle.failed_logins, LoginThrottle.lock_level)
+    count, level = (await session.execute(upsert)).one()
+    if count < threshold:
+        return Failure(None, level)
+    won = await session.scalar(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key, LoginThrottle.failed_logins >= threshold)
+        .values(
+            lock_level=LoginThrottle.lock_level + 1,
+            failed_logins=0,
+            first_failed_at=None,
+            updated_at=moment,
         )
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[LoginThrottle.key],
-            set_={
-                "failed_logins": case((fresh, 1), else_=LoginThrottle.failed_logins + 1),
-                "first_failed_at": case((fresh, moment), else_=LoginThrottle.first_failed_at),
-                "updated_at": moment,
-            },
-        ).returning(LoginThrottle.failed_logins, LoginThrottle.lock_level)
-        count, level = (await session.execute(upsert)).one()
-        if count < threshold:
-            return Failure(None, level)
-        won = await session.scalar(
-            update(LoginThrottle)
-            .where(LoginThrottle.key == key, LoginThrottle.failed_logins >= threshold)
-            .values(
-                lock_level=LoginThrottle.lock_level + 1,
-                failed_logins=0,
-                first_failed_at=None,
-                updated_at=moment,
-            )
-            .returning(LoginThrottle.lock_level)
-        )
-        if won is None:  # a concurrent failure took the lock
-            return Failure(None, level)
-        until = moment + lock_duration(won)
-        await session.execute(
-            update(LoginThrottle).where(LoginThrottle.key == key).values(locked_until=until)
-        )
-        return Failure(until, won)
-
-
-async def succeeded(sessionmaker: async_sessionmaker[AsyncSession], *, key: str) -> None:
-    """A right password: the address starts afresh."""
-    async with sessionmaker() as session, session.begin():
-        await clear(session, key=key)
+        .returning(LoginThrottle.lock_level)
+    )
+    if won is None:  # a concurrent failure took the lock
+        return Failure(None, level)
+    until = moment + lock_duration(won)
+    await session.execute(
+        update(LoginThrottle).where(LoginThrottle.key == key).values(locked_until=until)
+    )
+    return Failure(until, won)
 
 
 async def clear(session: AsyncSession, *, key: str) -> None:
-    """Forget the address's failures inside the caller's transaction (a password reset)."""
+    """A right password, or a reset: the address starts afresh."""
     await session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))

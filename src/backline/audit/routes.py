@@ -44,20 +44,23 @@ def _cursor(event: AuditEventPublic) -> str:
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    invalid = BadRequest("The cursor is not one this endpoint gave out.", code="invalid_cursor")
     try:
         created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(last_id)
+        moment = datetime.fromisoformat(created)
+        position = uuid.UUID(last_id)
     except ValueError:
-        raise BadRequest(
-            "The cursor is not one this endpoint gave out.", code="invalid_cursor"
-        ) from None
+        raise invalid from None
+    if moment.tzinfo is None:
+        raise invalid
+    return moment, position
 
 
 @staff.get("/audit-events")
 async def list_events(
     session: SessionDep,
     user_id: uuid.UUID | None = None,
-    event: Annotated[str | None, Query(max_length=48)] = None,
+    event: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]+$")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope
 
+from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.errors import TooManyRequests
 from backline.ratelimit.clientip import client_ip
 from backline.ratelimit.limiter import Decision, RateLimiter
@@ -76,7 +77,10 @@ async def _body_email(request: Request) -> str | None:
     email = body.get("email") if isinstance(body, dict) else None
     if not isinstance(email, str) or not email.strip():
         return None
-    return email.strip().lower()[:MAX_EMAIL_KEY]
+    try:  # the same address, however it is spelled, counts as one
+        return normalize_email(email[:MAX_EMAIL_KEY])
+    except InvalidEmail:
+        return email.strip().lower()[:MAX_EMAIL_KEY]
 
 
 async def charge(request: Request, name: str, *, cost: int = 1) -> Decision:

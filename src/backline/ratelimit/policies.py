@@ -43,7 +43,10 @@ DEFAULTS: dict[str, Policy] = {
     for policy in (
         Policy("global", "600/minute", ("ip",), "open"),
         Policy("register", "10/hour", ("ip",), "closed"),
-        Policy("login", "10/minute;100/day", ("ip", "email"), "closed"),
+        # Per address of origin only: a long per-account window would let anyone lock a
+        # person out (failed passwords per account are the `throttle`'s business).
+        Policy("login", "10/minute;100/day", ("ip",), "closed"),
+        Policy("login_account", "10/minute", ("email",), "closed"),
         Policy("resend_verification", "5/hour", ("ip", "email"), "closed"),
         Policy("forgot_password", "5/hour", ("ip", "email"), "closed"),
         Policy("reset_password", "5/hour", ("ip",), "closed"),

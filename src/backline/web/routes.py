@@ -86,7 +86,6 @@ async def reset_password_form(
             session,
             settings=settings,
             http=http,
-            sessionmaker=request.app.state.sessionmaker,
             revocations=request.app.state.revocations,
             token=token,
             new_password=new_password,
