@@ -15,6 +15,11 @@ ORIGIN = "http://127.0.0.1:8000"  # the development public URL, allowed by defau
 
 
 @pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
+@pytest.fixture
 async def browser(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:

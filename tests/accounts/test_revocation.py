@@ -130,3 +130,33 @@ async def test_without_redis_another_process_stops_accepting_within_a_second(
             assert time.monotonic() - began < 1.2, "still accepted after a second"
             await asyncio.sleep(0.05)
         assert time.monotonic() - began <= 1.2
+
+
+@pytest.mark.redis
+async def test_a_revocation_that_cannot_be_published_fails_and_changes_nothing(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    own_redis: Any,
+    make_user: Any,
+) -> None:
+    settings = make_settings(
+        database_url=database_url, redis_url=own_redis.url, rate_limits=GENEROUS_LIMITS
+    )
+    await make_user()
+    app = app_factory(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client,
+    ):
+        tokens = await login(client, "ann@example.com")
+        own_redis.stop()
+        out = await client.post("/api/auth/logout", headers=bearer(tokens))
+        assert out.status_code == 503
+        assert out.json()["code"] == "revocation_unavailable"
+        own_redis.start()
+        listed = await client.get("/api/auth/sessions", headers=bearer(tokens))
+        assert listed.status_code == 200
+        assert len(listed.json()) == 1  # the session was not half-revoked
+        assert (await client.post("/api/auth/logout", headers=bearer(tokens))).status_code == 204
+        assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 401

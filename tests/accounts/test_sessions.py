@@ -9,10 +9,13 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
+from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.db import utcnow
-from tests.accounts.conftest import PASSWORD, bearer, login, outbox, token_in
+from backline.accounts import service as accounts
+from backline.db import create_engine, create_sessionmaker, utcnow
+from backline.models import metadata
+from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, bearer, login, outbox, token_in
 
 NEW_PASSWORD = "another fine passphrase 7"
 
@@ -228,3 +231,35 @@ async def test_links_ignore_the_request_host(
     [message] = await outbox(engine, "password_reset")
     assert "evil.example" not in (message.text_body or "") + (message.html_body or "")
     assert "http://127.0.0.1:8000/reset-password?token=" in (message.text_body or "")
+
+
+@pytest.mark.postgres
+async def test_two_instances_refreshing_one_token_agree_through_the_row_lock(
+    app_factory: Any, make_settings: Any, postgres_url: str
+) -> None:
+    """Separate app instances share no in-process lock: PostgreSQL's FOR UPDATE serializes."""
+    settings = make_settings(database_url=postgres_url, rate_limits=GENEROUS_LIMITS)
+    engine = create_engine(settings)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await accounts.create(
+            session, email="rows@example.com", password=PASSWORD, display_name="R", verified=True
+        )
+    first, second = app_factory(settings), app_factory(settings)
+    try:
+        async with (
+            LifespanManager(first),
+            LifespanManager(second),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://a") as a,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://b") as b,
+        ):
+            tokens = await login(a, "rows@example.com")
+            one, two = await asyncio.gather(
+                refresh(a, tokens["refresh_token"]), refresh(b, tokens["refresh_token"])
+            )
+        assert one.status_code == two.status_code == 200
+        assert one.json()["refresh_token"] == two.json()["refresh_token"]
+    finally:
+        async with engine.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                await connection.execute(table.delete())
+        await engine.dispose()

@@ -10,7 +10,7 @@ from asgi_lifespan import LifespanManager
 
 from backline.app import Backline
 from backline.config import Settings
-from tests.ratelimit.conftest import OwnRedis
+from tests.conftest import OwnRedis
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import pytest
 from backline.config import Settings
 from backline.metrics import RATE_LIMIT_DEGRADED, RATE_LIMIT_STORAGE_ERRORS
 from backline.ratelimit.limiter import RateLimiter, RateLimitUnavailable
-from tests.conftest import LogCapture
-from tests.ratelimit.conftest import OwnRedis
+from tests.conftest import LogCapture, OwnRedis
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -15,6 +15,11 @@ from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, login, outbox, to
 
 
 @pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
+@pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     return make_settings(database_url=database_url, rate_limits=GENEROUS_LIMITS)
 

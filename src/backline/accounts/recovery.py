@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import service as accounts
@@ -194,6 +195,12 @@ async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo)
         if taken is not None:
             raise Conflict("That address now belongs to another account.", code="email_taken")
         user.email = row.new_email
+        try:
+            await session.flush()  # the unique index settles a race with a new sign-up
+        except IntegrityError:
+            raise Conflict(
+                "That address now belongs to another account.", code="email_taken"
+            ) from None
         row.used_at = now()
         await audit.record(
             session,
