@@ -20,6 +20,7 @@ it raises `WeakPassword` (422 `weak_password`) with a reason that never repeats 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 from collections import Counter
@@ -235,8 +236,20 @@ async def breach_count(
     return None
 
 
+_hashing: anyio.CapacityLimiter | None = None
+
+
+def _hashing_slots() -> anyio.CapacityLimiter:
+    """As many hashes at once as there are cores: more only queue on the CPU, and starve the
+    event loop (and so every other request) of it."""
+    global _hashing
+    if _hashing is None:
+        _hashing = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
+    return _hashing
+
+
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(hasher.hash, password)
+    return await anyio.to_thread.run_sync(hasher.hash, password, limiter=_hashing_slots())
 
 
 async def verify_password(stored_hash: str, password: str) -> bool:
@@ -246,7 +259,7 @@ async def verify_password(stored_hash: str, password: str) -> bool:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    return await anyio.to_thread.run_sync(verify)
+    return await anyio.to_thread.run_sync(verify, limiter=_hashing_slots())
 
 
 def needs_rehash(stored_hash: str) -> bool:
