@@ -1,4 +1,4 @@
-"""Per-request context: the request ID and, once known, the user ID.
+"""Per-request context: the request ID, the user ID once known, and the client's address.
 
 Both live in structlog's context variables, so every log line written while a request is
 handled carries them, and the shared HTTP client reads the request ID from here to send it on
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
 import structlog
+from starlette.requests import Request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -35,3 +37,21 @@ def current_request_id() -> str | None:
 def bind_user(user_id: object) -> None:
     """Record the authenticated user for the rest of the request's log lines."""
     structlog.contextvars.bind_contextvars(user_id=str(user_id))
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Where a request came from, as the audit log and sessions record it."""
+
+    ip: str
+    user_agent: str | None
+
+
+def client_info(request: Request) -> ClientInfo:
+    from backline.ratelimit.clientip import client_ip
+
+    agent = request.headers.get("user-agent")
+    return ClientInfo(
+        ip=client_ip(request.scope, request.app.state.settings.trusted_proxies),
+        user_agent=agent[:300] if agent else None,
+    )

@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import service as accounts
 from backline.accounts import throttle
-from backline.accounts.deps import ClientInfo
 from backline.accounts.emails import InvalidEmail
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, hasher, needs_rehash, verify_password
@@ -40,6 +39,7 @@ from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, issue_access, new_opaque, now, refresh_successor
 from backline.audit import service as audit
 from backline.config import Settings
+from backline.context import ClientInfo
 from backline.email import service as outbox
 
 REFRESH_GRACE = timedelta(seconds=10)
@@ -130,8 +130,7 @@ async def login(
         session,
         event="login_ok",
         user_id=user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         session_id=str(auth_session.id),
     )
     return await _issue(session, settings=settings, auth_session=auth_session, refresh=new_opaque())
@@ -152,8 +151,7 @@ async def _failed(
         session,
         event="login_failed",
         user_id=user_id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         reason="wrong_password" if user else "unknown_email",
     )
     if outcome.locked_until is None:
@@ -162,8 +160,7 @@ async def _failed(
         session,
         event="lockout",
         user_id=user_id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         until=outcome.locked_until.isoformat(),
         level=outcome.level,
     )
@@ -266,8 +263,7 @@ async def refresh(
         session,
         event="refresh_reuse",
         user_id=auth_session.user_id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         session_id=str(auth_session.id),
     )
     return AuthFailure(

@@ -28,7 +28,6 @@ from backline.config import Settings
 from backline.context import bind_user
 from backline.deps import SessionDep
 from backline.errors import Forbidden, Unauthorized
-from backline.ratelimit.clientip import client_ip
 
 ACCESS_COOKIE = "backline_access"
 REFRESH_COOKIE = "backline_refresh"
@@ -43,21 +42,6 @@ class Principal:
     user: User
     session_id: uuid.UUID
     via_cookie: bool
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    ip: str
-    user_agent: str | None
-
-
-def client_info(request: Request) -> ClientInfo:
-    settings: Settings = request.app.state.settings
-    agent = request.headers.get("user-agent")
-    return ClientInfo(
-        ip=client_ip(request.scope, settings.trusted_proxies),
-        user_agent=agent[:300] if agent else None,
-    )
 
 
 def _presented_token(request: Request) -> tuple[str, bool] | None:

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backline.accounts import service as accounts
 from backline.accounts import throttle
 from backline.accounts.auth import end_sessions
-from backline.accounts.deps import ClientInfo
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import AccountToken, TokenPurpose, User
 from backline.accounts.passwords import check_password, hash_password
@@ -31,6 +30,7 @@ from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, new_opaque, now
 from backline.audit import service as audit
 from backline.config import Settings
+from backline.context import ClientInfo
 from backline.email import service as outbox
 from backline.errors import BadRequest, Conflict
 
@@ -160,16 +160,13 @@ async def register(
             session,
             event="signup_attempt_existing",
             user_id=existing.id,
-            ip=client.ip,
-            user_agent=client.user_agent,
+            client=client,
         )
         return
     user = await accounts.create(
         session, email=normalized, password=password, display_name=display_name
     )
-    await audit.record(
-        session, event="registered", user_id=user.id, ip=client.ip, user_agent=client.user_agent
-    )
+    await audit.record(session, event="registered", user_id=user.id, client=client)
     await send_verification(session, settings=settings, user=user)
 
 
@@ -206,14 +203,11 @@ async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo)
             session,
             event="email_changed",
             user_id=user.id,
-            ip=client.ip,
-            user_agent=client.user_agent,
+            client=client,
         )
     row.used_at = now()
     user.email_verified_at = now()
-    await audit.record(
-        session, event="email_verified", user_id=user.id, ip=client.ip, user_agent=client.user_agent
-    )
+    await audit.record(session, event="email_verified", user_id=user.id, client=client)
     return user
 
 
@@ -244,8 +238,7 @@ async def forgot_password(
         session,
         event="reset_requested",
         user_id=user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
     )
 
 
@@ -287,9 +280,7 @@ async def reset_password(
     if user.email_verified_at is None:
         user.email_verified_at = now()  # the reset link proved the address
     await end_sessions(session, revocations=revocations, user_id=user.id, reason="password_reset")
-    await audit.record(
-        session, event="reset_done", user_id=user.id, ip=client.ip, user_agent=client.user_agent
-    )
+    await audit.record(session, event="reset_done", user_id=user.id, client=client)
 
 
 async def change_password(
@@ -323,8 +314,7 @@ async def change_password(
         session,
         event="password_changed",
         user_id=user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         sessions_ended=ended,
     )
     return ended
@@ -360,8 +350,7 @@ async def request_email_change(
         session,
         event="email_change_requested",
         user_id=user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
     )
     if taken:
         return

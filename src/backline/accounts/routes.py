@@ -25,7 +25,6 @@ from backline.accounts.deps import (
     CurrentUser,
     RequireRole,
     check_csrf,
-    client_info,
 )
 from backline.accounts.models import Role, User
 from backline.accounts.revocation import Revocations
@@ -46,6 +45,7 @@ from backline.accounts.schemas import (
 )
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
+from backline.context import client_info
 from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit
@@ -294,8 +294,7 @@ async def logout(
         session,
         event="logout",
         user_id=principal.user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         session_id=str(principal.session_id),
     )
     clear_session_cookies(response, settings=settings)
@@ -317,8 +316,7 @@ async def logout_all(
         session,
         event="logout_all",
         user_id=principal.user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         sessions_ended=ended,
     )
     clear_session_cookies(response, settings=settings)
@@ -353,8 +351,7 @@ async def revoke_session(
         session,
         event="session_revoked",
         user_id=principal.user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         session_id=str(session_id),
     )
 
@@ -448,8 +445,7 @@ async def delete_me(
         session,
         event="account_deleted",
         user_id=user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
     )
     await accounts.delete(session, user=user)
     clear_session_cookies(response, settings=settings)
@@ -479,8 +475,7 @@ async def change_role(
         event="role_changed",
         user_id=user.id,
         actor_id=principal.user.id,
-        ip=client.ip,
-        user_agent=client.user_agent,
+        client=client,
         before=before,
         after=role.value,
     )

@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.audit.models import AuditEvent
-from backline.context import current_request_id
+from backline.context import ClientInfo, current_request_id
 
 
 async def record(
@@ -23,17 +23,16 @@ async def record(
     *,
     event: str,
     user_id: uuid.UUID | None,
+    client: ClientInfo | None,
     actor_id: uuid.UUID | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
     **details: Any,
 ) -> AuditEvent:
     row = AuditEvent(
         event=event,
         user_id=user_id,
         actor_id=actor_id if actor_id is not None else user_id,
-        ip=ip,
-        user_agent=(user_agent or "")[:300] or None,
+        ip=client.ip if client else None,
+        user_agent=client.user_agent if client else None,
         request_id=current_request_id(),
         details=details,
     )

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader
 
 from backline.accounts import recovery
-from backline.accounts.deps import client_info
+from backline.context import client_info
 from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import ProblemError
 from backline.ratelimit.deps import RateLimit
