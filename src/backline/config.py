@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    s3_request_checksum: Literal["when_required", "when_supported"] = "when_required"
+    max_audio_bytes: int = Field(500 * 1024 * 1024, ge=1024)
+    max_artwork_bytes: int = Field(10 * 1024 * 1024, ge=1024)
 
     encryption_keys: SecretStr | None = None
 

@@ -1,0 +1,84 @@
+"""The storage interface, shared by every backend.
+
+Writes stream: bytes go to the store as they arrive, SHA-256 is computed in the same pass, and
+memory stays flat whatever the size. A write stops at the first byte over its cap
+(`TooLarge`), and a write whose bytes do not match the digest the client declared
+(`DigestMismatch`) leaves nothing behind: a backend keeps an object only once it is complete and
+verified. Failures of the store itself are `StorageUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from backline.errors import ProblemError, ServiceUnavailable, Unprocessable
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str  # hex
+
+
+class TooLarge(ProblemError):
+    status, code = 413, "payload_too_large"
+
+
+class DigestMismatch(Unprocessable):
+    code = "digest_mismatch"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code = "storage_unavailable"
+
+
+class Storage(Protocol):
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        max_size: int,
+        expected_sha256: str | None = None,
+    ) -> StoredObject: ...
+
+    def read(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def size(self, key: str) -> int | None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def check(self) -> None: ...
+
+
+class Hasher:
+    """Counts and hashes bytes as they stream past, refusing the first byte over the cap."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.size = 0
+        self._sha = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_size:
+            raise TooLarge(f"The file is larger than {self.max_size} bytes.")
+        self._sha.update(chunk)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    @property
+    def b64digest(self) -> str:
+        return base64.b64encode(self._sha.digest()).decode()
+
+    def verify(self, expected_sha256: str | None) -> None:
+        if expected_sha256 is not None and expected_sha256.lower() != self.hexdigest:
+            raise DigestMismatch("The bytes received do not match the declared SHA-256.")

@@ -1,0 +1,99 @@
+"""The local backend: objects as files under one directory (the development default).
+
+Every path is derived from a validated key (see `keys`) and checked to resolve inside the root;
+files are opened without following symbolic links, so a link planted in the tree leads nowhere.
+A write goes to a temporary file beside its target and is renamed into place only when complete
+and verified: a reader never sees half an object, and an interrupted or refused write leaves
+nothing. File work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio.to_thread
+
+from backline.storage.base import Hasher, StoredObject
+from backline.storage.keys import validate
+
+CHUNK = 1024 * 1024
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        """The file of a key. Its folder must resolve inside the root; the file itself is
+        never resolved, so that a symbolic link there is refused on open, not followed."""
+        validate(key)
+        root = self.root.resolve()
+        target = root / key
+        if not target.parent.resolve().is_relative_to(root):
+            raise ValueError("key escapes the storage root")
+        return target
+
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        max_size: int,
+        expected_sha256: str | None = None,
+    ) -> StoredObject:
+        target = self.path(key)
+        await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+        handle, temporary = await anyio.to_thread.run_sync(
+            lambda: tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        )
+        hasher = Hasher(max_size)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    await anyio.to_thread.run_sync(file.write, chunk)
+                await anyio.to_thread.run_sync(file.flush)
+                await anyio.to_thread.run_sync(os.fsync, file.fileno())
+            hasher.verify(expected_sha256)
+            await anyio.to_thread.run_sync(os.replace, temporary, target)
+        except BaseException:
+            await anyio.to_thread.run_sync(lambda: Path(temporary).unlink(missing_ok=True))
+            raise
+        return StoredObject(key=key, size=hasher.size, sha256=hasher.hexdigest)
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        target = self.path(key)
+        descriptor = await anyio.to_thread.run_sync(
+            lambda: os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        )
+        with os.fdopen(descriptor, "rb") as file:
+            while chunk := await anyio.to_thread.run_sync(file.read, CHUNK):
+                yield chunk
+
+    async def size(self, key: str) -> int | None:
+        target = self.path(key)
+
+        def stat() -> int | None:
+            try:
+                info = target.lstat()
+            except FileNotFoundError:
+                return None
+            return info.st_size if stat_module.S_ISREG(info.st_mode) else None
+
+        return await anyio.to_thread.run_sync(stat)
+
+    async def delete(self, key: str) -> None:
+        target = self.path(key)
+        await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+
+    async def check(self) -> None:
+        def probe() -> None:
+            if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+                raise OSError("storage directory missing or not writable")
+
+        await anyio.to_thread.run_sync(probe)

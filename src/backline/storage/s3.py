@@ -1,0 +1,208 @@
+"""The S3 backend: AWS S3, Cloudflare R2, MinIO, through aioboto3.
+
+Uploads stream as a multipart upload in 8 MiB parts, each part carrying its own SHA-256
+(`ChecksumSHA256`) for the store to check; a file smaller than one part goes up in one PUT with
+the whole file's SHA-256. S3 and R2 keep only a composite checksum for multipart objects, so
+Backline computes and keeps the whole file's SHA-256 itself, and never relies on the store
+alone (some stores accept a wrong checksum). A refused or interrupted upload is aborted: no
+parts, no object, remain.
+
+boto3 computes CRC checksums on every request by default, which some S3-compatible stores
+reject: BACKLINE_S3_REQUEST_CHECKSUM sets botocore's `request_checksum_calculation`
+(`when_required`, the default here, or `when_supported`). Credentials come from the standard
+AWS variables or files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backline.config import Settings
+from backline.storage.base import Hasher, StorageUnavailable, StoredObject
+from backline.storage.keys import validate
+
+PART_SIZE = 8 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+
+class S3Storage:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        region: str | None,
+        checksum_calculation: str = "when_required",
+        timeout: float = 120.0,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.session = aioboto3.Session()
+        self.config = Config(
+            request_checksum_calculation=checksum_calculation,
+            response_checksum_validation="when_required",
+            connect_timeout=10,
+            read_timeout=timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+            signature_version="s3v4",
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        assert settings.s3_bucket is not None
+        return cls(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            checksum_calculation=settings.s3_request_checksum,
+            timeout=settings.upload_timeout,
+        )
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[Any]:
+        try:
+            async with self.session.client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=self.config
+            ) as client:
+                yield client
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"Object storage failed: {type(exc).__name__}.") from None
+
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
+        max_size: int,
+        expected_sha256: str | None = None,
+    ) -> StoredObject:
+        validate(key)
+        hasher = Hasher(max_size)
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        async with self.client() as s3:
+            try:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    buffer += chunk
+                    while len(buffer) >= PART_SIZE:
+                        if upload_id is None:
+                            created = await s3.create_multipart_upload(
+                                Bucket=self.bucket,
+                                Key=key,
+                                ContentType=content_type,
+                                ChecksumAlgorithm="SHA256",
+                            )
+                            upload_id = created["UploadId"]
+                        part, buffer = bytes(buffer[:PART_SIZE]), buffer[PART_SIZE:]
+                        parts.append(await self._part(s3, key, upload_id, len(parts) + 1, part))
+                hasher.verify(expected_sha256)
+                if upload_id is None:
+                    await s3.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=bytes(buffer),
+                        ContentType=content_type,
+                        ChecksumSHA256=hasher.b64digest,
+                    )
+                else:
+                    if buffer:
+                        parts.append(
+                            await self._part(s3, key, upload_id, len(parts) + 1, bytes(buffer))
+                        )
+                    await s3.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": parts},
+                    )
+            except BaseException:
+                if upload_id is not None:
+                    await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise
+        return StoredObject(key=key, size=hasher.size, sha256=hasher.hexdigest)
+
+    async def _part(
+        self, s3: Any, key: str, upload_id: str, number: int, data: bytes
+    ) -> dict[str, Any]:
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        answer = await s3.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        validate(key)
+        async with self.client() as s3:
+            answer = await s3.get_object(Bucket=self.bucket, Key=key)
+            body = answer["Body"]  # aiobotocore's StreamingBody
+            try:
+                while chunk := await body.read(READ_CHUNK):
+                    yield chunk
+            finally:
+                body.close()
+
+    async def size(self, key: str) -> int | None:
+        validate(key)
+        async with self.client() as s3:
+            try:
+                answer = await s3.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+        size: int = answer["ContentLength"]
+        return size
+
+    async def delete(self, key: str) -> None:
+        validate(key)
+        async with self.client() as s3:
+            await s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def signed_get(self, key: str, *, expires: int) -> str:
+        validate(key)
+        async with self.client() as s3:
+            url: str = await s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+            )
+        return url
+
+    async def signed_put(
+        self, key: str, *, expires: int, sha256_b64: str, size: int, content_type: str
+    ) -> str:
+        """A presigned PUT whose signature covers the declared SHA-256, size and type."""
+        validate(key)
+        async with self.client() as s3:
+            url: str = await s3.generate_presigned_url(
+                "put_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ChecksumSHA256": sha256_b64,
+                    "ContentLength": size,
+                    "ContentType": content_type,
+                },
+                ExpiresIn=expires,
+            )
+        return url
+
+    async def check(self) -> None:
+        async with self.client() as s3:
+            await s3.head_bucket(Bucket=self.bucket)
