@@ -46,6 +46,7 @@ from backline.ops.routes import public_router as ops_router
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
+from backline.storage import create_storage
 from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
@@ -94,7 +95,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
     app.state.http = http
-    app.state.readiness_checks = build_checks(settings, engine, redis)
+    app.state.storage = create_storage(settings)
+    app.state.readiness_checks = build_checks(engine, redis, app.state.storage)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
     app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
     log.info("started", env=settings.env, version=__version__)

@@ -133,3 +133,32 @@ async def test_framework_routes_are_logged_by_path(
 ) -> None:
     await client.get("/openapi.json")
     assert logs.named("request")[-1]["route"] == "/openapi.json"
+
+
+async def test_readyz_checks_the_s3_bucket(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    s3_endpoint: str,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        storage_backend="s3",
+        s3_bucket="backline-test",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+    )
+    async for client in serve(app_factory(settings)):
+        ok = await client.get("/readyz")
+    assert ok.json()["checks"]["storage"] == "ok"
+    missing = make_settings(
+        database_url=database_url,
+        storage_backend="s3",
+        s3_bucket="no-such-bucket",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+    )
+    async for client in serve(app_factory(missing)):
+        down = await client.get("/readyz")
+    assert down.status_code == 503
+    assert down.json()["checks"]["storage"].startswith("error")

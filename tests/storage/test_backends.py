@@ -13,7 +13,7 @@ from backline.storage.base import DigestMismatch, Storage, TooLarge
 from backline.storage.keys import InvalidKey, new_key, validate
 from backline.storage.local import LocalStorage
 from backline.storage.s3 import PART_SIZE, S3Storage
-from tests.storage.conftest import BUCKET
+from tests.conftest import BUCKET
 
 
 @pytest.fixture(params=["local", "s3"])

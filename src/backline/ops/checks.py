@@ -1,23 +1,21 @@
 """Readiness checks: can this process serve traffic right now?
 
 Each check answers within two seconds: the database (`SELECT 1`), Redis (`PING`) when
-configured, and object storage when configured. A failure names the dependency and the kind of
-error, never its message, which may carry a host name or credentials.
+configured, and object storage (the local directory is writable, or the S3 bucket answers). A
+failure names the dependency and the kind of error, never its message, which may carry a host
+name or credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import anyio.to_thread
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.config import Settings
+from backline.storage.base import Storage
 
 CHECK_TIMEOUT = 2.0
 Check = Callable[[], Awaitable[None]]
@@ -38,23 +36,18 @@ def redis_check(redis: Redis) -> Check:
     return check
 
 
-def local_storage_check(directory: Path) -> Check:
-    def probe() -> None:
-        if not directory.is_dir() or not os.access(directory, os.W_OK):
-            raise OSError("storage directory missing or not writable")
-
+def storage_check(storage: Storage) -> Check:
     async def check() -> None:
-        await anyio.to_thread.run_sync(probe)
+        await storage.check()
 
     return check
 
 
-def build_checks(settings: Settings, engine: AsyncEngine, redis: Redis | None) -> dict[str, Check]:
+def build_checks(engine: AsyncEngine, redis: Redis | None, storage: Storage) -> dict[str, Check]:
     checks: dict[str, Check] = {"database": database_check(engine)}
     if redis is not None:
         checks["redis"] = redis_check(redis)
-    if settings.storage_backend == "local":
-        checks["storage"] = local_storage_check(settings.effective_storage_dir)
+    checks["storage"] = storage_check(storage)
     return checks
 
 
