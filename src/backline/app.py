@@ -47,6 +47,7 @@ from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
 from backline.storage import create_storage
+from backline.tracks import routes as tracks_routes
 from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
@@ -150,6 +151,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         app.include_router(account_router)
     app.include_router(audit_router)
     app.include_router(web_pages)
+    app.include_router(tracks_routes.tracks_router)
+    app.include_router(tracks_routes.media_router)
     if not settings.is_production:
         app.include_router(dev_router)
     return app

@@ -5,6 +5,7 @@ from backline.accounts.throttle import LoginThrottle
 from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.tracks.models import Track
 
 metadata = Base.metadata
 
@@ -15,6 +16,7 @@ __all__ = [
     "LoginThrottle",
     "OutboxEmail",
     "RefreshToken",
+    "Track",
     "User",
     "metadata",
 ]

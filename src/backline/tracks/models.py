@@ -1,0 +1,67 @@
+"""The `tracks` table: a track's metadata, its audio object, and where it is in review.
+
+Status: draft -> submitted -> in_review -> approved | rejected (with a reason). Only drafts and
+rejected tracks may be edited. The audio object is described by its key, size, SHA-256 and
+what parsing found (format, duration, sample rate, channels, bitrate). A track outlives its
+owner's account, detached (`owner_id` NULL), once it has been submitted.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backline.db import Base, IdMixin, TimestampMixin
+
+
+class TrackStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+EDITABLE = frozenset({TrackStatus.DRAFT.value, TrackStatus.REJECTED.value})
+
+
+class Track(IdMixin, TimestampMixin, Base):
+    __tablename__ = "tracks"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'submitted', 'in_review', 'approved', 'rejected')",
+            name="status_known",
+        ),
+        Index("ix_tracks_owner_id_created_at", "owner_id", "created_at"),
+        Index("ix_tracks_status_created_at", "status", "created_at"),
+    )
+
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200))
+    primary_artist: Mapped[str | None] = mapped_column(String(200))
+    featured_artists: Mapped[list[str]] = mapped_column(JSON, default=list)
+    genre: Mapped[str | None] = mapped_column(String(50))
+    explicit: Mapped[bool | None] = mapped_column(default=None)
+    language: Mapped[str | None] = mapped_column(String(8))
+    release_date: Mapped[date | None] = mapped_column(default=None)
+    isrc: Mapped[str | None] = mapped_column(String(12))
+    credits: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=TrackStatus.DRAFT.value)
+    rejection_reason: Mapped[str | None] = mapped_column(String(1000))
+    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewer_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+    audio_key: Mapped[str | None] = mapped_column(String(80))
+    audio_size: Mapped[int | None] = mapped_column(Integer)
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
+    audio_format: Mapped[str | None] = mapped_column(String(8))
+    audio_duration: Mapped[float | None] = mapped_column(Float)
+    audio_sample_rate: Mapped[int | None] = mapped_column(Integer)
+    audio_channels: Mapped[int | None] = mapped_column(Integer)
+    audio_bitrate: Mapped[int | None] = mapped_column(Integer)

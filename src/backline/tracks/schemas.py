@@ -1,0 +1,104 @@
+"""Track bodies, named by direction. Rules of shape live here (ISRC, splits, language)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from stdnum import isrc as stdnum_isrc
+from stdnum.exceptions import ValidationError as StdnumError
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Credit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    role: Annotated[str, Field(min_length=1, max_length=50)]
+    split: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+
+
+class TrackFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    primary_artist: Name | None = None
+    featured_artists: Annotated[list[Name], Field(max_length=20)] | None = None
+    genre: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    explicit: bool | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
+    release_date: date | None = None
+    isrc: Annotated[str, Field(max_length=20)] | None = None
+    credits: Annotated[list[Credit], Field(max_length=50)] | None = None
+
+    @field_validator("isrc")
+    @classmethod
+    def _isrc(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(stdnum_isrc.validate(value))  # python-stdnum: compact, checked
+        except StdnumError:
+            raise ValueError("not a valid ISRC (e.g. USRC17607839)") from None
+
+    @field_validator("credits")
+    @classmethod
+    def _splits(cls, value: list[Credit] | None) -> list[Credit] | None:
+        if value and sum(c.split for c in value) != Decimal(100):
+            raise ValueError("the credits' splits must add up to 100")
+        return value
+
+
+class TrackCreate(TrackFields):
+    title: Name
+
+
+class TrackUpdate(TrackFields):
+    title: Name | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TrackUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
+class AudioPublic(BaseModel):
+    size: int
+    sha256: str
+    format: str
+    duration_seconds: float
+    sample_rate: int | None
+    channels: int | None
+    bitrate: int | None
+
+
+class TrackPublic(BaseModel):
+    id: uuid.UUID
+    title: str
+    primary_artist: str | None
+    featured_artists: list[str]
+    genre: str | None
+    explicit: bool | None
+    language: str | None
+    release_date: date | None
+    isrc: str | None
+    credits: list[dict[str, Any]]
+    status: str
+    rejection_reason: str | None
+    audio: AudioPublic | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrackPage(BaseModel):
+    items: list[TrackPublic]
+    next_cursor: str | None
+
+
+class SignedURL(BaseModel):
+    url: str
+    expires_in: int

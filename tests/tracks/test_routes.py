@@ -1,0 +1,316 @@
+"""Track endpoints: artists' drafts, streamed audio with SHA-256, signed links, submission."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import struct
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from backline.accounts.models import Role
+from backline.config import Settings
+from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
+
+COMPLETE = {
+    "primary_artist": "The Band",
+    "genre": "Rock",
+    "explicit": False,
+    "language": "en",
+    "release_date": "2027-01-15",
+    "isrc": "US-RC1-76-07839",
+    "credits": [
+        {"name": "A", "role": "writer", "split": 60},
+        {"name": "B", "role": "producer", "split": 40},
+    ],
+}
+
+
+def wav(seconds: float = 0.25, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = int(seconds * rate)
+        out.writeframes(
+            b"".join(struct.pack("<h", int(8000 * math.sin(i / 10))) for i in range(frames))
+        )
+    return buffer.getvalue()
+
+
+def digest_header(data: bytes) -> dict[str, str]:
+    return {
+        "Content-Digest": f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+    }
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(
+        database_url=database_url, rate_limits=GENEROUS_LIMITS, max_audio_bytes=200_000
+    )
+
+
+@pytest.fixture
+async def artist(client: httpx.AsyncClient, make_user: Any) -> dict[str, str]:
+    await make_user("artist@example.com", role=Role.ARTIST, display_name="Artist")
+    return bearer(await login(client, "artist@example.com"))
+
+
+async def draft(client: httpx.AsyncClient, artist: dict[str, str], **fields: Any) -> dict[str, Any]:
+    response = await client.post("/api/tracks", json={"title": "Song", **fields}, headers=artist)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def objects(settings: Settings) -> list[Path]:
+    root = settings.effective_storage_dir
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def test_only_artists_create_tracks(
+    client: httpx.AsyncClient, make_user: Any, artist: dict[str, str]
+) -> None:
+    await make_user("fan@example.com", display_name="Fan")
+    fan = bearer(await login(client, "fan@example.com"))
+    refused = await client.post("/api/tracks", json={"title": "Mine"}, headers=fan)
+    assert refused.status_code == 403
+    created = await draft(client, artist)
+    assert created["status"] == "draft"
+    assert created["audio"] is None
+
+
+async def test_other_peoples_tracks_are_404_never_403(
+    client: httpx.AsyncClient, make_user: Any, artist: dict[str, str]
+) -> None:
+    track = await draft(client, artist)
+    await make_user("other@example.com", role=Role.ARTIST, display_name="Other")
+    other = bearer(await login(client, "other@example.com"))
+    for method, suffix, kwargs in [
+        ("GET", "", {}),
+        ("PATCH", "", {"json": {"title": "Stolen"}}),
+        ("DELETE", "", {}),
+        ("PUT", "/audio", {"content": wav(), "headers": {"Content-Type": "audio/wav"}}),
+        ("GET", "/audio-url", {}),
+        ("POST", "/submit", {}),
+    ]:
+        headers = {**kwargs.pop("headers", {}), **other}
+        response = await client.request(
+            method, f"/api/tracks/{track['id']}{suffix}", headers=headers, **kwargs
+        )
+        assert response.status_code == 404, (method, suffix)
+    missing = await client.get("/api/tracks/00000000-0000-4000-8000-000000000000", headers=artist)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"isrc": "US-RC1-76-0783"}, "isrc"),
+        ({"isrc": "12RC17607839"}, "isrc"),
+        ({"credits": [{"name": "A", "role": "w", "split": 50}]}, "credits"),
+        ({"language": "English"}, "language"),
+        ({"title": ""}, "title"),
+    ],
+)
+async def test_metadata_rules(
+    client: httpx.AsyncClient, artist: dict[str, str], fields: dict[str, Any], field: str
+) -> None:
+    track = await draft(client, artist)
+    response = await client.patch(f"/api/tracks/{track['id']}", json=fields, headers=artist)
+    assert response.status_code == 422
+    assert field in str(response.json()["errors"])
+
+
+async def test_audio_streams_in_with_its_digest_and_reads_back_by_signed_link(
+    client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+) -> None:
+    track = await draft(client, artist)
+    data = wav()
+    uploaded = await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=data,
+        headers={"Content-Type": "audio/wav", **digest_header(data), **artist},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    audio = uploaded.json()["audio"]
+    assert audio["sha256"] == hashlib.sha256(data).hexdigest()
+    assert audio["size"] == len(data)
+    assert audio["format"] == "wav"
+    assert 0.2 < audio["duration_seconds"] < 0.3
+    assert audio["sample_rate"] == 8000
+
+    link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=artist)).json()
+    assert link["expires_in"] == 300
+    path = urlsplit(link["url"])
+    fetched = await client.get(f"{path.path}?{path.query}")
+    assert fetched.status_code == 200
+    assert fetched.content == data
+    tampered = await client.get(f"{path.path}?{path.query[:-3]}abc")
+    assert tampered.status_code == 404
+
+    replaced = await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=wav(0.5),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    assert replaced.status_code == 200
+    assert len(objects(settings)) == 1  # the replaced object is gone
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "code"),
+    [
+        (
+            wav(),
+            {"Content-Digest": "sha-256=:" + base64.b64encode(b"x" * 32).decode() + ":"},
+            422,
+            "digest_mismatch",
+        ),
+        (wav(), {"Content-Digest": "sha-256=:not base64!:"}, 400, "invalid_digest"),
+        (
+            wav(),
+            {"x-amz-checksum-sha256": base64.b64encode(b"short").decode()},
+            400,
+            "invalid_digest",
+        ),
+        (b"just some text, renamed to .wav", {}, 415, None),
+        (wav()[:200], {}, 422, None),
+        (b"\x00" * 300_000, {}, 413, "payload_too_large"),
+    ],
+)
+async def test_bad_uploads_keep_nothing(
+    client: httpx.AsyncClient,
+    artist: dict[str, str],
+    settings: Settings,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str | None,
+) -> None:
+    track = await draft(client, artist)
+    response = await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=content,
+        headers={"Content-Type": "audio/wav", **headers, **artist},
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    if code:
+        assert response.json()["code"] == code
+    assert objects(settings) == []
+    assert list((settings.var_dir / "uploads").glob("*")) == []  # no temporary file left
+    after = (await client.get(f"/api/tracks/{track['id']}", headers=artist)).json()
+    assert after["audio"] is None
+
+
+async def test_submission_needs_a_complete_track_and_then_locks_it(
+    client: httpx.AsyncClient, artist: dict[str, str]
+) -> None:
+    track = await draft(client, artist)
+    early = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
+    assert early.status_code == 422
+    body = early.json()
+    assert body["code"] == "track_incomplete"
+    assert set(body["missing"]) == {
+        "primary_artist",
+        "genre",
+        "explicit",
+        "language",
+        "release_date",
+        "isrc",
+        "credits",
+        "audio",
+    }
+    patched = await client.patch(f"/api/tracks/{track['id']}", json=COMPLETE, headers=artist)
+    assert patched.json()["isrc"] == "USRC17607839"
+    await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    submitted = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
+    assert submitted.status_code == 200
+    assert submitted.json()["status"] == "submitted"
+    locked = await client.patch(f"/api/tracks/{track['id']}", json={"title": "New"}, headers=artist)
+    assert locked.status_code == 409
+    assert locked.json()["code"] == "track_locked"
+
+
+async def test_deleting_a_draft_deletes_its_object(
+    client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+) -> None:
+    track = await draft(client, artist)
+    await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    assert len(objects(settings)) == 1
+    assert (await client.delete(f"/api/tracks/{track['id']}", headers=artist)).status_code == 204
+    assert objects(settings) == []
+    assert (await client.get(f"/api/tracks/{track['id']}", headers=artist)).status_code == 404
+
+
+async def test_listing_pages_by_cursor(client: httpx.AsyncClient, artist: dict[str, str]) -> None:
+    for i in range(5):
+        await draft(client, artist, primary_artist=f"A{i}")
+    seen, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/tracks", params=params, headers=artist)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5
+
+
+async def test_upload_and_signed_link_on_s3(
+    app_factory: Callable[[Settings], Any],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    s3_endpoint: str,
+    make_user: Any,
+) -> None:
+    from asgi_lifespan import LifespanManager
+
+    settings = make_settings(
+        database_url=database_url,
+        rate_limits=GENEROUS_LIMITS,
+        storage_backend="s3",
+        s3_bucket="backline-test",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+    )
+    await make_user("s3artist@example.com", role=Role.ARTIST, display_name="S3")
+    app = app_factory(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        auth = bearer(await login(client, "s3artist@example.com"))
+        track = await draft(client, auth)
+        data = wav()
+        uploaded = await client.put(
+            f"/api/tracks/{track['id']}/audio",
+            content=data,
+            headers={"Content-Type": "audio/wav", **digest_header(data), **auth},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=auth)).json()
+    assert link["url"].startswith(s3_endpoint)
+    async with httpx.AsyncClient() as outside:
+        fetched = await outside.get(link["url"])
+    assert fetched.status_code == 200
+    assert hashlib.sha256(fetched.content).hexdigest() == uploaded.json()["audio"]["sha256"]
