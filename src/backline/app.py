@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(audit_router)
     app.include_router(web_pages)
     app.include_router(tracks_routes.tracks_router)
+    app.include_router(tracks_routes.review_router)
     app.include_router(tracks_routes.media_router)
     if not settings.is_production:
         app.include_router(dev_router)

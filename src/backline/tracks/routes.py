@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 from fastapi import BackgroundTasks, Query, Request, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from backline.accounts.deps import CurrentUser, RequireRole
 from backline.deps import SessionDep, SettingsDep
@@ -26,11 +27,15 @@ from backline.storage.base import Storage
 from backline.storage.keys import InvalidKey, new_key, validate
 from backline.storage.local import LocalStorage
 from backline.storage.s3 import S3Storage
-from backline.tracks import audio, media, uploads
+from backline.tracks import audio, media, review, uploads
 from backline.tracks import service as tracks
+from backline.tracks.models import TrackStatus
 from backline.tracks.schemas import SignedURL, TrackCreate, TrackPage, TrackPublic, TrackUpdate
 
 tracks_router = router(prefix="/api/tracks", tags=["tracks"])
+review_router = router(
+    prefix="/api/admin/tracks", tags=["review"], dependencies=[RequireRole("staff")]
+)
 media_router = router(public=True, include_in_schema=False)
 
 HARD_CEILING = 8 * 1024**3  # the route's own body cap; the configured one is checked in `spool`
@@ -163,6 +168,62 @@ async def audio_url(
 async def submit_track(track_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TrackPublic:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
     return tracks.public(await tracks.submit(session, track=track))
+
+
+class RejectRequest(BaseModel):
+    reason: Annotated[str, Field(min_length=3, max_length=1000)]
+
+
+@review_router.get("")
+async def review_queue(
+    session: SessionDep,
+    status_filter: Annotated[
+        TrackStatus, Query(alias="status", description="default: submitted")
+    ] = TrackStatus.SUBMITTED,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> TrackPage:
+    rows, next_cursor = await tracks.list(
+        session, status=status_filter.value, cursor=cursor, limit=limit
+    )
+    return TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
+
+
+@review_router.post("/{track_id}/claim")
+async def claim_track(track_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TrackPublic:
+    track = await review.reviewable(session, track_id=track_id)
+    return tracks.public(await review.claim(session, track=track, reviewer=user))
+
+
+@review_router.post("/{track_id}/approve")
+async def approve_track(
+    track_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> TrackPublic:
+    track = await review.reviewable(session, track_id=track_id)
+    decided = await review.decide(
+        session, settings=settings, track=track, reviewer=user, approve=True
+    )
+    return tracks.public(decided)
+
+
+@review_router.post("/{track_id}/reject")
+async def reject_track(
+    track_id: uuid.UUID,
+    body: RejectRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TrackPublic:
+    track = await review.reviewable(session, track_id=track_id)
+    decided = await review.decide(
+        session,
+        settings=settings,
+        track=track,
+        reviewer=user,
+        approve=False,
+        reason=body.reason.strip(),
+    )
+    return tracks.public(decided)
 
 
 @media_router.get("/media/{object_key:path}")

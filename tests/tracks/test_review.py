@@ -1,0 +1,123 @@
+"""Staff review: the queue, claiming, approving and rejecting with emails to the artist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backline.accounts.models import Role
+from tests.accounts.conftest import bearer, login, outbox
+from tests.tracks.conftest import COMPLETE, draft, wav
+
+
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
+@pytest.fixture
+async def people(client: httpx.AsyncClient, make_user: Any) -> dict[str, dict[str, str]]:
+    await make_user("artist@example.com", role=Role.ARTIST, display_name="Artist")
+    await make_user("staff@example.com", role=Role.STAFF, display_name="Staff")
+    await make_user("fan@example.com", display_name="Fan")
+    return {
+        name: bearer(await login(client, f"{name}@example.com"))
+        for name in ("artist", "staff", "fan")
+    }
+
+
+async def submitted(client: httpx.AsyncClient, artist: dict[str, str], title: str = "Song") -> str:
+    track = await draft(client, artist, title=title, **COMPLETE)
+    await client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    response = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
+    assert response.status_code == 200, response.text
+    track_id: str = track["id"]
+    return track_id
+
+
+async def test_the_queue_is_for_staff_and_lists_submissions(
+    client: httpx.AsyncClient, people: dict[str, dict[str, str]]
+) -> None:
+    first = await submitted(client, people["artist"], "One")
+    second = await submitted(client, people["artist"], "Two")
+    await draft(client, people["artist"], title="Not yet")
+    denied = await client.get("/api/admin/tracks", headers=people["fan"])
+    assert denied.status_code == 403
+    queue = (await client.get("/api/admin/tracks", headers=people["staff"])).json()
+    assert {item["id"] for item in queue["items"]} == {first, second}
+    page = (
+        await client.get("/api/admin/tracks", params={"limit": 1}, headers=people["staff"])
+    ).json()
+    assert len(page["items"]) == 1
+    assert page["next_cursor"]
+    drafts = (
+        await client.get("/api/admin/tracks", params={"status": "draft"}, headers=people["staff"])
+    ).json()
+    assert [item["title"] for item in drafts["items"]] == ["Not yet"]
+    seen = await client.get(f"/api/tracks/{first}", headers=people["staff"])
+    assert seen.status_code == 200  # staff may read any track
+    link = await client.get(f"/api/tracks/{first}/audio-url", headers=people["staff"])
+    assert link.status_code == 200
+
+
+async def test_approve_mails_the_artist(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, dict[str, str]]
+) -> None:
+    track = await submitted(client, people["artist"])
+    claimed = await client.post(f"/api/admin/tracks/{track}/claim", headers=people["staff"])
+    assert claimed.json()["status"] == "in_review"
+    approved = await client.post(f"/api/admin/tracks/{track}/approve", headers=people["staff"])
+    assert approved.json()["status"] == "approved"
+    [mail] = await outbox(engine, "track_approved")
+    assert mail.to_address == "artist@example.com"
+    assert "Song" in mail.subject
+    again = await client.post(f"/api/admin/tracks/{track}/approve", headers=people["staff"])
+    assert again.status_code == 409
+    assert again.json()["code"] == "not_reviewable"
+
+
+async def test_reject_needs_a_reason_and_reopens_the_track(
+    client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, dict[str, str]]
+) -> None:
+    track = await submitted(client, people["artist"])
+    no_reason = await client.post(
+        f"/api/admin/tracks/{track}/reject", json={}, headers=people["staff"]
+    )
+    assert no_reason.status_code == 422
+    rejected = await client.post(
+        f"/api/admin/tracks/{track}/reject",
+        json={"reason": "The mix clips at 2:10."},
+        headers=people["staff"],
+    )
+    assert rejected.json()["status"] == "rejected"
+    assert rejected.json()["rejection_reason"] == "The mix clips at 2:10."
+    [mail] = await outbox(engine, "track_rejected")
+    assert "The mix clips at 2:10." in (mail.text_body or "")
+    fixed = await client.patch(
+        f"/api/tracks/{track}", json={"title": "Song (fixed)"}, headers=people["artist"]
+    )
+    assert fixed.status_code == 200
+    resubmitted = await client.post(f"/api/tracks/{track}/submit", headers=people["artist"])
+    assert resubmitted.json()["status"] == "submitted"
+    assert resubmitted.json()["rejection_reason"] is None
+
+
+async def test_drafts_cannot_be_reviewed(
+    client: httpx.AsyncClient, people: dict[str, dict[str, str]]
+) -> None:
+    track = await draft(client, people["artist"])
+    response = await client.post(
+        f"/api/admin/tracks/{track['id']}/approve", headers=people["staff"]
+    )
+    assert response.status_code == 409
+    missing = await client.post(
+        "/api/admin/tracks/00000000-0000-4000-8000-000000000000/approve", headers=people["staff"]
+    )
+    assert missing.status_code == 404
