@@ -6,6 +6,7 @@
     backline create-user --email E --role R --password-stdin
     backline worker [--once]                             deliver queued email
     backline email preview [NAME] [--html]              render an email from its sample
+    backline storage verify                              re-hash every object, report damage
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -27,6 +28,7 @@ from backline.config import ConfigError, Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
 from backline.logging import configure_logging
+from backline.storage.verify import Report, recorded, verify
 
 app = typer.Typer(
     help="Backline: the artist platform back end.",
@@ -235,6 +237,41 @@ def email_preview(
         fail([f"no email named {name!r}; one of: {', '.join(CATALOGUE)}"], status=1)
     typer.echo(f"Subject: {rendered.subject}\n")
     typer.echo(rendered.html if html else rendered.text)
+
+
+storage_app = typer.Typer(help="Object storage.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("verify")
+def storage_verify() -> None:
+    """Re-hash every stored object against its recorded SHA-256; exit 1 on any damage."""
+    settings = load_settings(startable=False)
+    configure_logging(settings)
+    report = asyncio.run(_verify_storage(settings))
+    for key in report.missing:
+        typer.echo(f"missing   {key}", err=True)
+    for key in report.mismatched:
+        typer.echo(f"mismatch  {key}", err=True)
+    typer.echo(
+        f"checked {report.checked} objects: {len(report.missing)} missing, "
+        f"{len(report.mismatched)} mismatched"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+async def _verify_storage(settings: Settings) -> Report:
+    from backline.storage import create_storage
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            objects = await recorded(session)
+        with typer.progressbar(length=len(objects), label="Verifying", file=sys.stderr) as bar:
+            return await verify(create_storage(settings), objects, progress=lambda: bar.update(1))
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:
