@@ -30,10 +30,16 @@ class Report:
 
 async def recorded(session: AsyncSession) -> list[tuple[str, str]]:
     """(key, sha256) of every object a row points at."""
-    rows = await session.execute(
-        select(Track.audio_key, Track.audio_sha256).where(Track.audio_key.is_not(None))
-    )
-    return [(key, digest) for key, digest in rows if key and digest]
+    found: list[tuple[str, str]] = []
+    for key_column, digest_column in (
+        (Track.audio_key, Track.audio_sha256),
+        (Track.artwork_key, Track.artwork_sha256),
+    ):
+        rows = await session.execute(
+            select(key_column, digest_column).where(key_column.is_not(None))
+        )
+        found += [(key, digest) for key, digest in rows if key and digest]
+    return found
 
 
 async def verify(

@@ -65,3 +65,10 @@ class Track(IdMixin, TimestampMixin, Base):
     audio_sample_rate: Mapped[int | None] = mapped_column(Integer)
     audio_channels: Mapped[int | None] = mapped_column(Integer)
     audio_bitrate: Mapped[int | None] = mapped_column(Integer)
+
+    artwork_key: Mapped[str | None] = mapped_column(String(80))
+    artwork_size: Mapped[int | None] = mapped_column(Integer)
+    artwork_sha256: Mapped[str | None] = mapped_column(String(64))
+    artwork_format: Mapped[str | None] = mapped_column(String(8))
+    artwork_width: Mapped[int | None] = mapped_column(Integer)
+    artwork_height: Mapped[int | None] = mapped_column(Integer)

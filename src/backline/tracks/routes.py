@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -27,9 +29,9 @@ from backline.storage.base import Storage
 from backline.storage.keys import InvalidKey, new_key, validate
 from backline.storage.local import LocalStorage
 from backline.storage.s3 import S3Storage
-from backline.tracks import audio, media, review, uploads
+from backline.tracks import artwork, audio, media, review, uploads
 from backline.tracks import service as tracks
-from backline.tracks.models import TrackStatus
+from backline.tracks.models import Track, TrackStatus
 from backline.tracks.schemas import SignedURL, TrackCreate, TrackPage, TrackPublic, TrackUpdate
 
 tracks_router = router(prefix="/api/tracks", tags=["tracks"])
@@ -94,6 +96,57 @@ async def delete_track(
     background.add_task(_discard, _storage(request), keys)  # runs after the commit
 
 
+async def _receive(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    track: Track,
+    *,
+    kind: str,
+    max_size: int,
+    inspect: Callable[[Path], Any],
+    attach: Callable[..., str | None],
+) -> TrackPublic:
+    """Spool the body, check its digest and content, store it, and point the track at it.
+
+    Nothing is kept on any refusal or failure; a replaced object is removed after the commit.
+    """
+    tracks.ensure_editable(track)
+    expected = uploads.declared_sha256(request)
+    set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
+    path, hasher = await uploads.spool(
+        request,
+        directory=settings.var_dir / "uploads",
+        max_size=max_size,
+        idle_timeout=settings.upload_timeout,
+    )
+    storage = _storage(request)
+    key = None
+    try:
+        hasher.verify(expected)
+        info = await anyio.to_thread.run_sync(inspect, path)
+        key = new_key(kind, info.format)
+        stored = await storage.put(
+            key,
+            uploads.read_file(path),
+            content_type=info.mime_type,
+            max_size=max_size,
+            expected_sha256=hasher.hexdigest,
+        )
+        replaced = attach(track, stored=stored, info=info)
+        await session.flush()
+    except BaseException:
+        if key is not None:
+            await storage.delete(key)
+        raise
+    finally:
+        await anyio.Path(path).unlink(missing_ok=True)
+    if replaced:
+        background.add_task(_discard, storage, [replaced])
+    return tracks.public(track)
+
+
 @tracks_router.put(
     "/{track_id}/audio",
     dependencies=[RateLimit("upload")],
@@ -109,39 +162,45 @@ async def upload_audio(
     background: BackgroundTasks,
 ) -> TrackPublic:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-    tracks.ensure_editable(track)
-    expected = uploads.declared_sha256(request)
-    set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
-    path, hasher = await uploads.spool(
+    return await _receive(
         request,
-        directory=settings.var_dir / "uploads",
+        session,
+        settings,
+        background,
+        track,
+        kind="audio",
         max_size=settings.max_audio_bytes,
-        idle_timeout=settings.upload_timeout,
+        inspect=audio.inspect_file,
+        attach=tracks.attach_audio,
     )
-    storage = _storage(request)
-    key = None
-    try:
-        hasher.verify(expected)
-        info = await anyio.to_thread.run_sync(audio.inspect_file, path)
-        key = new_key("audio", info.format)
-        stored = await storage.put(
-            key,
-            uploads.read_file(path),
-            content_type=info.mime_type,
-            max_size=settings.max_audio_bytes,
-            expected_sha256=hasher.hexdigest,
-        )
-        replaced = tracks.attach_audio(track, stored=stored, info=info)
-        await session.flush()
-    except BaseException:
-        if key is not None:
-            await storage.delete(key)
-        raise
-    finally:
-        await anyio.Path(path).unlink(missing_ok=True)
-    if replaced:
-        background.add_task(_discard, storage, [replaced])
-    return tracks.public(track)
+
+
+@tracks_router.put(
+    "/{track_id}/artwork",
+    dependencies=[RateLimit("upload")],
+    max_body_size=HARD_CEILING,
+    summary="Upload the artwork (JPEG or PNG, square, 1400-6000 px) as the raw body",
+)
+async def upload_artwork(
+    track_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> TrackPublic:
+    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+    return await _receive(
+        request,
+        session,
+        settings,
+        background,
+        track,
+        kind="artwork",
+        max_size=settings.max_artwork_bytes,
+        inspect=artwork.inspect_image,
+        attach=tracks.attach_artwork,
+    )
 
 
 @tracks_router.get("/{track_id}/audio-url")

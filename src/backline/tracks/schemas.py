@@ -76,6 +76,14 @@ class AudioPublic(BaseModel):
     bitrate: int | None
 
 
+class ArtworkPublic(BaseModel):
+    size: int
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
 class TrackPublic(BaseModel):
     id: uuid.UUID
     title: str
@@ -90,6 +98,7 @@ class TrackPublic(BaseModel):
     status: str
     rejection_reason: str | None
     audio: AudioPublic | None
+    artwork: ArtworkPublic | None
     created_at: datetime
     updated_at: datetime
 

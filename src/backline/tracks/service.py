@@ -21,9 +21,16 @@ from backline.accounts.models import Role, User
 from backline.db import utcnow
 from backline.errors import BadRequest, Conflict, NotFound, Unprocessable
 from backline.storage.base import StoredObject
+from backline.tracks.artwork import ArtworkInfo
 from backline.tracks.audio import AudioInfo
 from backline.tracks.models import EDITABLE, Track, TrackStatus
-from backline.tracks.schemas import AudioPublic, TrackCreate, TrackPublic, TrackUpdate
+from backline.tracks.schemas import (
+    ArtworkPublic,
+    AudioPublic,
+    TrackCreate,
+    TrackPublic,
+    TrackUpdate,
+)
 
 REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release_date", "isrc")
 
@@ -40,6 +47,15 @@ def public(track: Track) -> TrackPublic:
             channels=track.audio_channels,
             bitrate=track.audio_bitrate,
         )
+    artwork = None
+    if track.artwork_key is not None:
+        artwork = ArtworkPublic(
+            size=track.artwork_size or 0,
+            sha256=track.artwork_sha256 or "",
+            format=track.artwork_format or "",
+            width=track.artwork_width or 0,
+            height=track.artwork_height or 0,
+        )
     return TrackPublic(
         id=track.id,
         title=track.title,
@@ -54,6 +70,7 @@ def public(track: Track) -> TrackPublic:
         status=track.status,
         rejection_reason=track.rejection_reason,
         audio=audio,
+        artwork=artwork,
         created_at=track.created_at,
         updated_at=track.updated_at,
     )
@@ -115,7 +132,7 @@ async def update(session: AsyncSession, *, track: Track, data: TrackUpdate) -> T
 async def delete(session: AsyncSession, *, track: Track) -> builtins.list[str]:
     """Delete the row; returns the object keys the caller removes once this is committed."""
     ensure_editable(track)
-    keys = [k for k in (track.audio_key,) if k]
+    keys = [k for k in (track.audio_key, track.artwork_key) if k]
     await session.delete(track)
     await session.flush()
     return keys
@@ -133,6 +150,20 @@ def attach_audio(track: Track, *, stored: StoredObject, info: AudioInfo) -> str 
     track.audio_sample_rate = info.sample_rate
     track.audio_channels = info.channels
     track.audio_bitrate = info.bitrate
+    track.updated_at = utcnow()
+    return replaced
+
+
+def attach_artwork(track: Track, *, stored: StoredObject, info: ArtworkInfo) -> str | None:
+    """Point the track at new artwork; returns the key of the image it replaces."""
+    ensure_editable(track)
+    replaced = track.artwork_key
+    track.artwork_key = stored.key
+    track.artwork_size = stored.size
+    track.artwork_sha256 = stored.sha256
+    track.artwork_format = info.format
+    track.artwork_width = info.width
+    track.artwork_height = info.height
     track.updated_at = utcnow()
     return replaced
 

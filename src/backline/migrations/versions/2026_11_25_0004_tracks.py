@@ -45,6 +45,12 @@ def upgrade() -> None:
         sa.Column("audio_sample_rate", sa.Integer(), nullable=True),
         sa.Column("audio_channels", sa.Integer(), nullable=True),
         sa.Column("audio_bitrate", sa.Integer(), nullable=True),
+        sa.Column("artwork_key", sa.String(length=80), nullable=True),
+        sa.Column("artwork_size", sa.Integer(), nullable=True),
+        sa.Column("artwork_sha256", sa.String(length=64), nullable=True),
+        sa.Column("artwork_format", sa.String(length=8), nullable=True),
+        sa.Column("artwork_width", sa.Integer(), nullable=True),
+        sa.Column("artwork_height", sa.Integer(), nullable=True),
         sa.Column("created_at", UTC_TIME, nullable=False),
         sa.Column("updated_at", UTC_TIME, nullable=False),
         sa.CheckConstraint(
