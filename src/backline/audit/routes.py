@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -10,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 
+from backline import pagination
 from backline.accounts.deps import RequireRole
 from backline.audit import service as audit
 from backline.deps import SessionDep
-from backline.errors import BadRequest
 from backline.routing import router
 
 staff = router(prefix="/api/admin", tags=["admin"], dependencies=[RequireRole("staff")])
@@ -38,24 +37,6 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-def _cursor(event: AuditEventPublic) -> str:
-    raw = f"{event.created_at.isoformat()}|{event.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    invalid = BadRequest("The cursor is not one this endpoint gave out.", code="invalid_cursor")
-    try:
-        created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        moment = datetime.fromisoformat(created)
-        position = uuid.UUID(last_id)
-    except ValueError:
-        raise invalid from None
-    if moment.tzinfo is None:
-        raise invalid
-    return moment, position
-
-
 @staff.get("/audit-events")
 async def list_events(
     session: SessionDep,
@@ -68,9 +49,14 @@ async def list_events(
         session,
         user_id=user_id,
         event=event,
-        before=_parse_cursor(cursor) if cursor else None,
+        before=pagination.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
     items = [AuditEventPublic.model_validate(row) for row in rows[:limit]]
     more = len(rows) > limit
-    return AuditPage(items=items, next_cursor=_cursor(items[-1]) if more and items else None)
+    return AuditPage(
+        items=items,
+        next_cursor=pagination.encode(items[-1].created_at, items[-1].id)
+        if more and items
+        else None,
+    )

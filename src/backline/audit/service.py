@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.audit.models import AuditEvent
 from backline.context import ClientInfo, current_request_id
+from backline.pagination import Position, older_than
 
 
 async def record(
@@ -46,7 +46,7 @@ async def list(
     *,
     user_id: uuid.UUID | None = None,
     event: str | None = None,
-    before: tuple[datetime, uuid.UUID] | None = None,
+    before: Position | None = None,
     limit: int = 50,
 ) -> Sequence[AuditEvent]:
     """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
@@ -56,12 +56,6 @@ async def list(
     if event is not None:
         query = query.where(AuditEvent.event == event)
     if before is not None:
-        created_at, last_id = before
-        query = query.where(
-            or_(
-                AuditEvent.created_at < created_at,
-                and_(AuditEvent.created_at == created_at, AuditEvent.id < last_id),
-            )
-        )
+        query = query.where(older_than(AuditEvent.created_at, AuditEvent.id, before))
     query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
     return (await session.scalars(query)).all()

@@ -7,19 +7,18 @@ submitted only when complete; `missing` lists what is not.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import Role, User
 from backline.db import utcnow
-from backline.errors import BadRequest, Conflict, NotFound, Unprocessable
+from backline.errors import Conflict, NotFound, Unprocessable
+from backline.pagination import decode, encode, older_than
 from backline.storage.base import StoredObject
 from backline.tracks.artwork import ArtworkInfo
 from backline.tracks.audio import AudioInfo
@@ -191,22 +190,6 @@ async def submit(session: AsyncSession, *, track: Track) -> Track:
     return track
 
 
-def encode_cursor(track: Track) -> str:
-    return base64.urlsafe_b64encode(f"{track.created_at.isoformat()}|{track.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    invalid = BadRequest("The cursor is not one this endpoint gave out.", code="invalid_cursor")
-    try:
-        created, _, last = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        moment, position = datetime.fromisoformat(created), uuid.UUID(last)
-    except ValueError:
-        raise invalid from None
-    if moment.tzinfo is None:
-        raise invalid
-    return moment, position
-
-
 async def list(  # the service verb
     session: AsyncSession,
     *,
@@ -222,14 +205,11 @@ async def list(  # the service verb
     if status is not None:
         query = query.where(Track.status == status)
     if cursor is not None:
-        moment, last = decode_cursor(cursor)
-        query = query.where(
-            or_(Track.created_at < moment, and_(Track.created_at == moment, Track.id < last))
-        )
+        query = query.where(older_than(Track.created_at, Track.id, decode(cursor)))
     rows = (
         await session.scalars(
             query.order_by(Track.created_at.desc(), Track.id.desc()).limit(limit + 1)
         )
     ).all()
     page = rows[:limit]
-    return page, encode_cursor(page[-1]) if len(rows) > limit and page else None
+    return page, encode(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None

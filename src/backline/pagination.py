@@ -1,0 +1,45 @@
+"""Keyset pagination, newest first: an opaque cursor naming the last row of a page.
+
+A cursor is the (created_at, id) of the last row returned, base64url-encoded; the next page is
+every row strictly older in that order. Unlike an offset, it stays right while rows are added,
+and costs one index range scan however deep the page. A cursor this server did not give out is
+400 `invalid_cursor`.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from backline.errors import BadRequest
+
+Position = tuple[datetime, uuid.UUID]
+
+
+def encode(created_at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode(cursor: str) -> Position:
+    invalid = BadRequest("The cursor is not one this endpoint gave out.", code="invalid_cursor")
+    try:
+        created, _, last = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        moment, position = datetime.fromisoformat(created), uuid.UUID(last)
+    except ValueError:
+        raise invalid from None
+    if moment.tzinfo is None:
+        raise invalid
+    return moment, position
+
+
+def older_than(
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    position: Position,
+) -> ColumnElement[bool]:
+    moment, last = position
+    return or_(created_at < moment, and_(created_at == moment, row_id < last))
