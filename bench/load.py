@@ -104,6 +104,15 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 @contextmanager
 def server(env: Mapping[str, str], *, factory: str = "bench.apps:create_app") -> Iterator[int]:
     """A one-worker uvicorn serving `factory` on a free loopback port."""
+    with server_process(env, factory=factory) as (port, _):
+        yield port
+
+
+@contextmanager
+def server_process(
+    env: Mapping[str, str], *, factory: str = "bench.apps:create_app"
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`server`, also giving its process (one process: its /proc entry is the server's)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -133,7 +142,7 @@ def server(env: Mapping[str, str], *, factory: str = "bench.apps:create_app") ->
             if time.monotonic() > deadline or process.poll() is not None:
                 raise SystemExit("bench: the server did not start")
             time.sleep(0.1)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(timeout=15)

@@ -2,8 +2,9 @@
 
 Start-up refuses a configuration with problems in production (see `backline.config`). The
 lifespan opens what the process shares: the database engine, the Redis client when configured,
-the outbound HTTP client, and (when BACKLINE_OUTBOX_WORKER is inline, the development default)
-the email outbox worker; and closes them on shutdown.
+the outbound HTTP client, object storage, and (when BACKLINE_OUTBOX_WORKER is inline, the
+development default) the background loops: the email outbox worker and the upload verifier;
+and closes them on shutdown.
 
 `Backline` is FastAPI with Backline's own ASGI middleware wrapped around the *whole* stack,
 outside FastAPI's error middleware, so that even a 500 or a framework-made 413 carries the
@@ -46,8 +47,10 @@ from backline.ops.routes import public_router as ops_router
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
-from backline.storage import create_storage
+from backline.storage import create_storages
 from backline.tracks import routes as tracks_routes
+from backline.tracks import upload_routes
+from backline.tracks.verifier import Verifier
 from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
@@ -96,7 +99,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
     app.state.http = http
-    app.state.storage = create_storage(settings)
+    app.state.storages = create_storages(settings)
+    app.state.storage = app.state.storages.primary
     app.state.readiness_checks = build_checks(engine, redis, app.state.storage)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
     app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
@@ -105,16 +109,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for note in settings.describe_defaults():
             log.info("development_default", setting=note)
     stop = asyncio.Event()
-    worker_task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     if settings.effective_outbox_worker == "inline":
         worker = Worker(settings, app.state.sessionmaker, create_backend(settings, http))
-        worker_task = asyncio.create_task(worker.run(stop), name="outbox-worker")
+        tasks.append(asyncio.create_task(worker.run(stop), name="outbox-worker"))
+        app.state.verifier = Verifier(settings, app.state.sessionmaker, app.state.storages)
+        tasks.append(asyncio.create_task(app.state.verifier.run(stop), name="upload-verifier"))
     try:
         yield
     finally:
         stop.set()
-        if worker_task is not None:
-            await asyncio.wait_for(worker_task, settings.email_timeout + 5)
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), settings.email_timeout + 5)
         await http.aclose()
         await app.state.ratelimiter.aclose()
         if redis is not None:
@@ -154,6 +160,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(tracks_routes.tracks_router)
     app.include_router(tracks_routes.review_router)
     app.include_router(tracks_routes.media_router)
+    app.include_router(upload_routes.uploads_router)
+    app.include_router(upload_routes.signed_uploads_router)
     if not settings.is_production:
         app.include_router(dev_router)
     return app

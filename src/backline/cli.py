@@ -4,7 +4,7 @@
     backline migrate [--revision REV]                    bring the schema up to date
     backline check-config                                show settings, exit 1 if unstartable
     backline create-user --email E --role R --password-stdin
-    backline worker [--once]                             deliver queued email
+    backline worker [--once]                             deliver email, verify direct uploads
     backline email preview [NAME] [--html]              render an email from its sample
     backline storage verify                              re-hash every object, report damage
 
@@ -71,7 +71,7 @@ async def _migrate(settings: Settings, revision: str = "head") -> tuple[str | No
     engine = create_engine(settings)
     try:
         before = await migrate.current_revision(engine)
-        await migrate.upgrade(engine, revision)
+        await migrate.upgrade(engine, revision, storage_backend=settings.storage_backend)
         return before, await migrate.current_revision(engine)
     finally:
         await engine.dispose()
@@ -183,7 +183,8 @@ def worker(
     once: Annotated[bool, typer.Option(help="Deliver what is due, then exit.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=500, help="Messages per round.")] = 20,
 ) -> None:
-    """Deliver queued email until stopped (SIGINT/SIGTERM finish the batch in hand)."""
+    """Deliver queued email and verify direct uploads until stopped (SIGINT/SIGTERM finish
+    the work in hand)."""
     settings = load_settings()
     configure_logging(settings)
     asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
@@ -193,22 +194,25 @@ async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> Non
     from backline.email.backends import create_backend
     from backline.email.worker import Worker
     from backline.httpclient import create_http_client
+    from backline.storage import create_storages
+    from backline.tracks.verifier import Verifier
 
     engine = create_engine(settings)
     http = create_http_client(settings.http_timeout)
-    outbox = Worker(
-        settings, create_sessionmaker(engine), create_backend(settings, http), batch_size=batch_size
-    )
+    sessionmaker = create_sessionmaker(engine)
+    outbox = Worker(settings, sessionmaker, create_backend(settings, http), batch_size=batch_size)
+    verifier = Verifier(settings, sessionmaker, create_storages(settings))
     try:
         if once:
             attempted = await outbox.drain()
-            typer.echo(f"attempted {attempted} deliveries", err=True)
+            verified = await verifier.drain()
+            typer.echo(f"attempted {attempted} deliveries, verified {verified} uploads", err=True)
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await outbox.run(stop)
+        await asyncio.gather(outbox.run(stop), verifier.run(stop))
     finally:
         await http.aclose()
         await engine.dispose()

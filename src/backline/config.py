@@ -97,7 +97,9 @@ class Settings(BaseSettings):
 
     resend_base_url: str = "https://api.resend.com"
     outbox_worker: Literal["inline", "external"] | None = Field(
-        None, description="inline: inside `serve`; external: `backline worker` processes"
+        None,
+        description="the outbox worker and upload verifier run inline: inside `serve`; "
+        "external: in `backline worker` processes",
     )
     email_retry_hours: float = Field(24.0, gt=0, description="how long delivery is retried")
 

@@ -1,8 +1,11 @@
-"""Dependency aliases for routes: `SessionDep`, `SettingsDep`, `HttpClientDep`.
+"""Dependency aliases for routes: `SessionDep`, `Sessions`, `SettingsDep`, `HttpClientDep`.
 
 `SessionDep` opens one transaction per request-handling function: it commits when the function
 returns and rolls back when it raises, before the response is sent, so a client never sees a
 success for a change that was not stored.
+
+`Sessions` is for the few routes that run for minutes (streamed uploads): they must not hold a
+connection and a transaction that long, so they open their own short ones, each one operation.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.config import Settings
 
@@ -20,6 +23,11 @@ from backline.config import Settings
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session, session.begin():
         yield session
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
 
 
 def _settings(request: Request) -> Settings:
@@ -33,5 +41,6 @@ def _http_client(request: Request) -> httpx.AsyncClient:
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http_client)]

@@ -18,24 +18,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(
+    connection: Connection | None = None, *, storage_backend: str = "local"
+) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
     config.attributes["connection"] = connection
+    config.attributes["storage_backend"] = storage_backend  # records where older objects live
     return config
 
 
-async def _run(engine: AsyncEngine, action: str, revision: str) -> None:
+async def _run(
+    engine: AsyncEngine, action: str, revision: str, storage_backend: str = "local"
+) -> None:
     def run(connection: Connection) -> None:
-        getattr(command, action)(alembic_config(connection), revision)
+        config = alembic_config(connection, storage_backend=storage_backend)
+        getattr(command, action)(config, revision)
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    await _run(engine, "upgrade", revision)
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", *, storage_backend: str = "local"
+) -> None:
+    await _run(engine, "upgrade", revision, storage_backend)
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import math
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from backline.accounts.models import Role
 from backline.config import Settings
@@ -43,6 +45,23 @@ def wav(seconds: float = 0.25, rate: int = 8000) -> bytes:
             b"".join(struct.pack("<h", int(8000 * math.sin(i / 10))) for i in range(frames))
         )
     return buffer.getvalue()
+
+
+@functools.cache
+def cover(side: int = 1400) -> bytes:
+    """Square artwork, the smallest accepted."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 30, 90)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def upload_cover(client: httpx.AsyncClient, artist: dict[str, str], track_id: str) -> None:
+    response = await client.put(
+        f"/api/tracks/{track_id}/artwork",
+        content=cover(),
+        headers={"Content-Type": "image/png", **artist},
+    )
+    assert response.status_code == 200, response.text
 
 
 def digest_header(data: bytes) -> dict[str, str]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import Role
 from tests.accounts.conftest import bearer, login, outbox
-from tests.tracks.conftest import COMPLETE, draft, wav
+from tests.tracks.conftest import COMPLETE, draft, upload_cover, wav
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ async def submitted(client: httpx.AsyncClient, artist: dict[str, str], title: st
         content=wav(),
         headers={"Content-Type": "audio/wav", **artist},
     )
+    await upload_cover(client, artist, track["id"])
     response = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
     assert response.status_code == 200, response.text
     track_id: str = track["id"]

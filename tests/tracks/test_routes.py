@@ -15,7 +15,7 @@ import pytest
 from backline.accounts.models import Role
 from backline.config import Settings
 from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
-from tests.tracks.conftest import COMPLETE, digest_header, draft, wav
+from tests.tracks.conftest import COMPLETE, digest_header, draft, upload_cover, wav
 
 
 def objects(settings: Settings) -> list[Path]:
@@ -176,6 +176,7 @@ async def test_submission_needs_a_complete_track_and_then_locks_it(
         "isrc",
         "credits",
         "audio",
+        "artwork",
     }
     patched = await client.patch(f"/api/tracks/{track['id']}", json=COMPLETE, headers=artist)
     assert patched.json()["isrc"] == "USRC17607839"
@@ -184,6 +185,7 @@ async def test_submission_needs_a_complete_track_and_then_locks_it(
         content=wav(),
         headers={"Content-Type": "audio/wav", **artist},
     )
+    await upload_cover(client, artist, track["id"])
     submitted = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
     assert submitted.status_code == 200
     assert submitted.json()["status"] == "submitted"

@@ -105,8 +105,23 @@ async def _current_user(principal: Annotated[Principal, Depends(authenticate)]) 
     return principal.user
 
 
+async def authenticate_detached(request: Request) -> Principal:
+    """`authenticate`, in a transaction of its own that ends before the route starts."""
+    async with request.app.state.sessionmaker() as session, session.begin():
+        return await authenticate(request, session)
+
+
+async def _detached_user(
+    principal: Annotated[Principal, Depends(authenticate_detached)],
+) -> User:
+    return principal.user
+
+
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 CurrentUser = Annotated[User, Depends(_current_user)]
+# For routes that run for minutes: the user is read in a transaction of its own, which ends
+# before the route starts, so no connection is held while a body streams in.
+DetachedUser = Annotated[User, Depends(_detached_user)]
 
 # Staff rights include the admin's; the artist role is a capability of its own.
 _GRANTS: dict[Role, frozenset[str]] = {

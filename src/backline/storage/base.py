@@ -38,6 +38,8 @@ class StorageUnavailable(ServiceUnavailable):
 
 
 class Storage(Protocol):
+    name: str  # "local" | "s3", as recorded on the rows whose objects it holds
+
     async def put(
         self,
         key: str,
@@ -53,6 +55,10 @@ class Storage(Protocol):
     async def size(self, key: str) -> int | None: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def copy(self, source: str, target: str, *, content_type: str) -> None:
+        """Copy an object within the store; the source is left as it is."""
+        ...
 
     async def check(self) -> None: ...
 

@@ -24,6 +24,8 @@ CHUNK = 1024 * 1024
 
 
 class LocalStorage:
+    name = "local"
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -90,6 +92,19 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         target = self.path(key)
         await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+
+    async def copy(self, source: str, target: str, *, content_type: str) -> None:
+        """A hard link: instant, and the target keeps these bytes even if the source is later
+        replaced (a write replaces the file rather than changing it in place)."""
+        source_path, target_path = self.path(source), self.path(target)
+
+        def link() -> None:
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(source_path, os.O_RDONLY | os.O_NOFOLLOW)  # no links followed
+            os.close(descriptor)
+            os.link(source_path, target_path, follow_symlinks=False)
+
+        await anyio.to_thread.run_sync(link)
 
     async def check(self) -> None:
         def probe() -> None:

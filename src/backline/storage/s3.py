@@ -34,6 +34,8 @@ READ_CHUNK = 1024 * 1024
 
 
 class S3Storage:
+    name = "s3"
+
     def __init__(
         self,
         *,
@@ -176,11 +178,27 @@ class S3Storage:
         async with self.client() as s3:
             await s3.delete_object(Bucket=self.bucket, Key=key)
 
-    async def signed_get(self, key: str, *, expires: int) -> str:
+    async def copy(self, source: str, target: str, *, content_type: str) -> None:
+        """A server-side copy (objects up to 5 GiB, the most a presigned PUT can bring)."""
+        validate(source)
+        validate(target)
+        async with self.client() as s3:
+            await s3.copy_object(
+                Bucket=self.bucket,
+                Key=target,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                ContentType=content_type,
+                MetadataDirective="REPLACE",
+            )
+
+    async def signed_get(self, key: str, *, expires: int, content_type: str | None = None) -> str:
         validate(key)
+        params = {"Bucket": self.bucket, "Key": key}
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
         async with self.client() as s3:
             url: str = await s3.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+                "get_object", Params=params, ExpiresIn=expires
             )
         return url
 

@@ -1,8 +1,15 @@
-"""Expiring, signed download links for the local storage backend.
+"""Expiring, signed app links for the local storage backend: download, and direct upload.
 
-S3 gives presigned URLs of its own; the local backend offers the same with an app URL,
-`/media/<key>?expires=<unix time>&signature=<HMAC-SHA256(key, expires)>`, under the signing key.
-A link is good for minutes, for exactly one object, and cannot be altered to name another.
+S3 gives presigned URLs of its own; the local backend offers the same two through the app:
+
+* `GET /media/<key>?expires=<unix time>&type=<content type>&signature=<mac>` reads one object,
+  served as `type`;
+* `PUT /media/<key>?expires=<unix time>&size=<bytes>&signature=<mac>` writes one object, whose
+  `Content-Type` and `x-amz-checksum-sha256` headers must be the ones signed, as S3 does it.
+
+The mac is HMAC-SHA256 under the signing key over the method, the key and every signed value,
+each field separated by NUL, so a link is good for minutes, for exactly one object and one use
+of it, and no part of it can be altered.
 """
 
 from __future__ import annotations
@@ -14,20 +21,58 @@ import time
 from urllib.parse import urlencode
 
 
-def _mac(key_material: bytes, object_key: str, expires: int) -> str:
-    digest = hmac.new(
-        key_material, f"media\x00{object_key}\x00{expires}".encode(), hashlib.sha256
-    ).digest()
+def _mac(key_material: bytes, *fields: str) -> str:
+    message = "\x00".join(("media", *fields)).encode()
+    digest = hmac.new(key_material, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def signed_path(key_material: bytes, object_key: str, *, seconds: int) -> str:
+def signed_path(key_material: bytes, object_key: str, *, seconds: int, content_type: str) -> str:
     expires = int(time.time()) + seconds
-    query = urlencode({"expires": expires, "signature": _mac(key_material, object_key, expires)})
+    signature = _mac(key_material, "GET", object_key, str(expires), content_type)
+    query = urlencode({"expires": expires, "type": content_type, "signature": signature})
     return f"/media/{object_key}?{query}"
 
 
-def valid(key_material: bytes, object_key: str, expires: int, signature: str) -> bool:
+def valid(
+    key_material: bytes, object_key: str, expires: int, content_type: str, signature: str
+) -> bool:
     if expires < time.time():
         return False
-    return hmac.compare_digest(_mac(key_material, object_key, expires), signature)
+    expected = _mac(key_material, "GET", object_key, str(expires), content_type)
+    return hmac.compare_digest(expected, signature)
+
+
+def upload_path(
+    key_material: bytes,
+    object_key: str,
+    *,
+    seconds: int,
+    size: int,
+    sha256_b64: str,
+    content_type: str,
+) -> str:
+    expires = int(time.time()) + seconds
+    signature = _mac(
+        key_material, "PUT", object_key, str(expires), str(size), sha256_b64, content_type
+    )
+    query = urlencode({"expires": expires, "size": size, "signature": signature})
+    return f"/media/{object_key}?{query}"
+
+
+def valid_upload(
+    key_material: bytes,
+    object_key: str,
+    *,
+    expires: int,
+    size: int,
+    sha256_b64: str,
+    content_type: str,
+    signature: str,
+) -> bool:
+    if expires < time.time():
+        return False
+    expected = _mac(
+        key_material, "PUT", object_key, str(expires), str(size), sha256_b64, content_type
+    )
+    return hmac.compare_digest(expected, signature)

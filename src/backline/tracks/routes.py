@@ -7,14 +7,9 @@ the change is committed, so no row ever points at a missing object.
 
 from __future__ import annotations
 
-import mimetypes
 import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
-import anyio.to_thread
 from fastapi import BackgroundTasks, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -22,17 +17,16 @@ from pydantic import BaseModel, Field
 from backline.accounts.deps import CurrentUser, RequireRole
 from backline.deps import SessionDep, SettingsDep
 from backline.errors import NotFound
-from backline.middleware.deadline import set_deadline
-from backline.ratelimit.deps import RateLimit
 from backline.routing import router
-from backline.storage.base import Storage
-from backline.storage.keys import InvalidKey, new_key, validate
-from backline.storage.local import LocalStorage
+from backline.storage import Storages
+from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
-from backline.tracks import artwork, audio, media, review, uploads
+from backline.tracks import media, review
 from backline.tracks import service as tracks
-from backline.tracks.models import Track, TrackStatus
+from backline.tracks.audio import MIME_TYPES
+from backline.tracks.models import TrackStatus
 from backline.tracks.schemas import SignedURL, TrackCreate, TrackPage, TrackPublic, TrackUpdate
+from backline.tracks.verifier import discard
 
 tracks_router = router(prefix="/api/tracks", tags=["tracks"])
 review_router = router(
@@ -40,18 +34,12 @@ review_router = router(
 )
 media_router = router(public=True, include_in_schema=False)
 
-HARD_CEILING = 8 * 1024**3  # the route's own body cap; the configured one is checked in `spool`
 LINK_SECONDS = 300
 
 
-def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
-
-
-async def _discard(storage: Storage, keys: list[str]) -> None:
-    for key in keys:
-        await storage.delete(key)
+def _storages(request: Request) -> Storages:
+    storages: Storages = request.app.state.storages
+    return storages
 
 
 @tracks_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RequireRole("artist")])
@@ -92,115 +80,8 @@ async def delete_track(
     background: BackgroundTasks,
 ) -> None:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-    keys = await tracks.delete(session, track=track)
-    background.add_task(_discard, _storage(request), keys)  # runs after the commit
-
-
-async def _receive(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
-    track: Track,
-    *,
-    kind: str,
-    max_size: int,
-    inspect: Callable[[Path], Any],
-    attach: Callable[..., str | None],
-) -> TrackPublic:
-    """Spool the body, check its digest and content, store it, and point the track at it.
-
-    Nothing is kept on any refusal or failure; a replaced object is removed after the commit.
-    """
-    tracks.ensure_editable(track)
-    expected = uploads.declared_sha256(request)
-    set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
-    path, hasher = await uploads.spool(
-        request,
-        directory=settings.var_dir / "uploads",
-        max_size=max_size,
-        idle_timeout=settings.upload_timeout,
-    )
-    storage = _storage(request)
-    key = None
-    try:
-        hasher.verify(expected)
-        info = await anyio.to_thread.run_sync(inspect, path)
-        key = new_key(kind, info.format)
-        stored = await storage.put(
-            key,
-            uploads.read_file(path),
-            content_type=info.mime_type,
-            max_size=max_size,
-            expected_sha256=hasher.hexdigest,
-        )
-        replaced = attach(track, stored=stored, info=info)
-        await session.flush()
-    except BaseException:
-        if key is not None:
-            await storage.delete(key)
-        raise
-    finally:
-        await anyio.Path(path).unlink(missing_ok=True)
-    if replaced:
-        background.add_task(_discard, storage, [replaced])
-    return tracks.public(track)
-
-
-@tracks_router.put(
-    "/{track_id}/audio",
-    dependencies=[RateLimit("upload")],
-    max_body_size=HARD_CEILING,
-    summary="Upload the audio as the raw body; Content-Digest (RFC 9530) optional",
-)
-async def upload_audio(
-    track_id: uuid.UUID,
-    request: Request,
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
-) -> TrackPublic:
-    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-    return await _receive(
-        request,
-        session,
-        settings,
-        background,
-        track,
-        kind="audio",
-        max_size=settings.max_audio_bytes,
-        inspect=audio.inspect_file,
-        attach=tracks.attach_audio,
-    )
-
-
-@tracks_router.put(
-    "/{track_id}/artwork",
-    dependencies=[RateLimit("upload")],
-    max_body_size=HARD_CEILING,
-    summary="Upload the artwork (JPEG or PNG, square, 1400-6000 px) as the raw body",
-)
-async def upload_artwork(
-    track_id: uuid.UUID,
-    request: Request,
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
-) -> TrackPublic:
-    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-    return await _receive(
-        request,
-        session,
-        settings,
-        background,
-        track,
-        kind="artwork",
-        max_size=settings.max_artwork_bytes,
-        inspect=artwork.inspect_image,
-        attach=tracks.attach_artwork,
-    )
+    held = await tracks.delete(session, track=track)
+    background.add_task(discard, _storages(request), held)  # runs after the commit
 
 
 @tracks_router.get("/{track_id}/audio-url")
@@ -214,11 +95,16 @@ async def audio_url(
     track = await tracks.get(session, track_id=track_id, viewer=user)
     if track.audio_key is None:
         raise NotFound("This track has no audio yet.", code="no_audio")
-    storage = _storage(request)
+    storage = _storages(request)[track.audio_backend]
+    content_type = MIME_TYPES.get(track.audio_format or "", "application/octet-stream")
     if isinstance(storage, S3Storage):
-        url = await storage.signed_get(track.audio_key, expires=LINK_SECONDS)
+        url = await storage.signed_get(
+            track.audio_key, expires=LINK_SECONDS, content_type=content_type
+        )
     else:
-        path = media.signed_path(settings.signing_key, track.audio_key, seconds=LINK_SECONDS)
+        path = media.signed_path(
+            settings.signing_key, track.audio_key, seconds=LINK_SECONDS, content_type=content_type
+        )
         url = f"{settings.public_url}{path}"
     return SignedURL(url=url, expires_in=LINK_SECONDS)
 
@@ -291,24 +177,25 @@ async def signed_media(
     request: Request,
     settings: SettingsDep,
     expires: int = 0,
+    content_type: Annotated[str, Query(alias="type", max_length=100)] = "",
     signature: Annotated[str, Query(max_length=100)] = "",
 ) -> StreamingResponse:
-    storage = _storage(request)
+    storages = _storages(request)
     refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
     try:
         validate(object_key)
     except InvalidKey:
         raise refused from None
-    if not isinstance(storage, LocalStorage) or not media.valid(
-        settings.signing_key, object_key, expires, signature
+    if "local" not in storages or not media.valid(
+        settings.signing_key, object_key, expires, content_type, signature
     ):
         raise refused
+    storage = storages["local"]
     size = await storage.size(object_key)
     if size is None:
         raise refused
-    kind = mimetypes.guess_type(object_key)[0] or "application/octet-stream"
     return StreamingResponse(
         storage.read(object_key),
-        media_type=kind,
+        media_type=content_type or "application/octet-stream",
         headers={"Content-Length": str(size), "Cache-Control": "private, max-age=60"},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -84,6 +86,13 @@ class ArtworkPublic(BaseModel):
     height: int
 
 
+class UploadPublic(BaseModel):
+    """The last audio upload: receiving, awaiting_upload, verifying, ready or failed."""
+
+    state: str
+    error: str | None
+
+
 class TrackPublic(BaseModel):
     id: uuid.UUID
     title: str
@@ -99,6 +108,7 @@ class TrackPublic(BaseModel):
     rejection_reason: str | None
     audio: AudioPublic | None
     artwork: ArtworkPublic | None
+    upload: UploadPublic | None
     created_at: datetime
     updated_at: datetime
 
@@ -110,4 +120,67 @@ class TrackPage(BaseModel):
 
 class SignedURL(BaseModel):
     url: str
+    expires_in: int
+
+
+AUDIO_CONTENT_TYPES = (
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/aiff",
+    "audio/x-aiff",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/aac",
+    "audio/ogg",
+    "audio/opus",
+    "application/octet-stream",
+)
+
+
+class UploadURLCreate(BaseModel):
+    """A direct upload: what the client will send, signed into the URL it gets back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: Annotated[int, Field(ge=1, description="bytes")]
+    sha256: Annotated[
+        str, Field(description="the file's SHA-256: 64 hex digits, or 44 characters of base64")
+    ]
+    content_type: Annotated[str, Field(max_length=40)] = "application/octet-stream"
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) == 64:
+            try:
+                return bytes.fromhex(value).hex()
+            except ValueError:
+                pass
+        elif len(value) == 44:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) == 32:
+                return raw.hex()
+        raise ValueError("not a SHA-256 digest (64 hex digits, or 44 characters of base64)")
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in AUDIO_CONTENT_TYPES:
+            raise ValueError(f"must be one of {', '.join(AUDIO_CONTENT_TYPES)}")
+        return value
+
+
+class UploadURLPublic(BaseModel):
+    url: str
+    method: str = "PUT"
+    headers: Annotated[dict[str, str], Field(description="send exactly these with the body")]
     expires_in: int

@@ -22,13 +22,14 @@ from backline.pagination import decode, encode, older_than
 from backline.storage.base import StoredObject
 from backline.tracks.artwork import ArtworkInfo
 from backline.tracks.audio import AudioInfo
-from backline.tracks.models import EDITABLE, Track, TrackStatus
+from backline.tracks.models import EDITABLE, PENDING, Track, TrackStatus
 from backline.tracks.schemas import (
     ArtworkPublic,
     AudioPublic,
     TrackCreate,
     TrackPublic,
     TrackUpdate,
+    UploadPublic,
 )
 
 REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release_date", "isrc")
@@ -70,6 +71,9 @@ def public(track: Track) -> TrackPublic:
         rejection_reason=track.rejection_reason,
         audio=audio,
         artwork=artwork,
+        upload=UploadPublic(state=track.upload_state, error=track.upload_error)
+        if track.upload_state
+        else None,
         created_at=track.created_at,
         updated_at=track.updated_at,
     )
@@ -128,20 +132,49 @@ async def update(session: AsyncSession, *, track: Track, data: TrackUpdate) -> T
     return track
 
 
-async def delete(session: AsyncSession, *, track: Track) -> builtins.list[str]:
-    """Delete the row; returns the object keys the caller removes once this is committed."""
+async def delete(session: AsyncSession, *, track: Track) -> builtins.list[ObjectRef]:
+    """Delete the row; returns the objects the caller removes once this is committed."""
     ensure_editable(track)
-    keys = [k for k in (track.audio_key, track.artwork_key) if k]
+    held = objects(track)
     await session.delete(track)
     await session.flush()
-    return keys
+    return held
 
 
-def attach_audio(track: Track, *, stored: StoredObject, info: AudioInfo) -> str | None:
-    """Point the track at a new audio object; returns the key of the one it replaces."""
-    ensure_editable(track)
-    replaced = track.audio_key
+ObjectRef = tuple[str | None, str]  # (backend, key)
+
+
+def objects(track: Track) -> builtins.list[ObjectRef]:
+    """Every object the track holds, a pending upload's included."""
+    found: builtins.list[ObjectRef] = []
+    for backend, key in (
+        (track.audio_backend, track.audio_key),
+        (track.artwork_backend, track.artwork_key),
+        (track.upload_backend, track.upload_key),
+    ):
+        if key:
+            found.append((backend, key))
+    return found
+
+
+def attach_audio(
+    track: Track,
+    *,
+    stored: StoredObject,
+    info: AudioInfo,
+    backend: str,
+    check_editable: bool = True,
+) -> ObjectRef | None:
+    """Point the track at a new audio object; returns the one it replaces.
+
+    A verification that finishes after the track was submitted still lands
+    (`check_editable=False`): the upload was started, and checked, while it was editable.
+    """
+    if check_editable:
+        ensure_editable(track)
+    replaced = (track.audio_backend, track.audio_key) if track.audio_key else None
     track.audio_key = stored.key
+    track.audio_backend = backend
     track.audio_size = stored.size
     track.audio_sha256 = stored.sha256
     track.audio_format = info.format
@@ -153,11 +186,14 @@ def attach_audio(track: Track, *, stored: StoredObject, info: AudioInfo) -> str 
     return replaced
 
 
-def attach_artwork(track: Track, *, stored: StoredObject, info: ArtworkInfo) -> str | None:
-    """Point the track at new artwork; returns the key of the image it replaces."""
+def attach_artwork(
+    track: Track, *, stored: StoredObject, info: ArtworkInfo, backend: str
+) -> ObjectRef | None:
+    """Point the track at new artwork; returns the image it replaces."""
     ensure_editable(track)
-    replaced = track.artwork_key
+    replaced = (track.artwork_backend, track.artwork_key) if track.artwork_key else None
     track.artwork_key = stored.key
+    track.artwork_backend = backend
     track.artwork_size = stored.size
     track.artwork_sha256 = stored.sha256
     track.artwork_format = info.format
@@ -173,11 +209,19 @@ def missing(track: Track) -> builtins.list[str]:
         gaps.append("credits")
     if track.audio_key is None:
         gaps.append("audio")
+    if track.artwork_key is None:
+        gaps.append("artwork")
     return gaps
 
 
 async def submit(session: AsyncSession, *, track: Track) -> Track:
     ensure_editable(track)
+    if track.upload_state in PENDING:
+        raise Conflict(
+            "An audio upload is still under way; submit when it is ready.",
+            code="upload_in_progress",
+            state=track.upload_state,
+        )
     gaps = missing(track)
     if gaps:
         raise Unprocessable(

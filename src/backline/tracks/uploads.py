@@ -1,5 +1,9 @@
 """Receiving a file: the declared digest, and a body spooled to disk as it streams.
 
+Two shapes of body: the raw file (`PUT`, any API client), or a browser's
+`multipart/form-data` form (`POST`) with one file field `file` and an optional `sha256` field
+(hex), parsed as it streams by python-multipart, never held in memory.
+
 A client may declare the file's SHA-256 as `Content-Digest: sha-256=:<base64>:` (RFC 9530) or
 as `x-amz-checksum-sha256: <base64>`; a malformed declaration is 400, a mismatch 422, and in
 either case nothing is kept.
@@ -19,15 +23,18 @@ import binascii
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from backline.errors import BadRequest, ProblemError
-from backline.storage.base import Hasher
+from backline.storage.base import Hasher, TooLarge
 
 CHUNK = 1024 * 1024
 _CONTENT_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):", re.IGNORECASE)
@@ -59,36 +66,178 @@ def declared_sha256(request: Request) -> str | None:
     return raw.hex()
 
 
-async def spool(
-    request: Request, *, directory: Path, max_size: int, idle_timeout: float
-) -> tuple[Path, Hasher]:
-    """Write the request body to a temporary file; the caller removes it."""
+Progress = Callable[[], Awaitable[None]]
+PROGRESS_EVERY = 30.0  # seconds between `on_progress` calls while bytes arrive
+FORM_FIELD_LIMIT = 1024  # bytes of one non-file form field
+FORM_OVERHEAD = 64 * 1024  # multipart framing and small fields, beyond the file's cap
+
+
+class FormInvalid(BadRequest):
+    code = "invalid_form"
+
+
+async def chunks(
+    request: Request, idle_timeout: float, on_progress: Progress | None
+) -> AsyncIterator[bytes]:
+    """The body's chunks; cut after `idle_timeout` seconds without one."""
+    body = request.stream().__aiter__()
+    last_progress = time.monotonic()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await anext(body)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(
+                f"No data arrived for {idle_timeout:g} seconds; the upload was cut."
+            ) from None
+        if on_progress is not None and time.monotonic() - last_progress > PROGRESS_EVERY:
+            last_progress = time.monotonic()
+            await on_progress()
+        if chunk:
+            yield chunk
+
+
+async def _temporary(directory: Path) -> tuple[int, Path]:
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
     descriptor, name = await anyio.to_thread.run_sync(
         lambda: tempfile.mkstemp(dir=directory, prefix=".upload-")
     )
-    path = Path(name)
+    return descriptor, Path(name)
+
+
+async def spool(
+    request: Request,
+    *,
+    directory: Path,
+    max_size: int,
+    idle_timeout: float,
+    on_progress: Progress | None = None,
+) -> tuple[Path, Hasher]:
+    """Write the raw request body to a temporary file; the caller removes it."""
+    descriptor, path = await _temporary(directory)
     hasher = Hasher(max_size)
-    body = request.stream().__aiter__()
     try:
         with os.fdopen(descriptor, "wb") as file:
-            while True:
-                try:
-                    async with asyncio.timeout(idle_timeout):
-                        chunk = await anext(body)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise UploadStalled(
-                        f"No data arrived for {idle_timeout:g} seconds; the upload was cut."
-                    ) from None
-                if chunk:
-                    hasher.update(chunk)
-                    await anyio.to_thread.run_sync(file.write, chunk)
+            async for chunk in chunks(request, idle_timeout, on_progress):
+                hasher.update(chunk)
+                await anyio.to_thread.run_sync(file.write, chunk)
     except BaseException:
         await anyio.Path(path).unlink(missing_ok=True)
         raise
     return path, hasher
+
+
+class _Form:
+    """python-multipart's callbacks, collecting one file part and small fields."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self.pending = bytearray()  # file bytes parsed from the current chunk, to be written
+        self.fields: dict[str, str] = {}
+        self.files = 0
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._disposition = b""
+        self._name = ""
+        self._is_file = False
+        self._value = bytearray()
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._disposition, self._name, self._is_file = b"", "", False
+        self._value.clear()
+
+    def _header_end(self) -> None:
+        if bytes(self._header_field).lower() == b"content-disposition":
+            self._disposition = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        self._name = options.get(b"name", b"").decode("latin-1")
+        self._is_file = b"filename" in options
+        if self._is_file:
+            if self._name != "file" or self.files:
+                raise FormInvalid("The form takes exactly one file, in the field `file`.")
+            self.files += 1
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self.hasher.update(data[start:end])
+            self.pending.extend(data[start:end])
+        else:
+            self._value.extend(data[start:end])
+            if len(self._value) > FORM_FIELD_LIMIT:
+                raise FormInvalid(f"The form field `{self._name}` is too long.")
+
+    def _part_end(self) -> None:
+        if not self._is_file and self._name:
+            self.fields[self._name] = self._value.decode("utf-8", "replace")
+
+
+async def spool_form(
+    request: Request,
+    *,
+    directory: Path,
+    max_size: int,
+    idle_timeout: float,
+    on_progress: Progress | None = None,
+) -> tuple[Path, Hasher, dict[str, str]]:
+    """Write a form's `file` part to a temporary file; returns it with the other fields."""
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise FormInvalid("A multipart form needs a boundary.")
+    form = _Form(Hasher(max_size))
+    parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
+    descriptor, path = await _temporary(directory)
+    received = 0
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            async for chunk in chunks(request, idle_timeout, on_progress):
+                received += len(chunk)
+                if received > max_size + FORM_OVERHEAD:
+                    raise TooLarge(f"The file is larger than {max_size} bytes.")
+                try:
+                    parser.write(chunk)
+                except MultipartParseError:
+                    raise FormInvalid("The multipart form is malformed.") from None
+                if form.pending:
+                    data, form.pending = bytes(form.pending), bytearray()
+                    await anyio.to_thread.run_sync(file.write, data)
+            try:
+                parser.finalize()
+            except MultipartParseError:
+                raise FormInvalid("The multipart form is malformed.") from None
+        if not form.files:
+            raise FormInvalid("The form has no file in the field `file`.", code="missing_file")
+    except BaseException:
+        await anyio.Path(path).unlink(missing_ok=True)
+        raise
+    return path, form.hasher, form.fields
+
+
+def form_sha256(fields: dict[str, str]) -> str | None:
+    """The optional `sha256` field of a form, hex."""
+    value = fields.get("sha256", "").strip().lower()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise BadRequest("The sha256 field must be 64 hex digits.", code="invalid_digest")
+    return value
 
 
 async def read_file(path: Path) -> AsyncIterator[bytes]:

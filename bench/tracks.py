@@ -1,0 +1,394 @@
+"""Tracks: listing an artist's catalogue, and receiving audio, on PostgreSQL and Redis.
+
+1. Requests per second of `GET /api/tracks?limit=100` (an artist's 100 tracks with full
+   metadata, bearer token) against the bare `/bench/constant` of the same server in the same
+   run (goal >= 10%).
+2. `PUT /api/tracks/{id}/audio` of a generated WAV (100 MiB and 1 GiB; 8 and 32 MiB with
+   --quick), streamed from disk with its Content-Digest, to the local backend and to S3 (moto on
+   loopback, keeping objects in its memory): MiB/s from the first byte sent to the response,
+   against `cp` then `sha256sum` of the same file in the same run (goal for local storage: >= 70%),
+   and the growth of the server's peak RSS over its RSS just before the upload (goal < 64 MiB,
+   every size). Every upload gets a fresh server (and a fresh moto), warmed by a small upload;
+   its peak RSS is then reset (/proc/<pid>/clear_refs) so that VmHWM measures this upload alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import wave
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import boto3
+import httpx
+import redis
+
+from backline.accounts import service as accounts
+from backline.accounts.models import Role
+from backline.config import Settings
+from backline.db import create_engine, create_sessionmaker
+from backline.tracks import service as tracks
+from backline.tracks.schemas import TrackCreate
+from bench.load import HOST, measure, percentile, server, server_process
+from bench.support import free_port, postgres_database
+
+REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+EMAIL, PASSWORD = "artist@example.com", "a benchmark passphrase 9"
+HUGE = "10000000/minute"
+MIB = 1024 * 1024
+CHUNK = MIB  # what the client sends at a time, read from the file
+TRACKS = 100
+QUICK_SIZES = (8 * MIB, 32 * MIB)
+FULL_SIZES = (100 * MIB, 1024 * MIB)
+WARM_UP = 2 * MIB  # one small upload first: storage clients, thread pools, lazy imports
+RSS_GOAL, RATIO_GOAL, LOCAL_GOAL = 64 * MIB, 0.10, 0.70
+BUCKET = "backline-bench"
+REGION = "us-east-1"
+AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
+CHANNELS, SAMPLE_WIDTH, RATE = 2, 2, 48_000  # 16-bit stereo at 48 kHz: 1 GiB is 93 minutes
+MOTO = """
+import sys
+from moto.server import ThreadedMotoServer
+ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False).start()
+sys.stdin.read()  # until the bench closes the pipe or ends
+"""
+
+
+def _verdict(met: bool) -> str:
+    return "goal met" if met else "goal missed"
+
+
+def _mib(size: float) -> str:
+    return f"{size / MIB:g} MiB" if size < 1024 * MIB else f"{size / 1024 / MIB:g} GiB"
+
+
+# ----------------------------------------------------------------------------- seeding
+
+
+def _metadata(i: int) -> TrackCreate:
+    return TrackCreate.model_validate(
+        {
+            "title": f"Bench track {i}",
+            "primary_artist": "The Bench Band",
+            "featured_artists": ["Guest One", "Guest Two"],
+            "genre": "Rock",
+            "explicit": i % 2 == 0,
+            "language": "en",
+            "release_date": date(2027, 1, 1) + timedelta(days=i),
+            "isrc": f"USRC176078{i:02d}",  # python-stdnum checks it
+            "credits": [
+                {"name": "A. Writer", "role": "writer", "split": "50"},
+                {"name": "B. Producer", "role": "producer", "split": "32.50"},
+                {"name": "C. Player", "role": "performer", "split": "17.50"},
+            ],
+        }
+    )
+
+
+async def _seed(url: str) -> None:
+    """An artist (role set as staff approval would) with TRACKS complete drafts."""
+    engine = create_engine(Settings(env="test", database_url=url))
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            artist = await accounts.create(
+                session,
+                email=EMAIL,
+                password=PASSWORD,
+                display_name="Bench Artist",
+                role=Role.ARTIST,
+                verified=True,
+            )
+            for i in range(TRACKS):
+                await tracks.create(session, owner=artist, data=_metadata(i))
+    finally:
+        await engine.dispose()
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _wav(path: Path, size: int, block: bytes) -> str:
+    """A valid PCM WAV of exactly `size` bytes (header included); returns its SHA-256, base64.
+
+    `wave` writes the header for the frames announced; the data is `block` repeated, so a
+    gigabyte takes seconds to make.
+    """
+    frame = CHANNELS * SAMPLE_WIDTH
+    frames = (size - 44) // frame
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(CHANNELS)
+        out.setsampwidth(SAMPLE_WIDTH)
+        out.setframerate(RATE)
+        out.setnframes(frames)
+        remaining = frames * frame
+        while remaining > 0:  # bounded: shrinks by up to len(block) each pass
+            piece = block[: min(len(block), remaining)]
+            out.writeframesraw(piece)
+            remaining -= len(piece)
+    with path.open("rb") as file:
+        return base64.b64encode(hashlib.file_digest(file, "sha256").digest()).decode()
+
+
+def _copy_and_hash(path: Path, target: Path) -> float:
+    """Seconds for `cp` then `sha256sum` of the copy: the best of two runs."""
+    best = float("inf")
+    for _ in range(2):
+        began = time.perf_counter()
+        subprocess.run(["cp", str(path), str(target)], check=True)
+        subprocess.run(["sha256sum", str(target)], check=True, stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - began)
+        target.unlink()
+    return best
+
+
+# ----------------------------------------------------------------------------- servers
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in bytes."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0]) * 1024
+    return values
+
+
+def _reset_peak(pid: int) -> bool:
+    """Set VmHWM back to VmRSS (Linux: `5` to clear_refs); False where refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _moto() -> Iterator[str]:
+    """A moto S3 server in a process of its own on a free loopback port, with the bucket."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", MOTO, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit("tracks bench: moto did not start")
+            time.sleep(0.1)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        yield url
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _put(client: httpx.Client, path: Path, digest: str) -> tuple[float, httpx.Response]:
+    """Seconds from the first byte sent to the response, streamed from the file; the answer."""
+    draft = client.post("/api/tracks", json={"title": f"Upload {path.name}"})
+    if draft.status_code != 201:
+        raise SystemExit(f"tracks bench: creating a draft answered {draft.status_code}")
+    started: list[float] = []
+
+    def body() -> Iterator[bytes]:
+        with path.open("rb") as file:
+            while chunk := file.read(CHUNK):  # bounded by the file's size
+                if not started:
+                    started.append(time.perf_counter())
+                yield chunk
+
+    response = client.put(
+        f"/api/tracks/{draft.json()['id']}/audio",
+        content=body(),
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Length": str(path.stat().st_size),
+            "Content-Digest": f"sha-256=:{digest}:",
+        },
+    )
+    return time.perf_counter() - started[0], response
+
+
+class Upload:
+    """One measured upload: seconds, peak RSS growth in bytes, or what went wrong."""
+
+    def __init__(self, seconds: float, growth: int, reset: bool, error: str | None) -> None:
+        self.seconds, self.growth, self.reset, self.error = seconds, growth, reset, error
+
+
+def _upload(
+    env: Mapping[str, str], token: str, path: Path, digest: str, warm: tuple[Path, str]
+) -> Upload:
+    with (
+        server_process(env) as (port, process),
+        httpx.Client(
+            base_url=f"http://{HOST}:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(600, connect=10),  # a read waits for storing, after the body
+        ) as client,
+    ):
+        _, warmed = _put(client, *warm)
+        if warmed.status_code != 200:
+            return Upload(0, 0, False, f"the warm-up answered {warmed.status_code}")
+        reset = _reset_peak(process.pid)
+        before = _memory(process.pid)
+        seconds, response = _put(client, path, digest)
+        after = _memory(process.pid)
+    growth = after["VmHWM"] - before["VmRSS"]
+    if response.status_code != 200:
+        return Upload(seconds, growth, reset, f"{response.status_code} {response.text[:300]}")
+    audio = response.json()["audio"]
+    expected = base64.b64decode(digest).hex()
+    if audio["size"] != path.stat().st_size or audio["sha256"] != expected:
+        return Upload(seconds, growth, reset, f"stored {audio['size']} bytes, {audio['sha256']}")
+    return Upload(seconds, growth, reset, None)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _listing(env: Mapping[str, str], seconds: float) -> tuple[str, list[str]]:
+    """The access token, and the lines reporting the listing."""
+    with server(env) as port:
+        token = httpx.post(
+            f"http://{HOST}:{port}/api/auth/login", json={"email": EMAIL, "password": PASSWORD}
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        page = httpx.get(f"http://{HOST}:{port}/api/tracks?limit=100", headers=auth)
+        count = len(page.json()["items"])
+        if count != TRACKS:
+            raise SystemExit(f"tracks bench: the listing answered {page.status_code}, {count}")
+        measure(port, "/api/tracks?limit=100", seconds=1.0, headers=auth)  # warm-up
+        bare, bare_latencies = measure(port, "/bench/constant", seconds=seconds)
+        listed, latencies = measure(port, "/api/tracks?limit=100", seconds=seconds, headers=auth)
+    ms = 1000
+    ratio = listed / bare
+    verdict = _verdict(ratio >= RATIO_GOAL)
+    return token, [
+        f"  GET /api/tracks?limit=100 ({TRACKS} tracks, {len(page.content) / 1024:.0f} KiB): "
+        f"{listed:7.0f} req/s, p50 {percentile(latencies, 0.5) * ms:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * ms:.1f} ms",
+        f"  a bare route:                             {bare:7.0f} req/s, "
+        f"p50 {percentile(bare_latencies, 0.5) * ms:.1f} ms, "
+        f"p99 {percentile(bare_latencies, 0.99) * ms:.1f} ms",
+        f"  listing / bare = {ratio:6.1%} (goal >= {RATIO_GOAL:.0%}: {verdict})",
+    ]
+
+
+def _report(label: str, size: int, upload: Upload, baseline: float, goal: float | None) -> str:
+    if upload.error is not None:
+        return f"  {label:10} {_mib(size):>8}: failed after {upload.seconds:.1f} s: {upload.error}"
+    rate = size / MIB / upload.seconds
+    ratio = rate / baseline
+    line = f"  {label:10} {_mib(size):>8}: {rate:7.0f} MiB/s = {ratio:6.1%} of cp + sha256sum"
+    if goal is not None:
+        line += f" (goal >= {goal:.0%}: {_verdict(ratio >= goal)})"
+    rss = upload.growth < RSS_GOAL
+    line += f"; peak RSS +{upload.growth / MIB:.1f} MiB (goal < 64 MiB: {_verdict(rss)})"
+    return line if upload.reset else line + " [peak not reset: includes the warm-up]"
+
+
+def run(*, quick: bool = False) -> None:
+    seconds = 2.0 if quick else 8.0
+    sizes = QUICK_SIZES if quick else FULL_SIZES
+    prefix = f"backline-bench-{uuid.uuid4().hex[:8]}"
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="backline-bench-") as temporary:
+        root = Path(temporary)
+        try:
+            with postgres_database() as url:
+                asyncio.run(_seed(url))
+                env = {
+                    "BACKLINE_ENV": "test",
+                    "BACKLINE_DATABASE_URL": url,
+                    "BACKLINE_REDIS_URL": REDIS_URL,
+                    "BACKLINE_REDIS_PREFIX": prefix,
+                    "BACKLINE_SECRET_KEY": uuid.uuid4().hex * 2,  # one key: one token for all
+                    "BACKLINE_ACCESS_TOKEN_MINUTES": "60",
+                    "BACKLINE_RATE_LIMITS": json.dumps(
+                        {"global": HUGE, "login": HUGE, "login_account": HUGE, "upload": HUGE}
+                    ),
+                    "BACKLINE_LOG_LEVEL": "WARNING",
+                    "BACKLINE_VAR_DIR": str(root / "var"),
+                    "BACKLINE_STORAGE_DIR": str(root / "storage"),
+                    "BACKLINE_MAX_AUDIO_BYTES": str(max(sizes) + MIB),
+                }
+                token, lines = _listing(env, seconds)
+                lines += _uploads(env, token, root, sizes)
+        finally:
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match=f"{prefix}:*"):
+                client.delete(key)
+            client.close()
+    print("tracks (PostgreSQL, Redis)")
+    for line in lines:
+        print(line)
+
+
+def _uploads(env: Mapping[str, str], token: str, root: Path, sizes: tuple[int, ...]) -> list[str]:
+    block = os.urandom(CHUNK)
+    warm = root / "warm-up.wav"
+    warm_digest = _wav(warm, WARM_UP, block)
+    local = {**env, "BACKLINE_STORAGE_BACKEND": "local"}
+    s3 = {
+        **env,
+        **AWS,
+        "BACKLINE_STORAGE_BACKEND": "s3",
+        "BACKLINE_S3_BUCKET": BUCKET,
+        "BACKLINE_S3_REGION": REGION,
+    }
+    lines = [
+        "  PUT /api/tracks/{id}/audio, a WAV streamed from disk with its Content-Digest; a fresh "
+        f"server per upload, warmed by a {_mib(WARM_UP)} upload",
+    ]
+    for size in sizes:
+        path = root / f"bench-{size}.wav"
+        digest = _wav(path, size, block)
+        try:
+            baseline = size / MIB / _copy_and_hash(path, root / "copy.wav")
+            lines.append(f"  {'baseline':10} {_mib(size):>8}: {baseline:7.0f} MiB/s cp + sha256sum")
+            upload = _upload(local, token, path, digest, (warm, warm_digest))
+            lines.append(_report("local", size, upload, baseline, LOCAL_GOAL))
+            with _moto() as endpoint:
+                upload = _upload(
+                    {**s3, "BACKLINE_S3_ENDPOINT_URL": endpoint},
+                    token,
+                    path,
+                    digest,
+                    (warm, warm_digest),
+                )
+            lines.append(_report("s3 (moto)", size, upload, baseline, None))
+        finally:
+            path.unlink(missing_ok=True)
+    measured = " and ".join(_mib(size) for size in sizes)
+    lines.append(f"  measured: local storage and S3 (moto on loopback, in memory), {measured} each")
+    return lines

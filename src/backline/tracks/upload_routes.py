@@ -1,0 +1,392 @@
+"""Upload endpoints: audio and artwork into object storage, streamed or direct.
+
+* `PUT /api/tracks/{id}/audio` (raw body) and `POST /api/tracks/{id}/audio` (a browser's
+  multipart form, field `file`) stream the file to a temporary file while hashing it, validate
+  it, then store it; `PUT .../artwork` does the same for the cover image.
+* `POST /api/tracks/{id}/upload-url` hands out a presigned PUT (S3) or a signed app URL
+  (local, `PUT /media/...`) for the client to send the file straight to storage, and
+  `POST /api/tracks/{id}/audio/complete` hands the object to the upload verifier.
+
+These routes hold no database transaction while a body streams: they read the user, then
+claim the track (`uploading`), each in a short transaction of its own, and record the outcome
+in one more. A failed upload keeps nothing: the temporary file and any stored object are
+removed, and the track records the failure's code.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import BackgroundTasks, Query, Request, status
+from starlette.responses import Response
+
+from backline.accounts.deps import DetachedUser
+from backline.accounts.models import User
+from backline.config import Settings
+from backline.deps import SessionDep, Sessions, SettingsDep
+from backline.errors import BadRequest, NotFound, ProblemError
+from backline.logging import get_logger
+from backline.middleware.deadline import set_deadline
+from backline.ratelimit.deps import RateLimit
+from backline.routing import router
+from backline.storage import Storages
+from backline.storage.base import TooLarge
+from backline.storage.keys import InvalidKey, new_key, validate
+from backline.storage.local import LocalStorage
+from backline.storage.s3 import S3Storage
+from backline.tracks import artwork, audio, media, uploading, uploads
+from backline.tracks import service as tracks
+from backline.tracks.models import Track
+from backline.tracks.schemas import TrackPublic, UploadURLCreate, UploadURLPublic
+from backline.tracks.verifier import ObjectRef, discard
+
+log = get_logger(__name__)
+uploads_router = router(prefix="/api/tracks", tags=["tracks"], detached=True)
+signed_uploads_router = router(public=True, include_in_schema=False)
+
+HARD_CEILING = 8 * 1024**3  # the route's own body cap; the configured one is checked as it streams
+PRESIGNED_PUT_LIMIT = 5 * 1024**3  # the most one S3 PUT may carry
+
+
+class UnsupportedForm(ProblemError):
+    status, code = 415, "unsupported_media_type"
+
+
+def _storages(request: Request) -> Storages:
+    storages: Storages = request.app.state.storages
+    return storages
+
+
+Spooler = Callable[..., Awaitable[tuple[Path, Any, str | None]]]
+
+
+async def _raw(request: Request, **options: Any) -> tuple[Path, Any, str | None]:
+    expected = uploads.declared_sha256(request)
+    path, hasher = await uploads.spool(request, **options)
+    return path, hasher, expected
+
+
+async def _form(request: Request, **options: Any) -> tuple[Path, Any, str | None]:
+    path, hasher, fields = await uploads.spool_form(request, **options)
+    try:
+        return path, hasher, uploads.form_sha256(fields)
+    except BaseException:
+        await anyio.Path(path).unlink(missing_ok=True)
+        raise
+
+
+async def _receive(
+    request: Request,
+    *,
+    user: User,
+    sessions: Sessions,
+    settings: Settings,
+    track_id: uuid.UUID,
+    spooler: Spooler,
+    kind: str,
+) -> TrackPublic:
+    """Claim the track, spool and check the body, store it, and point the track at it."""
+    is_audio = kind == "audio"
+    max_size = settings.max_audio_bytes if is_audio else settings.max_artwork_bytes
+    storages = _storages(request)
+    storage = storages.primary
+    token: uuid.UUID | None = None
+    async with sessions() as session, session.begin():
+        track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+        if is_audio:
+            token, stale = uploading.claim(track)
+            leftovers: list[ObjectRef] = [(track.upload_backend, key) for key in stale]
+        else:
+            tracks.ensure_editable(track)
+            leftovers = []
+    await discard(storages, leftovers)
+
+    async def renew() -> None:
+        assert token is not None
+        async with sessions() as session, session.begin():
+            if not await uploading.renew(session, track_id=track_id, token=token):
+                raise uploading.UploadBusy("Another upload to this track took its place.")
+
+    set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
+    key: str | None = None
+    path: Path | None = None
+    try:
+        path, hasher, expected = await spooler(
+            request,
+            directory=settings.var_dir / "uploads",
+            max_size=max_size,
+            idle_timeout=settings.upload_timeout,
+            on_progress=renew if is_audio else None,
+        )
+        hasher.verify(expected)
+        info: audio.AudioInfo | artwork.ArtworkInfo
+        if is_audio:
+            info = await anyio.to_thread.run_sync(audio.inspect_file, path)
+        else:
+            info = await anyio.to_thread.run_sync(artwork.inspect_image, path)
+        key = new_key(kind, info.format)
+        stored = await storage.put(
+            key,
+            uploads.read_file(path),
+            content_type=info.mime_type,
+            max_size=max_size,
+            expected_sha256=hasher.hexdigest,
+        )
+        async with sessions() as session, session.begin():
+            track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+            if isinstance(info, audio.AudioInfo):
+                assert token is not None
+                uploading.finish(track, token=token)
+                replaced = tracks.attach_audio(
+                    track, stored=stored, info=info, backend=storage.name, check_editable=False
+                )
+            else:
+                replaced = tracks.attach_artwork(
+                    track, stored=stored, info=info, backend=storage.name
+                )
+            answer = tracks.public(track)
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            if key is not None:
+                await discard(storages, [(storage.name, key)])
+            if token is not None:
+                await _record_failure(sessions, track_id, token, uploading.error_code(exc))
+        raise
+    finally:
+        if path is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(path).unlink(missing_ok=True)
+    if replaced is not None:
+        await discard(storages, [replaced])
+    return answer
+
+
+async def _record_failure(
+    sessions: Sessions, track_id: uuid.UUID, token: uuid.UUID, error: str
+) -> None:
+    try:
+        async with sessions() as session, session.begin():
+            track = await session.get(Track, track_id, with_for_update=True)
+            if track is not None:
+                uploading.fail(track, token=token, error=error)
+    except Exception:  # the claim then lapses by itself, and the verifier records it
+        log.warning("upload_failure_not_recorded", track_id=str(track_id), error=error)
+
+
+@uploads_router.put(
+    "/{track_id}/audio",
+    dependencies=[RateLimit("upload")],
+    max_body_size=HARD_CEILING,
+    summary="Upload the audio as the raw body; Content-Digest (RFC 9530) optional",
+)
+async def upload_audio(
+    track_id: uuid.UUID,
+    request: Request,
+    user: DetachedUser,
+    sessions: Sessions,
+    settings: SettingsDep,
+) -> TrackPublic:
+    return await _receive(
+        request,
+        user=user,
+        sessions=sessions,
+        settings=settings,
+        track_id=track_id,
+        spooler=_raw,
+        kind="audio",
+    )
+
+
+@uploads_router.post(
+    "/{track_id}/audio",
+    dependencies=[RateLimit("upload")],
+    max_body_size=HARD_CEILING,
+    summary="Upload the audio from a browser form: multipart/form-data, field `file`",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "sha256": {"type": "string", "description": "hex, optional"},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
+async def upload_audio_form(
+    track_id: uuid.UUID,
+    request: Request,
+    user: DetachedUser,
+    sessions: Sessions,
+    settings: SettingsDep,
+) -> TrackPublic:
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise UnsupportedForm("Send a multipart/form-data form with the file in the field `file`.")
+    return await _receive(
+        request,
+        user=user,
+        sessions=sessions,
+        settings=settings,
+        track_id=track_id,
+        spooler=_form,
+        kind="audio",
+    )
+
+
+@uploads_router.put(
+    "/{track_id}/artwork",
+    dependencies=[RateLimit("upload")],
+    max_body_size=HARD_CEILING,
+    summary="Upload the artwork (JPEG or PNG, square, 1400-6000 px) as the raw body",
+)
+async def upload_artwork(
+    track_id: uuid.UUID,
+    request: Request,
+    user: DetachedUser,
+    sessions: Sessions,
+    settings: SettingsDep,
+) -> TrackPublic:
+    return await _receive(
+        request,
+        user=user,
+        sessions=sessions,
+        settings=settings,
+        track_id=track_id,
+        spooler=_raw,
+        kind="artwork",
+    )
+
+
+@uploads_router.post(
+    "/{track_id}/upload-url",
+    dependencies=[RateLimit("upload")],
+    summary="A URL to send the audio straight to storage; then call audio/complete",
+)
+async def upload_url(
+    track_id: uuid.UUID,
+    body: UploadURLCreate,
+    request: Request,
+    user: DetachedUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+) -> UploadURLPublic:
+    limit = min(settings.max_audio_bytes, PRESIGNED_PUT_LIMIT)
+    if body.size > limit:
+        raise TooLarge(f"The file is larger than {limit} bytes.")
+    storages = _storages(request)
+    storage = storages.primary
+    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+    stale_backend = track.upload_backend
+    stale = uploading.start(
+        track, storage=storage, size=body.size, sha256=body.sha256, content_type=body.content_type
+    )
+    await session.flush()
+    assert track.upload_key is not None
+    digest = base64.b64encode(bytes.fromhex(body.sha256)).decode()
+    seconds = int(uploading.URL_LIFETIME.total_seconds())
+    if isinstance(storage, S3Storage):
+        url = await storage.signed_put(
+            track.upload_key,
+            expires=seconds,
+            sha256_b64=digest,
+            size=body.size,
+            content_type=body.content_type,
+        )
+    else:
+        path = media.upload_path(
+            settings.signing_key,
+            track.upload_key,
+            seconds=seconds,
+            size=body.size,
+            sha256_b64=digest,
+            content_type=body.content_type,
+        )
+        url = f"{settings.public_url}{path}"
+    background.add_task(discard, storages, [(stale_backend, key) for key in stale])  # committed
+    headers = {"Content-Type": body.content_type, "x-amz-checksum-sha256": digest}
+    return UploadURLPublic(url=url, headers=headers, expires_in=seconds)
+
+
+@uploads_router.post(
+    "/{track_id}/audio/complete",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="The direct upload is done: the object is checked in the background",
+)
+async def complete_upload(
+    track_id: uuid.UUID,
+    request: Request,
+    user: DetachedUser,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> TrackPublic:
+    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+    await uploading.complete(track, storage=_storages(request)[track.upload_backend])
+    verifier = getattr(request.app.state, "verifier", None)
+    if verifier is not None:
+        background.add_task(verifier.wake.set)  # after the commit
+    return tracks.public(track)
+
+
+class UploadRefused(BadRequest):
+    code = "invalid_upload"
+
+
+@signed_uploads_router.put("/media/{object_key:path}", max_body_size=HARD_CEILING)
+async def signed_upload(
+    object_key: str,
+    request: Request,
+    settings: SettingsDep,
+    expires: int = 0,
+    size: int = 0,
+    signature: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
+    """The local backend's stand-in for a presigned S3 PUT: the signed headers must match."""
+    storages = _storages(request)
+    refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
+    try:
+        validate(object_key)
+    except InvalidKey:
+        raise refused from None
+    content_type = request.headers.get("content-type", "")
+    digest = request.headers.get("x-amz-checksum-sha256", "")
+    if (
+        not object_key.startswith("upload/")
+        or "local" not in storages
+        or not media.valid_upload(
+            settings.signing_key,
+            object_key,
+            expires=expires,
+            size=size,
+            sha256_b64=digest,
+            content_type=content_type,
+            signature=signature,
+        )
+    ):
+        raise refused
+    storage = storages["local"]
+    assert isinstance(storage, LocalStorage)
+    set_deadline(request, None)
+    stored = await storage.put(
+        object_key,
+        uploads.chunks(request, settings.upload_timeout, None),
+        content_type=content_type,
+        max_size=size,
+        expected_sha256=base64.b64decode(digest).hex(),
+    )
+    if stored.size != size:
+        await storage.delete(object_key)
+        raise UploadRefused(f"The body is {stored.size} bytes, not the {size} signed.")
+    return Response(status_code=200, headers={"x-amz-checksum-sha256": digest})
