@@ -27,6 +27,7 @@ import uuid
 import wave
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -212,19 +213,21 @@ def _moto() -> Iterator[str]:
         process.wait(timeout=15)
 
 
-def _put(client: httpx.Client, path: Path, digest: str) -> tuple[float, httpx.Response]:
-    """Seconds from the first byte sent to the response, streamed from the file; the answer."""
+def _put(client: httpx.Client, path: Path, digest: str) -> tuple[float, float, httpx.Response]:
+    """A new draft's audio, streamed from the file: seconds from the first byte sent to the
+    response, seconds from the last byte sent to the response, and the answer."""
     draft = client.post("/api/tracks", json={"title": f"Upload {path.name}"})
     if draft.status_code != 201:
         raise SystemExit(f"tracks bench: creating a draft answered {draft.status_code}")
-    started: list[float] = []
+    sent: list[float] = []  # when the first chunk went, then when the body was done
 
     def body() -> Iterator[bytes]:
         with path.open("rb") as file:
             while chunk := file.read(CHUNK):  # bounded by the file's size
-                if not started:
-                    started.append(time.perf_counter())
+                if not sent:
+                    sent.append(time.perf_counter())
                 yield chunk
+        sent.append(time.perf_counter())
 
     response = client.put(
         f"/api/tracks/{draft.json()['id']}/audio",
@@ -235,14 +238,19 @@ def _put(client: httpx.Client, path: Path, digest: str) -> tuple[float, httpx.Re
             "Content-Digest": f"sha-256=:{digest}:",
         },
     )
-    return time.perf_counter() - started[0], response
+    answered = time.perf_counter()
+    return answered - sent[0], answered - sent[-1], response
 
 
+@dataclass(frozen=True)
 class Upload:
-    """One measured upload: seconds, peak RSS growth in bytes, or what went wrong."""
+    """One measured upload: seconds in all and after the body, peak RSS growth, any error."""
 
-    def __init__(self, seconds: float, growth: int, reset: bool, error: str | None) -> None:
-        self.seconds, self.growth, self.reset, self.error = seconds, growth, reset, error
+    seconds: float
+    tail: float
+    growth: int
+    reset: bool  # whether the peak was reset after the warm-up
+    error: str | None = None
 
 
 def _upload(
@@ -256,21 +264,30 @@ def _upload(
             timeout=httpx.Timeout(600, connect=10),  # a read waits for storing, after the body
         ) as client,
     ):
-        _, warmed = _put(client, *warm)
-        if warmed.status_code != 200:
-            return Upload(0, 0, False, f"the warm-up answered {warmed.status_code}")
+        *_, warmed = _put(client, *warm)
+        if not warmed.is_success:
+            return Upload(0, 0, 0, False, f"the warm-up upload answered {_problem(warmed)}")
         reset = _reset_peak(process.pid)
         before = _memory(process.pid)
-        seconds, response = _put(client, path, digest)
+        seconds, tail, response = _put(client, path, digest)
         after = _memory(process.pid)
-    growth = after["VmHWM"] - before["VmRSS"]
-    if response.status_code != 200:
-        return Upload(seconds, growth, reset, f"{response.status_code} {response.text[:300]}")
-    audio = response.json()["audio"]
+    upload = Upload(seconds, tail, after["VmHWM"] - before["VmRSS"], reset)
+    if not response.is_success:
+        return replace(upload, error=f"answered {_problem(response)}")
+    audio = response.json().get("audio") or {}
     expected = base64.b64decode(digest).hex()
-    if audio["size"] != path.stat().st_size or audio["sha256"] != expected:
-        return Upload(seconds, growth, reset, f"stored {audio['size']} bytes, {audio['sha256']}")
-    return Upload(seconds, growth, reset, None)
+    if audio.get("size") != path.stat().st_size or audio.get("sha256") != expected:
+        return replace(upload, error=f"answered with audio {audio}")
+    return upload
+
+
+def _problem(response: httpx.Response) -> str:
+    """The status and the problem's code (RFC 9457 body), for a line of the report."""
+    try:
+        code = response.json().get("code")
+    except ValueError:
+        code = None
+    return f"{response.status_code} {code or response.text[:200]}"
 
 
 # ----------------------------------------------------------------------------- run
@@ -306,10 +323,14 @@ def _listing(env: Mapping[str, str], seconds: float) -> tuple[str, list[str]]:
 
 def _report(label: str, size: int, upload: Upload, baseline: float, goal: float | None) -> str:
     if upload.error is not None:
-        return f"  {label:10} {_mib(size):>8}: failed after {upload.seconds:.1f} s: {upload.error}"
+        after = f" after {upload.seconds:.1f} s" if upload.seconds else ""
+        return f"  {label:10} {_mib(size):>8}: failed{after}: {upload.error} (goal missed)"
     rate = size / MIB / upload.seconds
     ratio = rate / baseline
-    line = f"  {label:10} {_mib(size):>8}: {rate:7.0f} MiB/s = {ratio:6.1%} of cp + sha256sum"
+    line = (
+        f"  {label:10} {_mib(size):>8}: {rate:7.0f} MiB/s = {ratio:6.1%} of cp + sha256sum, "
+        f"{upload.seconds:.1f} s of which {upload.tail:.1f} s after the last byte"
+    )
     if goal is not None:
         line += f" (goal >= {goal:.0%}: {_verdict(ratio >= goal)})"
     rss = upload.growth < RSS_GOAL
@@ -346,9 +367,13 @@ def run(*, quick: bool = False) -> None:
                 lines += _uploads(env, token, root, sizes)
         finally:
             client = redis.Redis.from_url(REDIS_URL)
-            for key in client.scan_iter(match=f"{prefix}:*"):
-                client.delete(key)
-            client.close()
+            try:
+                for key in client.scan_iter(match=f"{prefix}:*"):
+                    client.delete(key)
+            except redis.RedisError:
+                pass  # the servers could not have written there either
+            finally:
+                client.close()
     print("tracks (PostgreSQL, Redis)")
     for line in lines:
         print(line)

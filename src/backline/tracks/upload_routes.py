@@ -30,7 +30,7 @@ from backline.accounts.deps import DetachedUser
 from backline.accounts.models import User
 from backline.config import Settings
 from backline.deps import SessionDep, Sessions, SettingsDep
-from backline.errors import BadRequest, NotFound, ProblemError
+from backline.errors import NotFound, ProblemError
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
 from backline.ratelimit.deps import RateLimit
@@ -96,11 +96,11 @@ async def _receive(
     max_size = settings.max_audio_bytes if is_audio else settings.max_artwork_bytes
     storages = _storages(request)
     storage = storages.primary
-    token: uuid.UUID | None = None
+    held: uploading.Claim | None = None
     async with sessions() as session, session.begin():
         track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
         if is_audio:
-            token, stale = uploading.claim(track)
+            held, stale = uploading.claim(track)
             leftovers: list[ObjectRef] = [(track.upload_backend, key) for key in stale]
         else:
             tracks.ensure_editable(track)
@@ -108,9 +108,9 @@ async def _receive(
     await discard(storages, leftovers)
 
     async def renew() -> None:
-        assert token is not None
+        assert held is not None
         async with sessions() as session, session.begin():
-            if not await uploading.renew(session, track_id=track_id, token=token):
+            if not await uploading.renew(session, track_id=track_id, token=held.token):
                 raise uploading.UploadBusy("Another upload to this track took its place.")
 
     set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
@@ -141,8 +141,8 @@ async def _receive(
         async with sessions() as session, session.begin():
             track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
             if isinstance(info, audio.AudioInfo):
-                assert token is not None
-                uploading.finish(track, token=token)
+                assert held is not None
+                uploading.finish(track, token=held.token)
                 replaced = tracks.attach_audio(
                     track, stored=stored, info=info, backend=storage.name, check_editable=False
                 )
@@ -151,12 +151,12 @@ async def _receive(
                     track, stored=stored, info=info, backend=storage.name
                 )
             answer = tracks.public(track)
-    except BaseException as exc:
+    except BaseException:
         with anyio.CancelScope(shield=True):
             if key is not None:
                 await discard(storages, [(storage.name, key)])
-            if token is not None:
-                await _record_failure(sessions, track_id, token, uploading.error_code(exc))
+            if held is not None:
+                await _release(sessions, track_id, held)
         raise
     finally:
         if path is not None:
@@ -167,16 +167,14 @@ async def _receive(
     return answer
 
 
-async def _record_failure(
-    sessions: Sessions, track_id: uuid.UUID, token: uuid.UUID, error: str
-) -> None:
+async def _release(sessions: Sessions, track_id: uuid.UUID, held: uploading.Claim) -> None:
     try:
         async with sessions() as session, session.begin():
             track = await session.get(Track, track_id, with_for_update=True)
             if track is not None:
-                uploading.fail(track, token=token, error=error)
-    except Exception:  # the claim then lapses by itself, and the verifier records it
-        log.warning("upload_failure_not_recorded", track_id=str(track_id), error=error)
+                uploading.release(track, held)
+    except Exception:  # the claim then lapses by itself, and the verifier records that
+        log.warning("upload_claim_not_released", track_id=str(track_id))
 
 
 @uploads_router.put(
@@ -340,10 +338,6 @@ async def complete_upload(
     return tracks.public(track)
 
 
-class UploadRefused(BadRequest):
-    code = "invalid_upload"
-
-
 @signed_uploads_router.put("/media/{object_key:path}", max_body_size=HARD_CEILING)
 async def signed_upload(
     object_key: str,
@@ -379,14 +373,11 @@ async def signed_upload(
     storage = storages["local"]
     assert isinstance(storage, LocalStorage)
     set_deadline(request, None)
-    stored = await storage.put(
+    await storage.put(  # the signed digest fixes the size as well
         object_key,
         uploads.chunks(request, settings.upload_timeout, None),
         content_type=content_type,
         max_size=size,
         expected_sha256=base64.b64decode(digest).hex(),
     )
-    if stored.size != size:
-        await storage.delete(object_key)
-        raise UploadRefused(f"The body is {stored.size} bytes, not the {size} signed.")
     return Response(status_code=200, headers={"x-amz-checksum-sha256": digest})

@@ -5,27 +5,30 @@ Two ways in, one track at a time (see `models` for the states):
 * a streamed `PUT .../audio` first `claim`s the track in a short transaction, then streams with
   no transaction open, renewing its claim while bytes arrive (`renew`), and `finish`es in a
   second one, which holds only if its claim still does: a second upload started meanwhile is
-  refused with 409 `upload_in_progress`, never interleaved;
+  refused with 409 `upload_in_progress`, never interleaved. A refused or failed one is told
+  so in its response, and `release` puts the track back as it was;
 * a direct upload is `start`ed (a presigned URL for `upload/<key>`), `complete`d by the client
   (the object must exist with the declared size), then checked by a worker (`verification`):
   read back into the server's own `audio/<key>`, re-hashed and validated as audio before the
   track counts as uploaded.
 
-Functions take a session and never commit. Every failure ends in `failed` with a stable
-`upload_error` code, and every object a failed or superseded upload left is listed for the
-caller to delete once the change is committed.
+Functions take a session and never commit. A direct upload's failure ends in `failed` with a
+stable `upload_error` code (its client learns it by reading the track), and every object a
+failed or superseded upload left is listed for the caller to delete once the change is
+committed.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.db import utcnow
-from backline.errors import Conflict, ProblemError, Unprocessable
+from backline.errors import Conflict, Unprocessable
 from backline.storage.base import Storage
 from backline.storage.keys import new_key
 from backline.tracks.models import BUSY, Track, UploadState
@@ -92,15 +95,23 @@ def _refuse_if_busy(track: Track, now: datetime) -> None:
 # -- streamed PUT ------------------------------------------------------------------------
 
 
-def claim(track: Track, *, now: datetime | None = None) -> tuple[uuid.UUID, list[str]]:
+@dataclass(frozen=True)
+class Claim:
+    token: uuid.UUID
+    previous_state: str | None
+    previous_error: str | None
+    previous_updated_at: datetime
+
+
+def claim(track: Track, *, now: datetime | None = None) -> tuple[Claim, list[str]]:
     """Hold the track for one streamed upload; returns the claim and objects to delete."""
     now = now or utcnow()
     _refuse_if_busy(track, now)
+    held = Claim(uuid.uuid4(), track.upload_state, track.upload_error, track.updated_at)
     leftover = _clear(track, UploadState.RECEIVING)  # a direct upload never completed
-    token = uuid.uuid4()
-    track.upload_token = token
+    track.upload_token = held.token
     track.upload_expires_at = now + RECEIVING_LEASE
-    return token, leftover
+    return held, leftover
 
 
 async def renew(session: AsyncSession, *, track_id: uuid.UUID, token: uuid.UUID) -> bool:
@@ -124,6 +135,17 @@ def finish(track: Track, *, token: uuid.UUID) -> None:
     _clear(track, UploadState.READY)
 
 
+def release(track: Track, held: Claim) -> None:
+    """A streamed upload failed (its client was told why): put the state back as it was."""
+    if track.upload_token != held.token:
+        return
+    _clear(track, None)
+    if held.previous_state != UploadState.AWAITING_UPLOAD.value:  # that one's URL is void now
+        track.upload_state = held.previous_state
+        track.upload_error = held.previous_error
+    track.updated_at = held.previous_updated_at
+
+
 def verified(track: Track) -> list[str]:
     """A direct upload passed its checks (attach it first); returns the pending object."""
     return _clear(track, UploadState.READY)
@@ -134,12 +156,6 @@ def fail(track: Track, *, token: uuid.UUID | None, error: str) -> list[str]:
     if token is not None and track.upload_token != token:
         return []
     return _clear(track, UploadState.FAILED, error)
-
-
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ProblemError):
-        return exc.code
-    return "upload_interrupted"
 
 
 # -- direct upload -----------------------------------------------------------------------

@@ -137,6 +137,7 @@ class _Form:
         self.pending = bytearray()  # file bytes parsed from the current chunk, to be written
         self.fields: dict[str, str] = {}
         self.files = 0
+        self.ended = False
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
@@ -153,6 +154,7 @@ class _Form:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -182,6 +184,9 @@ class _Form:
             self._value.extend(data[start:end])
             if len(self._value) > FORM_FIELD_LIMIT:
                 raise FormInvalid(f"The form field `{self._name}` is too long.")
+
+    def _end(self) -> None:
+        self.ended = True
 
     def _part_end(self) -> None:
         if not self._is_file and self._name:
@@ -222,6 +227,8 @@ async def spool_form(
                 parser.finalize()
             except MultipartParseError:
                 raise FormInvalid("The multipart form is malformed.") from None
+        if not form.ended:
+            raise FormInvalid("The multipart form ends early.")
         if not form.files:
             raise FormInvalid("The form has no file in the field `file`.", code="missing_file")
     except BaseException:
