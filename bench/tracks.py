@@ -310,18 +310,22 @@ def _listing(env: Mapping[str, str], seconds: float) -> tuple[str, list[str]]:
         measure(port, "/api/tracks?limit=100", seconds=1.0, headers=auth)  # warm-up
         bare, bare_latencies = measure(port, "/bench/constant", seconds=seconds)
         listed, latencies = measure(port, "/api/tracks?limit=100", seconds=seconds, headers=auth)
-    ms = 1000
     ratio = listed / bare
     verdict = _verdict(ratio >= RATIO_GOAL)
+    label = f"GET /api/tracks?limit=100 ({TRACKS} tracks, {len(page.content) / 1024:.0f} KiB)"
     return token, [
-        f"  GET /api/tracks?limit=100 ({TRACKS} tracks, {len(page.content) / 1024:.0f} KiB): "
-        f"{listed:7.0f} req/s, p50 {percentile(latencies, 0.5) * ms:.1f} ms, "
-        f"p99 {percentile(latencies, 0.99) * ms:.1f} ms",
-        f"  a bare route:                             {bare:7.0f} req/s, "
-        f"p50 {percentile(bare_latencies, 0.5) * ms:.1f} ms, "
-        f"p99 {percentile(bare_latencies, 0.99) * ms:.1f} ms",
+        _rate_line(label, listed, latencies),
+        _rate_line("GET /bench/constant (a bare route)", bare, bare_latencies),
         f"  listing / bare = {ratio:6.1%} (goal >= {RATIO_GOAL:.0%}: {verdict})",
     ]
+
+
+def _rate_line(label: str, rate: float, latencies: list[float]) -> str:
+    ms = 1000
+    return (
+        f"  {label:46} {rate:7.0f} req/s, p50 {percentile(latencies, 0.5) * ms:6.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * ms:6.1f} ms"
+    )
 
 
 def _report(label: str, size: int, upload: Upload, baseline: float, goal: float | None) -> str:
@@ -335,7 +339,7 @@ def _report(label: str, size: int, upload: Upload, baseline: float, goal: float 
         line += f" (goal >= {goal:.0%}: {_verdict(ratio >= goal)})"
     rss = _verdict(upload.growth < RSS_GOAL)
     line += (
-        f"\n{'':22}{upload.seconds:.2f} s, {upload.tail:.2f} s of it after the last byte; "
+        f"\n{'':23}{upload.seconds:.2f} s, {upload.tail:.2f} s of it after the last byte; "
         f"peak RSS +{upload.growth / MIB:.1f} MiB (goal < 64 MiB: {rss})"
     )
     return line if upload.reset else line + " [peak not reset: includes the warm-up]"

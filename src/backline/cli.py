@@ -7,6 +7,7 @@
     backline worker [--once]                             deliver email, verify direct uploads
     backline email preview [NAME] [--html]              render an email from its sample
     backline storage verify                              re-hash every object, report damage
+    backline storage migrate --to s3 [--keep-source]     move every object to S3, resumably
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -28,6 +29,7 @@ from backline.config import ConfigError, Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
 from backline.logging import configure_logging
+from backline.storage.migrate import Report as MigrateReport
 from backline.storage.verify import Report, recorded, verify
 
 app = typer.Typer(
@@ -266,14 +268,69 @@ def storage_verify() -> None:
 
 
 async def _verify_storage(settings: Settings) -> Report:
-    from backline.storage import create_storage
+    from backline.storage import create_storages
 
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
             objects = await recorded(session)
         with typer.progressbar(length=len(objects), label="Verifying", file=sys.stderr) as bar:
-            return await verify(create_storage(settings), objects, progress=lambda: bar.update(1))
+            return await verify(create_storages(settings), objects, progress=lambda: bar.update(1))
+    finally:
+        await engine.dispose()
+
+
+@storage_app.command("migrate")
+def storage_migrate(
+    to: Annotated[str, typer.Option("--to", help="The backend to move every object to: s3.")],
+    keep_source: Annotated[
+        bool, typer.Option("--keep-source", help="Leave each source copy in place.")
+    ] = False,
+) -> None:
+    """Copy every object to another backend, verify the copy, switch its row, then remove the
+    source copy. Resumable and idempotent: run it again after an interruption."""
+    settings = load_settings()
+    configure_logging(settings)
+    if to != "s3":
+        fail(["--to must be s3 (objects move from the local directory to S3)"])
+    if not settings.s3_bucket:
+        fail(["BACKLINE_S3_BUCKET must be set to migrate to s3"])
+    report = asyncio.run(_migrate_storage(settings, to, keep_source=keep_source))
+    for key in report.missing:
+        typer.echo(f"missing   {key}", err=True)
+    for key in report.damaged:
+        typer.echo(f"damaged   {key}", err=True)
+    typer.echo(
+        f"moved {report.moved} objects to {to}: {len(report.missing)} missing, "
+        f"{len(report.damaged)} damaged, {len(report.changed)} changed meanwhile"
+    )
+    if settings.storage_backend != to:
+        typer.echo(
+            f"new objects still go to {settings.storage_backend}: set BACKLINE_STORAGE_BACKEND={to}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+async def _migrate_storage(settings: Settings, to: str, *, keep_source: bool) -> MigrateReport:
+    from backline.storage import create_storages
+    from backline.storage.migrate import migrate, pending
+
+    engine = create_engine(settings)
+    storages = create_storages(settings)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with sessionmaker() as session:
+            items = await pending(session, target=to, primary=storages.primary.name)
+        with typer.progressbar(length=len(items), label="Migrating", file=sys.stderr) as bar:
+            return await migrate(
+                sessionmaker,
+                storages,
+                items,
+                target=to,
+                keep_source=keep_source,
+                progress=lambda: bar.update(1),
+            )
     finally:
         await engine.dispose()
 
