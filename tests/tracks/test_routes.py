@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from backline.accounts.models import Role
 from backline.config import Settings
@@ -261,3 +262,40 @@ async def test_upload_and_signed_link_on_s3(
         fetched = await outside.get(link["url"])
     assert fetched.status_code == 200
     assert hashlib.sha256(fetched.content).hexdigest() == uploaded.json()["audio"]["sha256"]
+
+
+async def test_deleting_the_account_takes_drafts_and_their_objects_and_keeps_submissions(
+    app: Any, client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+) -> None:
+    from backline.tracks.models import Track
+    from tests.conftest import DEFAULT_PASSWORD
+
+    kept = await draft(client, artist, title="Submitted", **COMPLETE)
+    await client.put(
+        f"/api/tracks/{kept['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    await upload_cover(client, artist, kept["id"])
+    assert (await client.post(f"/api/tracks/{kept['id']}/submit", headers=artist)).is_success
+    gone = await draft(client, artist, title="Draft")
+    await client.put(
+        f"/api/tracks/{gone['id']}/audio",
+        content=wav(0.5),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    assert len(objects(settings)) == 3
+    exported = (await client.get("/api/me/export", headers=artist)).json()
+    assert sorted(t["title"] for t in exported["tracks"]) == ["Draft", "Submitted"]
+
+    deleted = await client.request(
+        "DELETE", "/api/me", json={"password": DEFAULT_PASSWORD}, headers=artist
+    )
+    assert deleted.status_code == 204, deleted.text
+    async with app.state.sessionmaker() as session:
+        remaining = (await session.scalars(select(Track))).all()
+    assert [(t.title, t.owner_id) for t in remaining] == [("Submitted", None)]
+    kept_keys = {remaining[0].audio_key, remaining[0].artwork_key}
+    assert {
+        str(p.relative_to(settings.effective_storage_dir)) for p in objects(settings)
+    } == kept_keys

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, Request, Response, status
+from fastapi import BackgroundTasks, Body, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from backline.accounts import auth, recovery
@@ -50,6 +50,8 @@ from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
+from backline.tracks import service as tracks
+from backline.tracks.verifier import discard
 
 public = router(public=True, prefix="/api/auth", tags=["auth"])
 signed_in = router(prefix="/api/auth", tags=["auth"])
@@ -430,6 +432,7 @@ async def delete_me(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> Any:
     user = principal.user
     failure = await auth.check_password_again(
@@ -447,14 +450,18 @@ async def delete_me(
         user_id=user.id,
         client=client,
     )
+    drafts = await tracks.delete_drafts(session, owner_id=user.id)
     await accounts.delete(session, user=user)
+    background.add_task(discard, request.app.state.storages, drafts)  # after the commit
     clear_session_cookies(response, settings=settings)
     return None
 
 
 @me.get("/export")
 async def export_me(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-    return await accounts.export(session, user=user)
+    exported = await accounts.export(session, user=user)
+    exported["tracks"] = await tracks.export(session, owner_id=user.id)
+    return exported
 
 
 @admin.patch("/users/{user_id}/role", dependencies=[RequireRole("admin")])

@@ -157,6 +157,34 @@ def objects(track: Track) -> builtins.list[ObjectRef]:
     return found
 
 
+async def delete_drafts(session: AsyncSession, *, owner_id: uuid.UUID) -> builtins.list[ObjectRef]:
+    """An account is going: its drafts go with it (a submitted track stays, detached).
+
+    Returns the objects the caller removes once this is committed.
+    """
+    drafts = (
+        await session.scalars(
+            select(Track)
+            .where(Track.owner_id == owner_id, Track.status == TrackStatus.DRAFT.value)
+            .with_for_update()
+        )
+    ).all()
+    held: builtins.list[ObjectRef] = []
+    for track in drafts:
+        held += objects(track)
+        await session.delete(track)
+    await session.flush()
+    return held
+
+
+async def export(session: AsyncSession, *, owner_id: uuid.UUID) -> builtins.list[dict[str, Any]]:
+    """Every track of the owner, as JSON-ready data (for the account export)."""
+    rows = await session.scalars(
+        select(Track).where(Track.owner_id == owner_id).order_by(Track.created_at)
+    )
+    return [public(track).model_dump(mode="json") for track in rows]
+
+
 def attach_audio(
     track: Track,
     *,
