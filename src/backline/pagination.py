@@ -1,7 +1,8 @@
-"""Keyset pagination, newest first: an opaque cursor naming the last row of a page.
+"""Keyset pagination: an opaque cursor naming the last row of a page.
 
 A cursor is the (created_at, id) of the last row returned, base64url-encoded; the next page is
-every row strictly older in that order. Unlike an offset, it stays right while rows are added,
+every row strictly older in that order (`older_than`), or strictly newer for a list read
+oldest first (`newer_than`). Unlike an offset, it stays right while rows are added,
 and costs one index range scan however deep the page. A cursor this server did not give out is
 400 `invalid_cursor`.
 """
@@ -43,3 +44,12 @@ def older_than(
 ) -> ColumnElement[bool]:
     moment, last = position
     return or_(created_at < moment, and_(created_at == moment, row_id < last))
+
+
+def newer_than(
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    position: Position,
+) -> ColumnElement[bool]:
+    moment, last = position
+    return or_(created_at > moment, and_(created_at == moment, row_id > last))

@@ -68,6 +68,45 @@ async def test_the_queue_is_for_staff_and_lists_submissions(
     assert link.status_code == 200
 
 
+async def test_the_queue_filters_and_pages_oldest_first(
+    client: httpx.AsyncClient, people: dict[str, dict[str, str]], make_user: Any
+) -> None:
+    staff = people["staff"]
+    one = await submitted(client, people["artist"], "Blue 100%")
+    two = await submitted(client, people["artist"], "Red")
+    await make_user("second@example.com", role=Role.ARTIST, display_name="Second")
+    other_artist = bearer(await login(client, "second@example.com"))
+    three = await submitted(client, other_artist, "Blue Too")
+    await client.post(f"/api/admin/tracks/{two}/claim", headers=staff)  # now in review
+
+    async def ids(**params: Any) -> list[str]:
+        response = await client.get("/api/admin/tracks", params=params, headers=staff)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await ids() == [one, three]  # submitted, oldest first
+    assert await ids(order="newest") == [three, one]
+    assert await ids(q="blue") == [one, three]
+    assert await ids(q="100%") == [one]  # a wildcard character is matched literally
+    assert await ids(q="%") == [one]
+    assert await ids(status="in_review") == [two]
+    me = (await client.get("/api/me", headers=staff)).json()["id"]
+    assert await ids(status="in_review", reviewer_id=me) == [two]
+    artist_id = (await client.get("/api/me", headers=other_artist)).json()["id"]
+    assert await ids(artist_id=artist_id) == [three]
+    assert await ids(genre="rock") == [one, three]  # COMPLETE's genre, any case
+    assert await ids(genre="Jazz") == []
+    assert await ids(explicit="false", language="en") == [one, three]
+    assert await ids(explicit="true") == []
+    first_page = (await client.get("/api/admin/tracks", params={"limit": 1}, headers=staff)).json()
+    assert [item["id"] for item in first_page["items"]] == [one]
+    second_page = await ids(limit=1, cursor=first_page["next_cursor"])
+    assert second_page == [three]
+    for bad in ({"language": "english"}, {"status": "lost"}, {"q": "x" * 101}, {"order": "up"}):
+        refused = await client.get("/api/admin/tracks", params=bad, headers=staff)
+        assert refused.status_code == 422, bad
+
+
 async def test_approve_mails_the_artist(
     client: httpx.AsyncClient, engine: AsyncEngine, people: dict[str, dict[str, str]]
 ) -> None:

@@ -8,7 +8,7 @@ the change is committed, so no row ever points at a missing object.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import BackgroundTasks, Query, Request, status
 from fastapi.responses import StreamingResponse
@@ -54,7 +54,9 @@ async def list_tracks(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> TrackPage:
-    rows, next_cursor = await tracks.list(session, owner_id=user.id, cursor=cursor, limit=limit)
+    rows, next_cursor = await tracks.list(
+        session, where=tracks.TrackFilter(owner_id=user.id), cursor=cursor, limit=limit
+    )
     return TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
 
 
@@ -119,17 +121,35 @@ class RejectRequest(BaseModel):
     reason: Annotated[str, Field(min_length=3, max_length=1000)]
 
 
-@review_router.get("")
+@review_router.get("", summary="The review queue: oldest first, narrowed by any filter")
 async def review_queue(
     session: SessionDep,
     status_filter: Annotated[
         TrackStatus, Query(alias="status", description="default: submitted")
     ] = TrackStatus.SUBMITTED,
+    genre: Annotated[str | None, Query(max_length=50)] = None,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
+    explicit: bool | None = None,
+    artist_id: Annotated[uuid.UUID | None, Query(description="the owner's user ID")] = None,
+    reviewer_id: uuid.UUID | None = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="in the title or primary artist")
+    ] = None,
+    order: Annotated[Literal["oldest", "newest"], Query()] = "oldest",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> TrackPage:
+    where = tracks.TrackFilter(
+        owner_id=artist_id,
+        status=status_filter.value,
+        genre=genre,
+        language=language,
+        explicit=explicit,
+        reviewer_id=reviewer_id,
+        text=q.strip() if q else None,
+    )
     rows, next_cursor = await tracks.list(
-        session, status=status_filter.value, cursor=cursor, limit=limit
+        session, where=where, oldest_first=order == "oldest", cursor=cursor, limit=limit
     )
     return TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
 

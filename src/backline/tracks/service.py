@@ -10,15 +10,16 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import Role, User
 from backline.db import utcnow
 from backline.errors import Conflict, NotFound, Unprocessable
-from backline.pagination import decode, encode, older_than
+from backline.pagination import decode, encode, newer_than, older_than
 from backline.storage.base import StoredObject
 from backline.tracks.artwork import ArtworkInfo
 from backline.tracks.audio import AudioInfo
@@ -262,26 +263,59 @@ async def submit(session: AsyncSession, *, track: Track) -> Track:
     return track
 
 
+@dataclass(frozen=True)
+class TrackFilter:
+    """What a list is narrowed to; None means any."""
+
+    owner_id: uuid.UUID | None = None
+    status: str | None = None
+    genre: str | None = None
+    language: str | None = None
+    explicit: bool | None = None
+    reviewer_id: uuid.UUID | None = None
+    text: str | None = None  # in the title or the primary artist, case-insensitively
+
+
+def _narrowed(query: Select[Any], where: TrackFilter) -> Select[Any]:
+    for column, value in (
+        (Track.owner_id, where.owner_id),
+        (Track.status, where.status),
+        (Track.language, where.language),
+        (Track.explicit, where.explicit),
+        (Track.reviewer_id, where.reviewer_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.genre is not None:
+        query = query.where(func.lower(Track.genre) == where.genre.lower())
+    if where.text:
+        needle = where.text.lower()
+        query = query.where(
+            or_(
+                func.lower(Track.title).contains(needle, autoescape=True),
+                func.lower(Track.primary_artist).contains(needle, autoescape=True),
+            )
+        )
+    return query
+
+
 async def list(  # the service verb
     session: AsyncSession,
     *,
-    owner_id: uuid.UUID | None = None,
-    status: str | None = None,
+    where: TrackFilter = TrackFilter(),  # frozen, so one default is safe to share
+    oldest_first: bool = False,
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[Sequence[Track], str | None]:
-    """Newest first, a page at a time."""
-    query = select(Track)
-    if owner_id is not None:
-        query = query.where(Track.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Track.status == status)
+    """A page at a time, newest first unless `oldest_first` (a review queue's order)."""
+    query = _narrowed(select(Track), where)
     if cursor is not None:
-        query = query.where(older_than(Track.created_at, Track.id, decode(cursor)))
-    rows = (
-        await session.scalars(
-            query.order_by(Track.created_at.desc(), Track.id.desc()).limit(limit + 1)
-        )
-    ).all()
+        after = newer_than if oldest_first else older_than
+        query = query.where(after(Track.created_at, Track.id, decode(cursor)))
+    if oldest_first:
+        query = query.order_by(Track.created_at, Track.id)
+    else:
+        query = query.order_by(Track.created_at.desc(), Track.id.desc())
+    rows: Sequence[Track] = (await session.scalars(query.limit(limit + 1))).all()
     page = rows[:limit]
     return page, encode(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
