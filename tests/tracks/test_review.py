@@ -161,3 +161,27 @@ async def test_drafts_cannot_be_reviewed(
         "/api/admin/tracks/00000000-0000-4000-8000-000000000000/approve", headers=people["staff"]
     )
     assert missing.status_code == 404
+
+
+async def test_artwork_is_public_once_approved_and_only_then(
+    client: httpx.AsyncClient, people: dict[str, dict[str, str]]
+) -> None:
+    from tests.tracks.conftest import cover
+
+    track = await submitted(client, people["artist"])
+    hidden = await client.get(f"/public/artwork/{track}")
+    assert hidden.status_code == 404  # submitted is not public yet
+    assert (
+        await client.post(f"/api/admin/tracks/{track}/approve", headers=people["staff"])
+    ).is_success
+    shown = await client.get(f"/public/artwork/{track}")  # no credentials at all
+    assert shown.status_code == 200
+    assert shown.content == cover()
+    assert shown.headers["content-type"] == "image/png"
+    assert shown.headers["cache-control"].startswith("public")
+    again = await client.get(
+        f"/public/artwork/{track}", headers={"If-None-Match": shown.headers["etag"]}
+    )
+    assert again.status_code == 304
+    audio = await client.get(f"/public/artwork/{track}".replace("artwork", "audio"))
+    assert audio.status_code == 404  # audio is never public

@@ -586,3 +586,29 @@ async def test_a_claim_whose_server_died_lapses(
         headers={"Content-Type": "audio/wav", **artist},
     )
     assert free.status_code == 200
+
+
+async def test_approved_artwork_on_s3_is_a_public_redirect(
+    s3_app: Backline, s3_client: httpx.AsyncClient, s3_artist: dict[str, str], make_user: Any
+) -> None:
+    from tests.tracks.conftest import COMPLETE, cover, upload_cover
+
+    track = await draft(s3_client, s3_artist, **COMPLETE)
+    await s3_client.put(
+        f"/api/tracks/{track['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **s3_artist},
+    )
+    await upload_cover(s3_client, s3_artist, track["id"])
+    assert (await s3_client.post(f"/api/tracks/{track['id']}/submit", headers=s3_artist)).is_success
+    assert (await s3_client.get(f"/public/artwork/{track['id']}")).status_code == 404
+    await make_user("s3staff@example.com", role=Role.STAFF, display_name="Staff")
+    staff = bearer(await login(s3_client, "s3staff@example.com"))
+    approved = await s3_client.post(f"/api/admin/tracks/{track['id']}/approve", headers=staff)
+    assert approved.status_code == 200, approved.text
+    public = await s3_client.get(f"/public/artwork/{track['id']}")
+    assert public.status_code == 302
+    async with httpx.AsyncClient() as outside:
+        image = await outside.get(public.headers["location"])
+    assert image.content == cover()
+    assert image.headers["content-type"] == "image/png"

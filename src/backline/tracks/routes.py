@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import BackgroundTasks, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from backline.accounts.deps import CurrentUser, RequireRole
@@ -21,10 +21,10 @@ from backline.routing import router
 from backline.storage import Storages
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
-from backline.tracks import media, review
+from backline.tracks import artwork, media, review
 from backline.tracks import service as tracks
 from backline.tracks.audio import MIME_TYPES
-from backline.tracks.models import TrackStatus
+from backline.tracks.models import Track, TrackStatus
 from backline.tracks.schemas import SignedURL, TrackCreate, TrackPage, TrackPublic, TrackUpdate
 from backline.tracks.verifier import discard
 
@@ -218,4 +218,41 @@ async def signed_media(
         storage.read(object_key),
         media_type=content_type or "application/octet-stream",
         headers={"Content-Length": str(size), "Cache-Control": "private, max-age=60"},
+    )
+
+
+PUBLIC_ARTWORK_SECONDS = 3600
+ARTWORK_TYPES = dict(artwork.FORMATS.values())  # extension -> MIME type
+
+
+@media_router.get("/public/artwork/{track_id}", summary="An approved track's cover art")
+async def public_artwork(
+    track_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The one object meant to be public: an approved track's artwork, for anyone.
+
+    Every other object is private. The local backend streams the image, S3 redirects to a
+    short-lived presigned URL; either way it is cacheable and named by its SHA-256 (ETag).
+    """
+    track = await session.get(Track, track_id)
+    if track is None or track.status != TrackStatus.APPROVED.value or not track.artwork_key:
+        raise NotFound("No such artwork.")
+    etag = f'"{track.artwork_sha256}"'
+    cache = {"Cache-Control": f"public, max-age={PUBLIC_ARTWORK_SECONDS}", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=cache)
+    content_type = ARTWORK_TYPES.get(track.artwork_format or "", "application/octet-stream")
+    storage = _storages(request)[track.artwork_backend]
+    if isinstance(storage, S3Storage):
+        url = await storage.signed_get(
+            track.artwork_key, expires=PUBLIC_ARTWORK_SECONDS * 2, content_type=content_type
+        )
+        return RedirectResponse(url, status_code=302, headers=cache)
+    size = await storage.size(track.artwork_key)
+    if size is None:
+        raise NotFound("No such artwork.")
+    return StreamingResponse(
+        storage.read(track.artwork_key),
+        media_type=content_type,
+        headers={"Content-Length": str(size), **cache},
     )
