@@ -13,6 +13,7 @@ import base64
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from backline.errors import ProblemError, ServiceUnavailable, Unprocessable
@@ -49,6 +50,12 @@ class Storage(Protocol):
         max_size: int,
         expected_sha256: str | None = None,
     ) -> StoredObject: ...
+
+    async def put_file(
+        self, key: str, path: Path, *, content_type: str, size: int, sha256: str
+    ) -> StoredObject:
+        """Store a complete local file already hashed as it arrived; it may be moved away."""
+        ...
 
     def read(self, key: str) -> AsyncIterator[bytes]: ...
 

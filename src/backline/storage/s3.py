@@ -19,9 +19,11 @@ import base64
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aioboto3
+import anyio
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -134,6 +136,18 @@ class S3Storage:
                     await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
         return StoredObject(key=key, size=hasher.size, sha256=hasher.hexdigest)
+
+    async def put_file(
+        self, key: str, path: Path, *, content_type: str, size: int, sha256: str
+    ) -> StoredObject:
+        async def chunks() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as file:
+                while chunk := await file.read(READ_CHUNK):
+                    yield chunk
+
+        return await self.put(
+            key, chunks(), content_type=content_type, max_size=size, expected_sha256=sha256
+        )
 
     async def _part(
         self, s3: Any, key: str, upload_id: str, number: int, data: bytes

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from backline.accounts.deps import CurrentUser, RequireRole
 from backline.deps import SessionDep, SettingsDep
 from backline.errors import NotFound
-from backline.routing import router
+from backline.routing import model_response, router
 from backline.storage import Storages
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
@@ -47,17 +47,19 @@ async def create_track(body: TrackCreate, user: CurrentUser, session: SessionDep
     return tracks.public(await tracks.create(session, owner=user, data=body))
 
 
-@tracks_router.get("")
+@tracks_router.get("", response_model=TrackPage)
 async def list_tracks(
     user: CurrentUser,
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> TrackPage:
+) -> Response:
     rows, next_cursor = await tracks.list(
         session, where=tracks.TrackFilter(owner_id=user.id), cursor=cursor, limit=limit
     )
-    return TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
+    return model_response(
+        TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
+    )
 
 
 @tracks_router.get("/{track_id}")
@@ -121,7 +123,9 @@ class RejectRequest(BaseModel):
     reason: Annotated[str, Field(min_length=3, max_length=1000)]
 
 
-@review_router.get("", summary="The review queue: oldest first, narrowed by any filter")
+@review_router.get(
+    "", summary="The review queue: oldest first, narrowed by any filter", response_model=TrackPage
+)
 async def review_queue(
     session: SessionDep,
     status_filter: Annotated[
@@ -138,7 +142,7 @@ async def review_queue(
     order: Annotated[Literal["oldest", "newest"], Query()] = "oldest",
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> TrackPage:
+) -> Response:
     where = tracks.TrackFilter(
         owner_id=artist_id,
         status=status_filter.value,
@@ -151,7 +155,9 @@ async def review_queue(
     rows, next_cursor = await tracks.list(
         session, where=where, oldest_first=order == "oldest", cursor=cursor, limit=limit
     )
-    return TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
+    return model_response(
+        TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
+    )
 
 
 @review_router.post("/{track_id}/claim")

@@ -37,9 +37,11 @@ REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release
 
 
 def public(track: Track) -> TrackPublic:
+    """The track as clients see it. Built with `model_construct`: every value comes from a row
+    this code wrote and validated, and a page of a hundred need not be validated again."""
     audio = None
     if track.audio_key is not None:
-        audio = AudioPublic(
+        audio = AudioPublic.model_construct(
             size=track.audio_size or 0,
             sha256=track.audio_sha256 or "",
             format=track.audio_format or "",
@@ -50,14 +52,17 @@ def public(track: Track) -> TrackPublic:
         )
     artwork = None
     if track.artwork_key is not None:
-        artwork = ArtworkPublic(
+        artwork = ArtworkPublic.model_construct(
             size=track.artwork_size or 0,
             sha256=track.artwork_sha256 or "",
             format=track.artwork_format or "",
             width=track.artwork_width or 0,
             height=track.artwork_height or 0,
         )
-    return TrackPublic(
+    upload = None
+    if track.upload_state:
+        upload = UploadPublic.model_construct(state=track.upload_state, error=track.upload_error)
+    return TrackPublic.model_construct(
         id=track.id,
         title=track.title,
         primary_artist=track.primary_artist,
@@ -72,9 +77,7 @@ def public(track: Track) -> TrackPublic:
         rejection_reason=track.rejection_reason,
         audio=audio,
         artwork=artwork,
-        upload=UploadPublic(state=track.upload_state, error=track.upload_error)
-        if track.upload_state
-        else None,
+        upload=upload,
         created_at=track.created_at,
         updated_at=track.updated_at,
     )

@@ -131,12 +131,8 @@ async def _receive(
         else:
             info = await anyio.to_thread.run_sync(artwork.inspect_image, path)
         key = new_key(kind, info.format)
-        stored = await storage.put(
-            key,
-            uploads.read_file(path),
-            content_type=info.mime_type,
-            max_size=max_size,
-            expected_sha256=hasher.hexdigest,
+        stored = await storage.put_file(
+            key, path, content_type=info.mime_type, size=hasher.size, sha256=hasher.hexdigest
         )
         async with sessions() as session, session.begin():
             track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)

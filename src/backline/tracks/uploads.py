@@ -36,7 +36,6 @@ from starlette.requests import Request
 from backline.errors import BadRequest, ProblemError
 from backline.storage.base import Hasher, TooLarge
 
-CHUNK = 1024 * 1024
 _CONTENT_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):", re.IGNORECASE)
 
 
@@ -245,9 +244,3 @@ def form_sha256(fields: dict[str, str]) -> str | None:
     if not re.fullmatch(r"[0-9a-f]{64}", value):
         raise BadRequest("The sha256 field must be 64 hex digits.", code="invalid_digest")
     return value
-
-
-async def read_file(path: Path) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as file:
-        while chunk := await file.read(CHUNK):
-            yield chunk
