@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic_core import from_json, to_json
 from sqlalchemy import DateTime, MetaData, Uuid, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -79,12 +80,23 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+def _json_dumps(value: Any) -> str:
+    return to_json(value).decode()
+
+
+# JSON columns through pydantic-core's encoder and parser (Rust): a page of rows with JSON
+# columns spends several times longer in the standard library's.
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": from_json}
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.db_url
     if url.startswith("sqlite"):
         if ":memory:" not in url and "///" in url:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": settings.db_statement_timeout})
+        engine = create_async_engine(
+            url, connect_args={"timeout": settings.db_statement_timeout}, **JSON_CODEC
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     timeout_ms = int(settings.db_statement_timeout * 1000)
@@ -97,6 +109,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         server_settings["search_path"] = settings.db_search_path
     return create_async_engine(
         url,
+        **JSON_CODEC,
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, params
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
 
 from backline.errors import ProblemError, Unprocessable
 
@@ -113,16 +112,6 @@ class JSONRoute(APIRoute):
     def _is_form_body(self) -> bool:
         info = getattr(self.body_field, "field_info", None)
         return isinstance(info, params.Form)
-
-
-def model_response(model: BaseModel, *, status_code: int = 200) -> Response:
-    """A response serialized once from a model this code built.
-
-    A route returning a model has FastAPI dump it, validate it against the response model and
-    dump it again; for a page of a hundred rows that is most of the request's work. Routes
-    that return this declare `response_model=` for the documentation.
-    """
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def router(*, public: bool = False, detached: bool = False, **kwargs: Any) -> APIRouter:

@@ -224,6 +224,28 @@ async def test_listing_pages_by_cursor(client: httpx.AsyncClient, artist: dict[s
     assert len(seen) == len(set(seen)) == 5
 
 
+async def test_a_listed_track_reads_exactly_as_the_track_itself(
+    client: httpx.AsyncClient, artist: dict[str, str]
+) -> None:
+    """Pages are serialized from plain data, single tracks through the model: the same JSON."""
+    full = await draft(client, artist, featured_artists=["Guest"], **COMPLETE)
+    await client.put(
+        f"/api/tracks/{full['id']}/audio",
+        content=wav(),
+        headers={"Content-Type": "audio/wav", **artist},
+    )
+    await upload_cover(client, artist, full["id"])
+    bare = await draft(client, artist, title="Bare")
+    listed = await client.get("/api/tracks", headers=artist)
+    assert listed.headers["content-type"] == "application/json"
+    items = {item["id"]: item for item in listed.json()["items"]}
+    for track_id in (full["id"], bare["id"]):
+        alone = await client.get(f"/api/tracks/{track_id}", headers=artist)
+        assert items[track_id] == alone.json()
+    assert items[full["id"]]["audio"]["format"] == "wav"
+    assert items[full["id"]]["upload"] == {"state": "ready", "error": None}
+
+
 async def test_upload_and_signed_link_on_s3(
     app_factory: Callable[[Settings], Any],
     make_settings: Callable[..., Settings],

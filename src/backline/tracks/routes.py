@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from backline.accounts.deps import CurrentUser, RequireRole
 from backline.deps import SessionDep, SettingsDep
 from backline.errors import NotFound
-from backline.routing import model_response, router
+from backline.routing import router
 from backline.storage import Storages
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
@@ -57,9 +57,7 @@ async def list_tracks(
     rows, next_cursor = await tracks.list(
         session, where=tracks.TrackFilter(owner_id=user.id), cursor=cursor, limit=limit
     )
-    return model_response(
-        TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
-    )
+    return Response(tracks.page_json(rows, next_cursor), media_type="application/json")
 
 
 @tracks_router.get("/{track_id}")
@@ -155,9 +153,7 @@ async def review_queue(
     rows, next_cursor = await tracks.list(
         session, where=where, oldest_first=order == "oldest", cursor=cursor, limit=limit
     )
-    return model_response(
-        TrackPage(items=[tracks.public(row) for row in rows], next_cursor=next_cursor)
-    )
+    return Response(tracks.page_json(rows, next_cursor), media_type="application/json")
 
 
 @review_router.post("/{track_id}/claim")
