@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from backline.context import current_request_id
 from backline.logging import get_logger
@@ -213,6 +214,13 @@ def _overloaded(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    log.info("client_disconnected", method=request.method, path=request.url.path)
+    return problem_response(
+        400, "client_disconnected", "The request ended before its body was complete."
+    )
+
+
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled_exception",
@@ -229,4 +237,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     # Every database connection busy for longer than the pool timeout: a 503, not a 500.
     app.add_exception_handler(PoolTimeout, _overloaded)
+    # The client hung up mid-body: nobody hears the answer, and it is not the server's fault.
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled)

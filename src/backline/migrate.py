@@ -19,7 +19,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def alembic_config(
-    connection: Connection | None = None, *, storage_backend: str = "local"
+    connection: Connection | None = None, *, storage_backend: str | None = None
 ) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -30,7 +30,7 @@ def alembic_config(
 
 
 async def _run(
-    engine: AsyncEngine, action: str, revision: str, storage_backend: str = "local"
+    engine: AsyncEngine, action: str, revision: str, storage_backend: str | None = None
 ) -> None:
     def run(connection: Connection) -> None:
         config = alembic_config(connection, storage_backend=storage_backend)
@@ -41,7 +41,7 @@ async def _run(
 
 
 async def upgrade(
-    engine: AsyncEngine, revision: str = "head", *, storage_backend: str = "local"
+    engine: AsyncEngine, revision: str = "head", *, storage_backend: str | None = None
 ) -> None:
     await _run(engine, "upgrade", revision, storage_backend)
 

@@ -17,7 +17,7 @@ from backline.accounts.models import Role
 from backline.app import Backline
 from backline.config import Settings
 from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
-from tests.conftest import BUCKET, free_port
+from tests.conftest import BUCKET, LogCapture, free_port
 from tests.tracks.conftest import draft, wav
 
 
@@ -85,7 +85,11 @@ async def settled(
 
 
 async def test_a_client_that_disconnects_mid_upload_leaves_nothing(
-    server: int, client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+    server: int,
+    client: httpx.AsyncClient,
+    artist: dict[str, str],
+    settings: Settings,
+    logs: LogCapture,
 ) -> None:
     track = await draft(client, artist)
     data = wav(seconds=4.0)  # 64 KB
@@ -102,6 +106,8 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(
     assert after["upload"] is None  # as before the attempt
     assert after["audio"] is None
     assert leftovers(settings) == []
+    assert logs.named("unhandled_exception") == []  # a client hanging up is not a server error
+    assert logs.named("client_disconnected")
     retry = await client.put(
         f"/api/tracks/{track['id']}/audio",
         content=data,

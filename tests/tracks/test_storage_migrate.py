@@ -218,3 +218,35 @@ async def test_an_object_replaced_meanwhile_is_left_alone(
     assert report.changed == [item.key]
     assert bucket(s3_endpoint) == {}  # the copy nobody points at is removed
     assert set((await backends(app)).values()) == {"local"}
+
+
+async def test_a_second_run_working_from_a_stale_list_leaves_the_first_ones_copies(
+    app: Backline,
+    client: httpx.AsyncClient,
+    artist: dict[str, str],
+    settings: Settings,
+    s3_endpoint: str,
+) -> None:
+    await tracks_with_audio(client, artist, 2)
+    storages = create_storages(settings)
+    async with app.state.sessionmaker() as session:
+        stale = await pending(session, target="s3", primary="local")
+    first = await migrate(
+        app.state.sessionmaker,
+        storages,
+        stale,
+        target="s3",
+        keep_source=True,
+        progress=lambda: None,
+    )
+    assert first.moved == 3
+    second = await migrate(
+        app.state.sessionmaker, storages, stale, target="s3", progress=lambda: None
+    )
+    assert second.moved == 0
+    assert second.changed == []
+    in_s3 = bucket(s3_endpoint)
+    assert sorted(in_s3) == sorted(item.key for item in stale)  # nothing deleted under a row
+    for item in stale:
+        assert hashlib.sha256(in_s3[item.key]).hexdigest() == item.sha256
+    assert set((await backends(app)).values()) == {"s3"}

@@ -442,7 +442,11 @@ async def test_a_browser_form_streams_in(
         ({"data": {"sha256": "00" * 32}}, 415, "unsupported_media_type"),
         ({"files": {"file": ("a.txt", b"just some text, not audio")}}, 415, "not_audio"),
         ({"files": {"file": ("a.wav", b"x" * 300_000)}}, 413, "payload_too_large"),
-        ({"data": {"note": "x" * 5000}, "files": {"file": ("a.wav", wav())}}, 400, "invalid_form"),
+        (
+            {"data": {"sha256": "a" * 5000}, "files": {"file": ("a.wav", wav())}},
+            400,
+            "invalid_form",
+        ),
     ],
     ids=["mismatch", "bad-digest", "no-file", "two-files", "not-a-form", "text", "big", "field"],
 )
@@ -612,3 +616,130 @@ async def test_approved_artwork_on_s3_is_a_public_redirect(
         image = await outside.get(public.headers["location"])
     assert image.content == cover()
     assert image.headers["content-type"] == "image/png"
+
+
+async def test_a_track_being_verified_takes_no_other_upload(
+    app: Backline, client: httpx.AsyncClient, artist: dict[str, str]
+) -> None:
+    track = await draft(client, artist)
+    data = wav()
+    grant = (await ask(client, artist, track["id"], data)).json()
+    await send(client, grant, data)
+    await client.post(f"/api/tracks/{track['id']}/audio/complete", headers=artist)
+    for attempt in (
+        client.put(
+            f"/api/tracks/{track['id']}/audio",
+            content=b"not audio at all",
+            headers={"Content-Type": "audio/wav", **artist},
+        ),
+        ask(client, artist, track["id"], data),
+    ):
+        busy = await attempt
+        assert busy.status_code == 409
+        assert busy.json()["code"] == "upload_in_progress"
+    assert await verifier(app).run_once() == 1
+    ready = (await client.get(f"/api/tracks/{track['id']}", headers=artist)).json()
+    assert ready["upload"]["state"] == "ready"
+
+
+async def test_a_local_upload_url_is_good_only_while_its_upload_is_pending(
+    app: Backline, client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+) -> None:
+    track = await draft(client, artist)
+    data = wav()
+    first = (await ask(client, artist, track["id"], data)).json()
+    await ask(client, artist, track["id"], data)  # a newer URL voids the first
+    replayed = await send(client, first, data)
+    assert replayed.status_code == 404
+    assert stored_files(settings) == []
+    grant = (await ask(client, artist, track["id"], data)).json()
+    assert (await send(client, grant, data)).status_code == 200
+    await client.post(f"/api/tracks/{track['id']}/audio/complete", headers=artist)
+    await verifier(app).run_once()
+    kept = stored_files(settings)
+    again = await send(client, grant, data)  # the same link, after the upload was verified
+    assert again.status_code == 404
+    assert stored_files(settings) == kept
+
+
+async def test_a_claim_is_renewed_while_a_slow_upload_runs(
+    app: Backline,
+    client: httpx.AsyncClient,
+    artist: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backline.tracks import uploading
+
+    monkeypatch.setattr(uploading, "RECEIVING_LEASE", timedelta(seconds=0.4))
+    monkeypatch.setattr(uploading, "RENEW_EVERY", 0.1)
+    track = await draft(client, artist)
+    data = wav()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 500):
+            yield data[start : start + 500]
+            await asyncio.sleep(0.1)  # 1.6 s in all: four leases
+
+    upload = asyncio.create_task(
+        client.put(
+            f"/api/tracks/{track['id']}/audio",
+            content=slow_body(),
+            headers={"Content-Type": "audio/wav", **artist},
+        )
+    )
+    for _ in range(6):  # the verifier sweeps lapsed claims all the while
+        await asyncio.sleep(0.25)
+        await verifier(app).sweep()
+    done = await asyncio.wait_for(upload, 20)
+    assert done.status_code == 200, done.text
+    assert done.json()["upload"]["state"] == "ready"
+
+
+async def test_awkward_forms_are_400s(
+    client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
+) -> None:
+    track = await draft(client, artist)
+    long_boundary = "b" * 300
+    head = 'Content-Disposition: form-data; name="file"; filename="a"'
+    body = (
+        f"--{long_boundary}\r\n{head}\r\n\r\n".encode()
+        + wav()
+        + f"\r\n--{long_boundary}--\r\n".encode()
+    )
+    refused = await client.post(
+        f"/api/tracks/{track['id']}/audio",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={long_boundary}", **artist},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_form"
+    many = {f"field{i}": "x" * 1000 for i in range(100)}  # 100 KB of fields beside the file
+    crowded = await client.post(
+        f"/api/tracks/{track['id']}/audio",
+        data=many,
+        files={"file": ("a.wav", wav())},
+        headers=artist,
+    )
+    assert crowded.status_code == 400
+    assert crowded.json()["code"] == "invalid_form"
+    assert not list((settings.var_dir / "uploads").glob("*"))
+    assert stored_files(settings) == []
+
+
+async def test_an_s3_upload_object_gone_before_verification_fails_the_upload(
+    s3_app: Backline, s3_client: httpx.AsyncClient, s3_artist: dict[str, str], s3_endpoint: str
+) -> None:
+    import boto3
+
+    track = await draft(s3_client, s3_artist)
+    data = wav()
+    grant = (await ask(s3_client, s3_artist, track["id"], data)).json()
+    await send(s3_client, grant, data)
+    await s3_client.post(f"/api/tracks/{track['id']}/audio/complete", headers=s3_artist)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for key in bucket_keys(s3_endpoint):
+        s3.delete_object(Bucket=BUCKET, Key=key)  # a lifecycle rule, say
+    await verifier(s3_app).run_once()
+    failed = (await s3_client.get(f"/api/tracks/{track['id']}", headers=s3_artist)).json()
+    assert failed["upload"] == {"state": "failed", "error": "object_missing"}
+    assert bucket_keys(s3_endpoint) == []

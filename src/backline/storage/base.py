@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from backline.errors import ProblemError, ServiceUnavailable, Unprocessable
+from backline.errors import Conflict, ProblemError, ServiceUnavailable, Unprocessable
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class DigestMismatch(Unprocessable):
 
 class StorageUnavailable(ServiceUnavailable):
     code = "storage_unavailable"
+
+
+class ObjectMissing(Conflict):
+    """The store answered, and the object is not there."""
+
+    code = "object_missing"
 
 
 class Storage(Protocol):

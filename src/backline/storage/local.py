@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from backline.storage.base import Hasher, StoredObject
+from backline.storage.base import Hasher, ObjectMissing, StoredObject
 from backline.storage.keys import validate
 
 CHUNK = 1024 * 1024
@@ -136,7 +136,10 @@ class LocalStorage:
 
         def link() -> None:
             target_path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(source_path, os.O_RDONLY | os.O_NOFOLLOW)  # no links followed
+            try:
+                descriptor = os.open(source_path, os.O_RDONLY | os.O_NOFOLLOW)  # no links followed
+            except FileNotFoundError:
+                raise ObjectMissing("The object is not in the store.") from None
             os.close(descriptor)
             os.link(source_path, target_path, follow_symlinks=False)
 

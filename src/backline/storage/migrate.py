@@ -12,6 +12,9 @@ For each object a row holds elsewhere, in order:
    and the copy it no longer needs is removed);
 4. delete the source copy, unless told to keep it.
 
+Two runs at once do no harm: a row already switched by the other is left as it is, with its
+copy.
+
 Stopped anywhere, the row still points at a complete object: before step 3 at the source,
 after it at the verified target. Run again, it resumes: rows already on the target are
 skipped, and a copy left half-way is overwritten. The app keeps serving throughout, since each
@@ -115,6 +118,12 @@ async def move(
         )
         switched = bool(getattr(result, "rowcount", 0))
     if not switched:
+        async with sessionmaker() as session:
+            moved_by_another = await session.scalar(
+                select(Track.id).where(key == item.key, backend == target.name)
+            )
+        if moved_by_another is not None:  # a second run switched it first: its copy is live
+            return
         report.changed.append(item.key)
         await target.delete(item.key)
         return

@@ -28,9 +28,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backline.config import Settings
-from backline.storage.base import Hasher, StorageUnavailable, StoredObject
+from backline.storage.base import Hasher, ObjectMissing, StorageUnavailable, StoredObject
 from backline.storage.keys import validate
 
+MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 PART_SIZE = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 
@@ -78,7 +79,11 @@ class S3Storage:
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=self.config
             ) as client:
                 yield client
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in MISSING:
+                raise ObjectMissing("The object is not in the store.") from None
+            raise StorageUnavailable(f"Object storage failed: {type(exc).__name__}.") from None
+        except BotoCoreError as exc:
             raise StorageUnavailable(f"Object storage failed: {type(exc).__name__}.") from None
 
     async def put(
@@ -181,7 +186,7 @@ class S3Storage:
             try:
                 answer = await s3.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                if exc.response.get("Error", {}).get("Code") in MISSING:
                     return None
                 raise
         size: int = answer["ContentLength"]

@@ -35,6 +35,22 @@ REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release
 
 
 TrackRow = Row[Any]  # a `tracks` row read without the ORM: the same names, read-only
+_HIDDEN = {
+    "owner_id",
+    "reviewer_id",
+    "submitted_at",
+    "reviewed_at",
+    "audio_backend",
+    "artwork_backend",
+    "upload_token",
+    "upload_expires_at",
+    "upload_key",
+    "upload_backend",
+    "upload_size",
+    "upload_sha256",
+    "upload_content_type",
+}
+_LISTED = tuple(column for column in Track.__table__.columns if column.name not in _HIDDEN)
 
 
 def public_dict(track: Track | TrackRow) -> dict[str, Any]:
@@ -323,10 +339,10 @@ async def list(  # the service verb
 ) -> tuple[Sequence[TrackRow], str | None]:
     """A page at a time, newest first unless `oldest_first` (a review queue's order).
 
-    The rows are read-only snapshots (plain rows, not ORM objects, which cost several times as
-    much to build): read them, or `get` a track to change it.
+    The rows are read-only snapshots of what `public_dict` reads (plain rows, not ORM objects,
+    which cost several times as much to build): show them, or `get` a track to change it.
     """
-    query = _narrowed(select(*Track.__table__.columns), where)
+    query = _narrowed(select(*_LISTED), where)
     if cursor is not None:
         after = newer_than if oldest_first else older_than
         query = query.where(after(Track.created_at, Track.id, decode(cursor)))

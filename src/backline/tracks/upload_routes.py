@@ -16,6 +16,7 @@ removed, and the track records the failure's code.
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from fastapi import BackgroundTasks, Query, Request, status
+from sqlalchemy import select
 from starlette.responses import Response
 
 from backline.accounts.deps import DetachedUser
@@ -38,11 +40,10 @@ from backline.routing import router
 from backline.storage import Storages
 from backline.storage.base import TooLarge
 from backline.storage.keys import InvalidKey, new_key, validate
-from backline.storage.local import LocalStorage
 from backline.storage.s3 import S3Storage
 from backline.tracks import artwork, audio, media, uploading, uploads
 from backline.tracks import service as tracks
-from backline.tracks.models import Track
+from backline.tracks.models import Track, UploadState
 from backline.tracks.schemas import TrackPublic, UploadURLCreate, UploadURLPublic
 from backline.tracks.verifier import ObjectRef, discard
 
@@ -97,70 +98,77 @@ async def _receive(
     storages = _storages(request)
     storage = storages.primary
     held: uploading.Claim | None = None
+    leftovers: list[ObjectRef] = []
     async with sessions() as session, session.begin():
         track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
         if is_audio:
+            stale_backend = track.upload_backend  # read before the claim clears it
             held, stale = uploading.claim(track)
-            leftovers: list[ObjectRef] = [(track.upload_backend, key) for key in stale]
+            leftovers = [(stale_backend, key) for key in stale]
         else:
             tracks.ensure_editable(track)
-            leftovers = []
     await discard(storages, leftovers)
-
-    async def renew() -> None:
-        assert held is not None
-        async with sessions() as session, session.begin():
-            if not await uploading.renew(session, track_id=track_id, token=held.token):
-                raise uploading.UploadBusy("Another upload to this track took its place.")
 
     set_deadline(request, None)  # an upload is bounded by idle time instead (see `uploads`)
     key: str | None = None
-    path: Path | None = None
-    try:
-        path, hasher, expected = await spooler(
-            request,
-            directory=settings.var_dir / "uploads",
-            max_size=max_size,
-            idle_timeout=settings.upload_timeout,
-            on_progress=renew if is_audio else None,
-        )
-        hasher.verify(expected)
-        info: audio.AudioInfo | artwork.ArtworkInfo
-        if is_audio:
-            info = await anyio.to_thread.run_sync(audio.inspect_file, path)
-        else:
-            info = await anyio.to_thread.run_sync(artwork.inspect_image, path)
-        key = new_key(kind, info.format)
-        stored = await storage.put_file(
-            key, path, content_type=info.mime_type, size=hasher.size, sha256=hasher.hexdigest
-        )
-        async with sessions() as session, session.begin():
-            track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-            if isinstance(info, audio.AudioInfo):
-                assert held is not None
-                uploading.finish(track, token=held.token)
-                replaced = tracks.attach_audio(
-                    track, stored=stored, info=info, backend=storage.name, check_editable=False
-                )
+    committed = False
+    async with contextlib.AsyncExitStack() as stack:
+        if held is not None:
+            await stack.enter_async_context(
+                uploading.holding(sessions, track_id=track_id, token=held.token)
+            )
+        try:
+            path, hasher, expected = await spooler(
+                request,
+                directory=settings.var_dir / "uploads",
+                max_size=max_size,
+                idle_timeout=settings.upload_timeout,
+            )
+            stack.push_async_callback(_unlink, path)
+            hasher.verify(expected)
+            info: audio.AudioInfo | artwork.ArtworkInfo
+            if is_audio:
+                info = await anyio.to_thread.run_sync(audio.inspect_file, path)
             else:
-                replaced = tracks.attach_artwork(
-                    track, stored=stored, info=info, backend=storage.name
-                )
-            answer = tracks.public(track)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            if key is not None:
-                await discard(storages, [(storage.name, key)])
-            if held is not None:
-                await _release(sessions, track_id, held)
-        raise
-    finally:
-        if path is not None:
+                info = await anyio.to_thread.run_sync(artwork.inspect_image, path)
+            key = new_key(kind, info.format)
+            stored = await storage.put_file(
+                key, path, content_type=info.mime_type, size=hasher.size, sha256=hasher.hexdigest
+            )
+            with anyio.CancelScope(shield=True):  # once stored, the outcome is recorded
+                async with sessions() as session, session.begin():
+                    track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
+                    if isinstance(info, audio.AudioInfo):
+                        assert held is not None
+                        uploading.finish(track, token=held.token)
+                        replaced = tracks.attach_audio(
+                            track,
+                            stored=stored,
+                            info=info,
+                            backend=storage.name,
+                            check_editable=False,
+                        )
+                    else:
+                        replaced = tracks.attach_artwork(
+                            track, stored=stored, info=info, backend=storage.name
+                        )
+                    answer = tracks.public(track)
+                committed = True
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.Path(path).unlink(missing_ok=True)
+                if key is not None and not committed:
+                    await discard(storages, [(storage.name, key)])
+                if held is not None and not committed:
+                    await _release(sessions, track_id, held)
+            raise
     if replaced is not None:
         await discard(storages, [replaced])
     return answer
+
+
+async def _unlink(path: Path) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.Path(path).unlink(missing_ok=True)
 
 
 async def _release(sessions: Sessions, track_id: uuid.UUID, held: uploading.Claim) -> None:
@@ -339,11 +347,14 @@ async def signed_upload(
     object_key: str,
     request: Request,
     settings: SettingsDep,
+    sessions: Sessions,
     expires: int = 0,
     size: int = 0,
     signature: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
-    """The local backend's stand-in for a presigned S3 PUT: the signed headers must match."""
+    """The local backend's stand-in for a presigned S3 PUT: the signed headers must match, and
+    the key must still be a track's pending upload, before and after the body arrives (a link
+    used again later, or displaced by a newer one, keeps nothing)."""
     storages = _storages(request)
     refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
     try:
@@ -364,16 +375,31 @@ async def signed_upload(
             content_type=content_type,
             signature=signature,
         )
+        or not await _awaited(sessions, object_key)
     ):
         raise refused
     storage = storages["local"]
-    assert isinstance(storage, LocalStorage)
     set_deadline(request, None)
     await storage.put(  # the signed digest fixes the size as well
         object_key,
-        uploads.chunks(request, settings.upload_timeout, None),
+        uploads.chunks(request, settings.upload_timeout),
         content_type=content_type,
         max_size=size,
         expected_sha256=base64.b64decode(digest).hex(),
     )
+    if not await _awaited(sessions, object_key):
+        await storage.delete(object_key)
+        raise uploading.UploadNotPending("This upload was replaced or ended while it arrived.")
     return Response(status_code=200, headers={"x-amz-checksum-sha256": digest})
+
+
+async def _awaited(sessions: Sessions, object_key: str) -> bool:
+    """Is some track still waiting for this object?"""
+    async with sessions() as session, session.begin():
+        found = await session.scalar(
+            select(Track.id).where(
+                Track.upload_key == object_key,
+                Track.upload_state == UploadState.AWAITING_UPLOAD.value,
+            )
+        )
+    return found is not None

@@ -6,7 +6,8 @@ Two ways in, one track at a time (see `models` for the states):
   no transaction open, renewing its claim while bytes arrive (`renew`), and `finish`es in a
   second one, which holds only if its claim still does: a second upload started meanwhile is
   refused with 409 `upload_in_progress`, never interleaved. A refused or failed one is told
-  so in its response, and `release` puts the track back as it was;
+  so in its response, and `release` puts the track back as it was (a pending direct upload it
+  displaced stays void);
 * a direct upload is `start`ed (a presigned URL for `upload/<key>`), `complete`d by the client
   (the object must exist with the declared size), then checked by a worker (`verification`):
   read back into the server's own `audio/<key>`, re-hashed and validated as audio before the
@@ -20,21 +21,29 @@ committed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.db import utcnow
 from backline.errors import Conflict, Unprocessable
+from backline.logging import get_logger
 from backline.storage.base import Storage
 from backline.storage.keys import new_key
 from backline.tracks.models import BUSY, Track, UploadState
 from backline.tracks.service import ensure_editable
 
-RECEIVING_LEASE = timedelta(minutes=5)  # renewed while bytes arrive
+log = get_logger(__name__)
+
+RECEIVING_LEASE = timedelta(minutes=5)  # renewed every RENEW_EVERY while the claim is held
+RENEW_EVERY = 60.0  # seconds
 URL_LIFETIME = timedelta(minutes=15)  # a presigned upload URL
 COMPLETE_GRACE = timedelta(minutes=15)  # after the URL lapses, `complete` is still accepted
 VERIFY_LEASE = timedelta(minutes=15)  # a worker's hold on one verification
@@ -61,6 +70,10 @@ class UploadSizeMismatch(Unprocessable):
 
 
 def _busy(track: Track, now: datetime) -> bool:
+    """A verification holds the track until the verifier ends it; a streamed upload holds it
+    while its lease is renewed (a lapsed one is swept by the verifier)."""
+    if track.upload_state == UploadState.VERIFYING.value:
+        return True
     return (
         track.upload_state in BUSY
         and track.upload_expires_at is not None
@@ -114,14 +127,52 @@ def claim(track: Track, *, now: datetime | None = None) -> tuple[Claim, list[str
     return held, leftover
 
 
-async def renew(session: AsyncSession, *, track_id: uuid.UUID, token: uuid.UUID) -> bool:
-    """Extend a claim while its bytes arrive; False when it is no longer held."""
+async def renew(
+    session: AsyncSession,
+    *,
+    track_id: uuid.UUID,
+    token: uuid.UUID,
+    lease: timedelta | None = None,
+) -> bool:
+    """Extend a claim (or a verifier's lease) still held; False when it is not."""
     result = await session.execute(
         update(Track)
         .where(Track.id == track_id, Track.upload_token == token)
-        .values(upload_expires_at=utcnow() + RECEIVING_LEASE)
+        .values(
+            upload_expires_at=utcnow() + (lease or RECEIVING_LEASE), updated_at=Track.updated_at
+        )
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+@asynccontextmanager
+async def holding(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    track_id: uuid.UUID,
+    token: uuid.UUID,
+    lease: timedelta | None = None,
+) -> AsyncIterator[None]:
+    """Renew a claim every RENEW_EVERY seconds for as long as the block runs: the receiving,
+    checking and storing of a large file can take longer than one lease. Each renewal is a
+    transaction of its own, the only one here that commits."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                async with sessionmaker() as session, session.begin():
+                    await renew(session, track_id=track_id, token=token, lease=lease)
+            except Exception:  # the next beat tries again; a lapsed claim is refused at the end
+                log.warning("upload_claim_renewal_failed", track_id=str(track_id))
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def holds(track: Track, token: uuid.UUID) -> bool:
@@ -140,8 +191,8 @@ def release(track: Track, held: Claim) -> None:
     if track.upload_token != held.token:
         return
     _clear(track, None)
-    if held.previous_state != UploadState.AWAITING_UPLOAD.value:  # that one's URL is void now
-        track.upload_state = held.previous_state
+    if held.previous_state in (UploadState.READY.value, UploadState.FAILED.value):
+        track.upload_state = held.previous_state  # a pending one's URL or claim is void now
         track.upload_error = held.previous_error
     track.updated_at = held.previous_updated_at
 

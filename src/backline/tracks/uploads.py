@@ -23,18 +23,17 @@ import binascii
 import os
 import re
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from backline.errors import BadRequest, ProblemError
-from backline.storage.base import Hasher, TooLarge
+from backline.storage.base import Hasher
 
 _CONTENT_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):", re.IGNORECASE)
 
@@ -65,22 +64,19 @@ def declared_sha256(request: Request) -> str | None:
     return raw.hex()
 
 
-Progress = Callable[[], Awaitable[None]]
-PROGRESS_EVERY = 30.0  # seconds between `on_progress` calls while bytes arrive
-FORM_FIELD_LIMIT = 1024  # bytes of one non-file form field
-FORM_OVERHEAD = 64 * 1024  # multipart framing and small fields, beyond the file's cap
+FORM_FIELDS = frozenset({"sha256"})  # the fields read besides `file`; others are skipped
+FORM_FIELD_LIMIT = 1024  # bytes of one field that is read
+FORM_OVERHEAD = 64 * 1024  # all that is not the file (framing, headers, fields), at most
+BOUNDARY_LIMIT = 70  # RFC 2046
 
 
 class FormInvalid(BadRequest):
     code = "invalid_form"
 
 
-async def chunks(
-    request: Request, idle_timeout: float, on_progress: Progress | None
-) -> AsyncIterator[bytes]:
+async def chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
     """The body's chunks; cut after `idle_timeout` seconds without one."""
     body = request.stream().__aiter__()
-    last_progress = time.monotonic()
     while True:
         try:
             async with asyncio.timeout(idle_timeout):
@@ -91,9 +87,6 @@ async def chunks(
             raise UploadStalled(
                 f"No data arrived for {idle_timeout:g} seconds; the upload was cut."
             ) from None
-        if on_progress is not None and time.monotonic() - last_progress > PROGRESS_EVERY:
-            last_progress = time.monotonic()
-            await on_progress()
         if chunk:
             yield chunk
 
@@ -112,18 +105,18 @@ async def spool(
     directory: Path,
     max_size: int,
     idle_timeout: float,
-    on_progress: Progress | None = None,
 ) -> tuple[Path, Hasher]:
     """Write the raw request body to a temporary file; the caller removes it."""
     descriptor, path = await _temporary(directory)
     hasher = Hasher(max_size)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            async for chunk in chunks(request, idle_timeout, on_progress):
+            async for chunk in chunks(request, idle_timeout):
                 hasher.update(chunk)
                 await anyio.to_thread.run_sync(file.write, chunk)
     except BaseException:
-        await anyio.Path(path).unlink(missing_ok=True)
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(path).unlink(missing_ok=True)
         raise
     return path, hasher
 
@@ -179,16 +172,17 @@ class _Form:
         if self._is_file:
             self.hasher.update(data[start:end])
             self.pending.extend(data[start:end])
-        else:
+        elif self._name in FORM_FIELDS:
             self._value.extend(data[start:end])
             if len(self._value) > FORM_FIELD_LIMIT:
                 raise FormInvalid(f"The form field `{self._name}` is too long.")
+        # any other field is skipped; its bytes count against FORM_OVERHEAD all the same
 
     def _end(self) -> None:
         self.ended = True
 
     def _part_end(self) -> None:
-        if not self._is_file and self._name:
+        if not self._is_file and self._name in FORM_FIELDS:
             self.fields[self._name] = self._value.decode("utf-8", "replace")
 
 
@@ -198,27 +192,29 @@ async def spool_form(
     directory: Path,
     max_size: int,
     idle_timeout: float,
-    on_progress: Progress | None = None,
 ) -> tuple[Path, Hasher, dict[str, str]]:
     """Write a form's `file` part to a temporary file; returns it with the other fields."""
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
-    if not boundary:
-        raise FormInvalid("A multipart form needs a boundary.")
+    if not boundary or len(boundary) > BOUNDARY_LIMIT:
+        raise FormInvalid(f"A multipart form needs a boundary of 1 to {BOUNDARY_LIMIT} bytes.")
     form = _Form(Hasher(max_size))
-    parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
+    try:
+        parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
+    except (FormParserError, ValueError):
+        raise FormInvalid("The multipart form's boundary is not usable.") from None
     descriptor, path = await _temporary(directory)
     received = 0
     try:
         with os.fdopen(descriptor, "wb") as file:
-            async for chunk in chunks(request, idle_timeout, on_progress):
+            async for chunk in chunks(request, idle_timeout):
                 received += len(chunk)
-                if received > max_size + FORM_OVERHEAD:
-                    raise TooLarge(f"The file is larger than {max_size} bytes.")
                 try:
                     parser.write(chunk)
                 except MultipartParseError:
                     raise FormInvalid("The multipart form is malformed.") from None
+                if received - form.hasher.size > FORM_OVERHEAD:
+                    raise FormInvalid("The form holds too much besides the file.")
                 if form.pending:
                     data, form.pending = bytes(form.pending), bytearray()
                     await anyio.to_thread.run_sync(file.write, data)
@@ -231,7 +227,8 @@ async def spool_form(
         if not form.files:
             raise FormInvalid("The form has no file in the field `file`.", code="missing_file")
     except BaseException:
-        await anyio.Path(path).unlink(missing_ok=True)
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(path).unlink(missing_ok=True)
         raise
     return path, form.hasher, form.fields
 

@@ -84,10 +84,24 @@ class Verifier:
         self.wake = asyncio.Event()  # set by `complete` in this process: no need to wait a poll
 
     async def run_once(self) -> int:
-        """Sweep lapsed uploads and verify one batch; returns how many were verified."""
+        """Sweep lapsed uploads, then verify up to a batch, one job at a time; returns how many
+        were verified."""
+        await self.sweep()
+        verified = 0
+        while verified < self.batch_size and (job := await self.claim()) is not None:
+            async with uploading.holding(
+                self.sessionmaker,
+                track_id=job.track_id,
+                token=job.token,
+                lease=uploading.VERIFY_LEASE,
+            ):
+                await self.verify(job)
+            verified += 1
+        return verified
+
+    async def sweep(self) -> None:
         now = utcnow()
         leftovers: list[ObjectRef] = []
-        jobs: list[Job] = []
         async with self.sessionmaker() as session, session.begin():
             lapsed = await session.scalars(
                 select(Track)
@@ -112,38 +126,39 @@ class Verifier:
                 leftovers += [
                     (backend, key) for key in uploading.fail(track, token=None, error=error)
                 ]
-            due = await session.scalars(
+        await discard(self.storages, leftovers)
+
+    async def claim(self) -> Job | None:
+        """Take the verification due longest, under a lease of this worker's."""
+        now = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            track = await session.scalar(
                 select(Track)
                 .where(
                     Track.upload_state == UploadState.VERIFYING.value,
                     Track.upload_expires_at <= now,
                 )
                 .order_by(Track.upload_expires_at)
-                .limit(self.batch_size)
+                .limit(1)
                 .with_for_update(skip_locked=True)
             )
-            for track in due:
-                token = uuid.uuid4()
-                track.upload_token = token
-                track.upload_expires_at = now + uploading.VERIFY_LEASE
-                assert track.upload_key is not None
-                assert track.upload_size is not None
-                assert track.upload_sha256 is not None
-                jobs.append(
-                    Job(
-                        track_id=track.id,
-                        token=token,
-                        key=track.upload_key,
-                        backend=track.upload_backend,
-                        size=track.upload_size,
-                        sha256=track.upload_sha256,
-                        content_type=track.upload_content_type or "application/octet-stream",
-                    )
-                )
-        await discard(self.storages, leftovers)
-        for job in jobs:
-            await self.verify(job)
-        return len(jobs)
+            if track is None:
+                return None
+            token = uuid.uuid4()
+            track.upload_token = token
+            track.upload_expires_at = now + uploading.VERIFY_LEASE
+            assert track.upload_key is not None
+            assert track.upload_size is not None
+            assert track.upload_sha256 is not None
+            return Job(
+                track_id=track.id,
+                token=token,
+                key=track.upload_key,
+                backend=track.upload_backend,
+                size=track.upload_size,
+                sha256=track.upload_sha256,
+                content_type=track.upload_content_type or "application/octet-stream",
+            )
 
     async def drain(self) -> int:
         total = 0
@@ -192,14 +207,30 @@ class Verifier:
         except Exception:
             log.exception("upload_verification_error", track_id=str(job.track_id))
             failure = ProblemError("The upload could not be checked.", code="verification_failed")
+        except BaseException:  # cancelled (a shutdown): the copy goes, the lease runs out
+            with anyio.CancelScope(shield=True):
+                await discard(self.storages, [(storage.name, final)])
+            raise
+        with anyio.CancelScope(shield=True):  # the checked copy is recorded, or removed
+            leftovers = await self._record(job, storage.name, final, failure, info)
+        await discard(self.storages, leftovers)
+
+    async def _record(
+        self,
+        job: Job,
+        backend: str,
+        final: str,
+        failure: ProblemError | None,
+        info: audio.AudioInfo | None,
+    ) -> list[ObjectRef]:
         leftovers: list[ObjectRef] = []
         async with self.sessionmaker() as session, session.begin():
             track = await session.get(Track, job.track_id, with_for_update=True)
             if track is None or track.upload_token != job.token:
-                leftovers.append((storage.name, final))  # deleted or superseded meanwhile
+                leftovers.append((backend, final))  # deleted or superseded meanwhile
             elif failure is not None or info is None:
                 code = failure.code if failure is not None else "verification_failed"
-                leftovers += [(storage.name, final)]
+                leftovers += [(backend, final)]
                 leftovers += [
                     (job.backend, k) for k in uploading.fail(track, token=None, error=code)
                 ]
@@ -207,13 +238,13 @@ class Verifier:
             else:
                 stored = StoredObject(key=final, size=job.size, sha256=job.sha256)
                 replaced = tracks.attach_audio(
-                    track, stored=stored, info=info, backend=storage.name, check_editable=False
+                    track, stored=stored, info=info, backend=backend, check_editable=False
                 )
                 leftovers += [(job.backend, k) for k in uploading.verified(track)]
                 if replaced is not None:
                     leftovers.append(replaced)
                 log.info("upload_verified", track_id=str(job.track_id), format=info.format)
-        await discard(self.storages, leftovers)
+        return leftovers
 
     async def _check(self, job: Job, chunks: AsyncIterator[bytes]) -> audio.AudioInfo:
         """Spool the copy to a temporary file, re-hashing it; then validate it as audio."""

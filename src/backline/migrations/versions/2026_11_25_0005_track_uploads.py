@@ -1,7 +1,8 @@
 """track uploads: direct-to-storage upload state, and the backend holding each object
 
 Objects stored before this revision were written by the backend configured at the time; the
-upgrade records that backend (passed in by `backline migrate` from BACKLINE_STORAGE_BACKEND).
+upgrade records that backend when `backline migrate` passes it in (BACKLINE_STORAGE_BACKEND).
+Run any other way, it leaves the column empty, which the code reads as the primary backend.
 
 Revision ID: 0005
 Revises: 0004
@@ -47,7 +48,7 @@ def _sqlite() -> bool:
 
 def upgrade() -> None:
     config = op.get_context().config
-    backend = (config.attributes.get("storage_backend") if config else None) or "local"
+    backend = config.attributes.get("storage_backend") if config else None
     for name, type_ in COLUMNS:
         op.add_column("tracks", sa.Column(name, type_, nullable=True))
     if not _sqlite():
@@ -58,6 +59,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_tracks_upload_state_upload_expires_at", "tracks", ["upload_state", "upload_expires_at"]
     )
+    if backend is None:
+        return
     tracks = sa.table(
         "tracks",
         sa.column("audio_key", sa.String),
@@ -72,6 +75,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    too_big = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM tracks WHERE audio_size > 2147483647"))
+        .scalar()
+    )
+    if too_big:
+        raise RuntimeError(f"{too_big} tracks hold audio over 2 GiB, which 0004 cannot record")
     op.drop_index("ix_tracks_upload_state_upload_expires_at", table_name="tracks")
     if not _sqlite():
         op.drop_constraint(op.f("ck_tracks_upload_state_known"), "tracks", type_="check")
