@@ -143,3 +143,25 @@ async def test_a_libpq_style_url_connects(postgres_url: str) -> None:
             assert (await connection.execute(text("SHOW search_path"))).scalar_one() == "public"
     finally:
         await engine.dispose()
+
+
+async def test_read_sessions_autocommit(engine: AsyncEngine) -> None:
+    """A read session holds no transaction open: what one statement does is already committed
+    when the next runs (GET routes only read; this is why they need no BEGIN or COMMIT)."""
+    from backline.db import create_read_sessionmaker
+
+    reads = create_read_sessionmaker(engine)
+    async with reads() as session:
+        await session.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, display_name, role, created_at,"
+                " updated_at) VALUES (:id, 'ac@example.com', 'x', 'Ac', 'user', :now, :now)"
+            ),
+            {
+                "id": uuid.uuid4().hex if engine.dialect.name == "sqlite" else uuid.uuid4(),
+                "now": datetime.now(UTC),
+            },
+        )
+        async with engine.connect() as other:
+            seen = await other.scalar(text("SELECT count(*) FROM users"))
+        assert seen == 1

@@ -9,6 +9,7 @@
   waits up to the statement timeout for a lock.
 
 Sessions never commit on their own: the caller owns the transaction (one per operation).
+Requests that only read (GET, HEAD) get autocommit sessions (`create_read_sessionmaker`).
 """
 
 from __future__ import annotations
@@ -131,3 +132,10 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: autocommit, so there is no BEGIN and no COMMIT to
+    wait for. Each statement sees the latest committed data."""
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(reader, expire_on_commit=False, autoflush=False)

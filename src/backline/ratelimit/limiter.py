@@ -69,8 +69,11 @@ def create_storage(settings: Settings) -> Storage:
         implementation="redispy",
         key_prefix=f"{settings.redis_prefix}:rl",
         wrap_exceptions=True,
-        socket_timeout=0.25,
-        socket_connect_timeout=0.25,
+        # Long enough that a busy event loop (a burst of requests) is not taken for an outage,
+        # which would fail the open policies open just when they matter; a Redis that is
+        # really gone refuses connections at once, and the breaker then skips it for a second.
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
     )
 
 
