@@ -96,12 +96,11 @@ async def test_unknown_roles_are_refused_by_the_database(engine: AsyncEngine) ->
 
 
 @pytest.mark.postgres
-async def test_postgres_statements_time_out_and_the_pool_pings(postgres_url: str) -> None:
+async def test_postgres_statements_time_out(postgres_url: str) -> None:
     engine = create_engine(
         Settings(env="test", database_url=postgres_url, db_statement_timeout=0.2)
     )
     try:
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
         async with engine.connect() as connection:
             shown = (await connection.execute(text("SHOW statement_timeout"))).scalar_one()
             assert shown == "200ms"
@@ -109,6 +108,33 @@ async def test_postgres_statements_time_out_and_the_pool_pings(postgres_url: str
             with pytest.raises(DBAPIError, match="statement timeout"):
                 await connection.execute(text("SELECT pg_sleep(3)"))
             assert time.monotonic() - began < 2
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle connections are pinged on checkout: one killed by the server (a restart, an idle
+    timeout) is replaced, and the request using the pool never sees the failure."""
+    from backline import db
+
+    engine = create_engine(Settings(env="test", database_url=postgres_url))
+    try:
+        async with engine.connect() as connection:
+            victim = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        killer = create_engine(Settings(env="test", database_url=postgres_url))
+        async with killer.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+        await killer.dispose()
+        monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # as if it had sat idle for a while
+        async with engine.connect() as connection:
+            now = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert now != victim
+        monkeypatch.setattr(db, "IDLE_PING_SECONDS", 3600.0)  # a busy pool: no ping at all
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one() == now
     finally:
         await engine.dispose()
 

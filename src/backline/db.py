@@ -4,7 +4,8 @@
 * Timestamps are timezone-aware UTC on the way in and out, on SQLite as on PostgreSQL.
 * Constraint and index names follow one naming convention, so Alembic migrations are stable.
 * On PostgreSQL (asyncpg) every statement has a server-side timeout (default 5 s), the pool
-  pings connections before use, and connections identify themselves as `backline`.
+  pings a connection that sat idle before using it, and connections identify themselves as
+  `backline`.
 * On SQLite (the embedded default) foreign keys are enforced, the journal is WAL, and a writer
   waits up to the statement timeout for a lock.
 
@@ -14,6 +15,7 @@ Requests that only read (GET, HEAD) get autocommit sessions (`create_read_sessio
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 from pydantic_core import from_json, to_json
 from sqlalchemy import DateTime, MetaData, Uuid, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -108,10 +111,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     }
     if settings.db_search_path:
         server_settings["search_path"] = settings.db_search_path
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         **JSON_CODEC,
-        pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_statement_timeout,
@@ -120,6 +122,31 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "server_settings": server_settings,
         },
     )
+    event.listen(engine.sync_engine.pool, "checkin", _checked_in)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# A connection back from the pool after a pause is pinged first, so one the server dropped
+# meanwhile (a restart, an idle timeout, the network) is replaced before a request sees it.
+# SQLAlchemy's pool_pre_ping does this on every checkout, a round trip on every request; a
+# connection that was in use a moment ago is alive, so here only the idle ones are pinged.
+IDLE_PING_SECONDS = 2.0
+
+
+def _checked_in(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    checked_in = record.info.get("checked_in_at")
+    if checked_in is None or time.monotonic() - checked_in < IDLE_PING_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception:
+        raise DisconnectionError("the pooled connection was dropped") from None  # the pool
+        # then discards it and checks out another
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
