@@ -114,19 +114,17 @@ class JSONRoute(APIRoute):
         return isinstance(info, params.Form)
 
 
-def router(*, public: bool = False, detached: bool = False, **kwargs: Any) -> APIRouter:
+def router(*, public: bool = False, **kwargs: Any) -> APIRouter:
     """An `APIRouter` of `JSONRoute`s; every Backline router is made here.
 
     Its routes require a signed-in user unless the router is made with `public=True`: a
-    public route is the visible exception. `detached=True` reads the user in a transaction
-    that ends before the route runs, for routes that stream for minutes.
+    public route is the visible exception.
     """
     kwargs.setdefault("route_class", JSONRoute)
     if not public:
         from fastapi import Depends
 
-        from backline.accounts.deps import authenticate, authenticate_detached
+        from backline.accounts.deps import identify
 
-        check = authenticate_detached if detached else authenticate
-        kwargs["dependencies"] = [Depends(check), *kwargs.get("dependencies", [])]
+        kwargs["dependencies"] = [Depends(identify), *kwargs.get("dependencies", [])]
     return APIRouter(**kwargs)

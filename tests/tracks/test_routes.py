@@ -314,6 +314,10 @@ async def test_deleting_the_account_takes_drafts_and_their_objects_and_keeps_sub
         "DELETE", "/api/me", json={"password": DEFAULT_PASSWORD}, headers=artist
     )
     assert deleted.status_code == 204, deleted.text
+    # The listing reads no account row: the gone account's token fails on its revoked session.
+    after = await client.get("/api/tracks", headers=artist)
+    assert after.status_code == 401
+    assert after.json()["code"] == "session_revoked"
     async with app.state.sessionmaker() as session:
         remaining = (await session.scalars(select(Track))).all()
     assert [(t.title, t.owner_id) for t in remaining] == [("Submitted", None)]

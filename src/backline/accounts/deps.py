@@ -1,4 +1,5 @@
-"""Who is asking: `CurrentUser`, `CurrentPrincipal`, `RequireRole(...)`, and CSRF for cookies.
+"""Who is asking: `CurrentUserId`, `CurrentUser`, `CurrentPrincipal`, `RequireRole(...)`, and
+CSRF for cookies.
 
 A request is authenticated by a bearer access token (`Authorization: Bearer ...`, for API
 clients) or by the HttpOnly access cookie the browser login sets. Either way the token must
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import Role, User
 from backline.accounts.revocation import Revocations
@@ -35,6 +37,15 @@ CSRF_COOKIE = "backline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backline"'}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whom a verified access token of a live session names."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    via_cookie: bool
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,13 @@ def check_csrf(request: Request, session_id: uuid.UUID) -> None:
         raise Forbidden("This request did not come from an allowed origin.", code="csrf_failed")
 
 
-async def authenticate(request: Request, session: SessionDep) -> Principal:
+async def identify(request: Request) -> Identity:
+    """Check the access token and its session; the check every signed-in route makes.
+
+    It reads no database row: a deleted account's sessions were revoked when it went, so a
+    token that passes names an account that exists. Routes that need the account itself (its
+    role, its name) load it with `CurrentUser`.
+    """
     presented = _presented_token(request)
     if presented is None:
         raise Unauthorized("Sign in first.", code="unauthenticated", headers=_CHALLENGE)
@@ -91,34 +108,46 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
         raise Unauthorized(
             "This session has ended; sign in again.", code="session_revoked", headers=_CHALLENGE
         )
-    user = await session.get(User, claims.user_id)
-    if user is None:
-        raise Unauthorized("This account no longer exists.", code="invalid_token")
     if via_cookie and request.method not in SAFE_METHODS:
         check_csrf(request, claims.session_id)
-    request.state.user_id = user.id
-    bind_user(user.id)
-    return Principal(user=user, session_id=claims.session_id, via_cookie=via_cookie)
+    request.state.user_id = claims.user_id
+    bind_user(claims.user_id)
+    return Identity(user_id=claims.user_id, session_id=claims.session_id, via_cookie=via_cookie)
+
+
+async def _load(session: AsyncSession, identity: Identity) -> Principal:
+    user = await session.get(User, identity.user_id)
+    if user is None:
+        raise Unauthorized("This account no longer exists.", code="invalid_token")
+    return Principal(user=user, session_id=identity.session_id, via_cookie=identity.via_cookie)
+
+
+async def authenticate(
+    identity: Annotated[Identity, Depends(identify)], session: SessionDep
+) -> Principal:
+    return await _load(session, identity)
 
 
 async def _current_user(principal: Annotated[Principal, Depends(authenticate)]) -> User:
     return principal.user
 
 
-async def authenticate_detached(request: Request) -> Principal:
-    """`authenticate`, in a transaction of its own that ends before the route starts."""
-    async with request.app.state.sessionmaker() as session, session.begin():
-        return await authenticate(request, session)
+async def _current_user_id(identity: Annotated[Identity, Depends(identify)]) -> uuid.UUID:
+    return identity.user_id
 
 
 async def _detached_user(
-    principal: Annotated[Principal, Depends(authenticate_detached)],
+    request: Request, identity: Annotated[Identity, Depends(identify)]
 ) -> User:
+    async with request.app.state.sessionmaker() as session, session.begin():
+        principal = await _load(session, identity)
     return principal.user
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 CurrentUser = Annotated[User, Depends(_current_user)]
+# For routes that need only who is asking, not the account row: no database round trip.
+CurrentUserId = Annotated[uuid.UUID, Depends(_current_user_id)]
 # For routes that run for minutes: the user is read in a transaction of its own, which ends
 # before the route starts, so no connection is held while a body streams in.
 DetachedUser = Annotated[User, Depends(_detached_user)]

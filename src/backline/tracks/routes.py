@@ -14,7 +14,7 @@ from fastapi import BackgroundTasks, Query, Request, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from backline.accounts.deps import CurrentUser, RequireRole
+from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
 from backline.deps import SessionDep, SettingsDep
 from backline.errors import NotFound
 from backline.routing import router
@@ -49,13 +49,13 @@ async def create_track(body: TrackCreate, user: CurrentUser, session: SessionDep
 
 @tracks_router.get("", response_model=TrackPage)
 async def list_tracks(
-    user: CurrentUser,
+    user_id: CurrentUserId,
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     rows, next_cursor = await tracks.list(
-        session, where=tracks.TrackFilter(owner_id=user.id), cursor=cursor, limit=limit
+        session, where=tracks.TrackFilter(owner_id=user_id), cursor=cursor, limit=limit
     )
     return Response(tracks.page_json(rows, next_cursor), media_type="application/json")
 

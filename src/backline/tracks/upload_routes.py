@@ -48,7 +48,7 @@ from backline.tracks.schemas import TrackPublic, UploadURLCreate, UploadURLPubli
 from backline.tracks.verifier import ObjectRef, discard
 
 log = get_logger(__name__)
-uploads_router = router(prefix="/api/tracks", tags=["tracks"], detached=True)
+uploads_router = router(prefix="/api/tracks", tags=["tracks"])
 signed_uploads_router = router(public=True, include_in_schema=False)
 
 HARD_CEILING = 8 * 1024**3  # the route's own body cap; the configured one is checked as it streams
