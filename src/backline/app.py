@@ -101,8 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = redis
     app.state.http = http
     app.state.storages = create_storages(settings)
-    app.state.storage = app.state.storages.primary
-    app.state.readiness_checks = build_checks(engine, redis, app.state.storage)
+    app.state.readiness_checks = build_checks(engine, redis, app.state.storages.primary)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
     app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
     log.info("started", env=settings.env, version=__version__)

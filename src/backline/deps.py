@@ -1,4 +1,5 @@
-"""Dependency aliases for routes: `SessionDep`, `Sessions`, `SettingsDep`, `HttpClientDep`.
+"""Dependency aliases for routes: `SessionDep`, `Sessions`, `SettingsDep`, `StoragesDep`,
+`HttpClientDep`.
 
 `SessionDep` opens one transaction per request-handling function: it commits when the function
 returns and rolls back when it raises, before the response is sent, so a client never sees a
@@ -19,6 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.config import Settings
+from backline.storage import Storages
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -42,6 +44,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _storages(request: Request) -> Storages:
+    storages: Storages = request.app.state.storages
+    return storages
+
+
 def _http_client(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = request.app.state.http
     return client
@@ -50,4 +57,5 @@ def _http_client(request: Request) -> httpx.AsyncClient:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+StoragesDep = Annotated[Storages, Depends(_storages)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http_client)]

@@ -46,7 +46,7 @@ from backline.accounts.schemas import (
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
 from backline.context import client_info
-from backline.deps import HttpClientDep, SessionDep, SettingsDep
+from backline.deps import HttpClientDep, SessionDep, SettingsDep, StoragesDep
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
@@ -433,6 +433,7 @@ async def delete_me(
     session: SessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
+    storages: StoragesDep,
 ) -> Any:
     user = principal.user
     failure = await auth.check_password_again(
@@ -452,7 +453,7 @@ async def delete_me(
     )
     drafts = await tracks.delete_drafts(session, owner_id=user.id)
     await accounts.delete(session, user=user)
-    background.add_task(discard, request.app.state.storages, drafts)  # after the commit
+    background.add_task(discard, storages, drafts)  # after the commit
     clear_session_cookies(response, settings=settings)
     return None
 

@@ -52,8 +52,3 @@ def create_storages(settings: Settings) -> Storages:
         assert s3 is not None  # the settings refuse s3 without a bucket
         return Storages(s3, local)
     return Storages(local, *([s3] if s3 is not None else []))
-
-
-def create_storage(settings: Settings) -> Storage:
-    """The primary backend alone."""
-    return create_storages(settings).primary

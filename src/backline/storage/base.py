@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+
 from backline.errors import Conflict, ProblemError, ServiceUnavailable, Unprocessable
 
 
@@ -74,6 +76,16 @@ class Storage(Protocol):
         ...
 
     async def check(self) -> None: ...
+
+
+CHUNK = 1024 * 1024
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file's bytes, a chunk at a time."""
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(CHUNK):
+            yield chunk
 
 
 class Hasher:

@@ -19,16 +19,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from backline.storage.base import Hasher, ObjectMissing, StoredObject
+from backline.storage.base import CHUNK, Hasher, ObjectMissing, StoredObject, file_chunks
 from backline.storage.keys import validate
-
-CHUNK = 1024 * 1024
-
-
-async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as file:
-        while chunk := await file.read(CHUNK):
-            yield chunk
 
 
 class LocalStorage:
@@ -100,7 +92,11 @@ class LocalStorage:
 
         if not await anyio.to_thread.run_sync(adopt):
             return await self.put(
-                key, _chunks(path), content_type=content_type, max_size=size, expected_sha256=sha256
+                key,
+                file_chunks(path),
+                content_type=content_type,
+                max_size=size,
+                expected_sha256=sha256,
             )
         return StoredObject(key=key, size=size, sha256=sha256)
 

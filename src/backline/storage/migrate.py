@@ -23,7 +23,6 @@ row names the backend that holds its object.
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.storage import Storages
 from backline.storage.base import DigestMismatch, Storage, TooLarge
+from backline.storage.verify import read_back
 from backline.tracks.models import Track
 
 _COLUMNS = {
@@ -77,13 +77,6 @@ async def pending(session: AsyncSession, *, target: str, primary: str) -> list[M
     return found
 
 
-async def _read_back(storage: Storage, key: str) -> str:
-    sha = hashlib.sha256()
-    async for chunk in storage.read(key):
-        sha.update(chunk)
-    return sha.hexdigest()
-
-
 async def move(
     sessionmaker: async_sessionmaker[AsyncSession],
     storages: Storages,
@@ -104,7 +97,7 @@ async def move(
         max_size=item.size,
         expected_sha256=item.sha256,  # a damaged source is refused before the copy completes
     )
-    if await _read_back(target, item.key) != item.sha256:
+    if await read_back(target, item.key) != item.sha256:
         await target.delete(item.key)
         report.damaged.append(item.key)
         return

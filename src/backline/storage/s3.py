@@ -23,12 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
-import anyio
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backline.config import Settings
-from backline.storage.base import Hasher, ObjectMissing, StorageUnavailable, StoredObject
+from backline.storage.base import (
+    Hasher,
+    ObjectMissing,
+    StorageUnavailable,
+    StoredObject,
+    file_chunks,
+)
 from backline.storage.keys import validate
 
 MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -145,13 +150,8 @@ class S3Storage:
     async def put_file(
         self, key: str, path: Path, *, content_type: str, size: int, sha256: str
     ) -> StoredObject:
-        async def chunks() -> AsyncIterator[bytes]:
-            async with await anyio.open_file(path, "rb") as file:
-                while chunk := await file.read(READ_CHUNK):
-                    yield chunk
-
         return await self.put(
-            key, chunks(), content_type=content_type, max_size=size, expected_sha256=sha256
+            key, file_chunks(path), content_type=content_type, max_size=size, expected_sha256=sha256
         )
 
     async def _part(

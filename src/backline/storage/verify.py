@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.storage import Storages
+from backline.storage.base import Storage
 from backline.tracks.models import Track
 
 
@@ -52,15 +53,20 @@ async def recorded(session: AsyncSession) -> list[Recorded]:
     return found
 
 
+async def read_back(storage: Storage, key: str) -> str:
+    """The SHA-256 of the object as the store holds it now, read as a stream."""
+    sha = hashlib.sha256()
+    async for chunk in storage.read(key):
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
 async def sha256_of(storages: Storages, item: Recorded) -> str | None:
     """The object's SHA-256 as read back now; None when it is missing."""
     storage = storages[item.backend]
     if await storage.size(item.key) is None:
         return None
-    sha = hashlib.sha256()
-    async for chunk in storage.read(item.key):
-        sha.update(chunk)
-    return sha.hexdigest()
+    return await read_back(storage, item.key)
 
 
 async def verify(

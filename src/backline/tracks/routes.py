@@ -15,10 +15,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
-from backline.deps import SessionDep, SettingsDep
+from backline.deps import SessionDep, SettingsDep, StoragesDep
 from backline.errors import NotFound
 from backline.routing import router
-from backline.storage import Storages
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
 from backline.tracks import artwork, media, review
@@ -35,11 +34,6 @@ review_router = router(
 media_router = router(public=True, include_in_schema=False)
 
 LINK_SECONDS = 300
-
-
-def _storages(request: Request) -> Storages:
-    storages: Storages = request.app.state.storages
-    return storages
 
 
 @tracks_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RequireRole("artist")])
@@ -78,18 +72,18 @@ async def delete_track(
     track_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    request: Request,
+    storages: StoragesDep,
     background: BackgroundTasks,
 ) -> None:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
     held = await tracks.delete(session, track=track)
-    background.add_task(discard, _storages(request), held)  # runs after the commit
+    background.add_task(discard, storages, held)  # runs after the commit
 
 
 @tracks_router.get("/{track_id}/audio-url")
 async def audio_url(
     track_id: uuid.UUID,
-    request: Request,
+    storages: StoragesDep,
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -97,7 +91,7 @@ async def audio_url(
     track = await tracks.get(session, track_id=track_id, viewer=user)
     if track.audio_key is None:
         raise NotFound("This track has no audio yet.", code="no_audio")
-    storage = _storages(request)[track.audio_backend]
+    storage = storages[track.audio_backend]
     content_type = MIME_TYPES.get(track.audio_format or "", "application/octet-stream")
     if isinstance(storage, S3Storage):
         url = await storage.signed_get(
@@ -196,13 +190,12 @@ async def reject_track(
 @media_router.get("/media/{object_key:path}")
 async def signed_media(
     object_key: str,
-    request: Request,
+    storages: StoragesDep,
     settings: SettingsDep,
     expires: int = 0,
     content_type: Annotated[str, Query(alias="type", max_length=100)] = "",
     signature: Annotated[str, Query(max_length=100)] = "",
 ) -> StreamingResponse:
-    storages = _storages(request)
     refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
     try:
         validate(object_key)
@@ -229,7 +222,7 @@ ARTWORK_TYPES = dict(artwork.FORMATS.values())  # extension -> MIME type
 
 @media_router.get("/public/artwork/{track_id}", summary="An approved track's cover art")
 async def public_artwork(
-    track_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+    track_id: uuid.UUID, request: Request, session: SessionDep, storages: StoragesDep
 ) -> Response:
     """The one object meant to be public: an approved track's artwork, for anyone.
 
@@ -244,7 +237,7 @@ async def public_artwork(
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=cache)
     content_type = ARTWORK_TYPES.get(track.artwork_format or "", "application/octet-stream")
-    storage = _storages(request)[track.artwork_backend]
+    storage = storages[track.artwork_backend]
     if isinstance(storage, S3Storage):
         url = await storage.signed_get(
             track.artwork_key, expires=PUBLIC_ARTWORK_SECONDS * 2, content_type=content_type

@@ -19,19 +19,21 @@ import base64
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import BackgroundTasks, Query, Request, status
+from fastapi import BackgroundTasks, Depends, Query, Request, status
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from backline.accounts.deps import DetachedUser
 from backline.accounts.models import User
 from backline.config import Settings
-from backline.deps import SessionDep, Sessions, SettingsDep
+from backline.deps import SessionDep, Sessions, SettingsDep, StoragesDep
 from backline.errors import NotFound, ProblemError
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
@@ -59,11 +61,6 @@ class UnsupportedForm(ProblemError):
     status, code = 415, "unsupported_media_type"
 
 
-def _storages(request: Request) -> Storages:
-    storages: Storages = request.app.state.storages
-    return storages
-
-
 Spooler = Callable[..., Awaitable[tuple[Path, Any, str | None]]]
 
 
@@ -82,20 +79,38 @@ async def _form(request: Request, **options: Any) -> tuple[Path, Any, str | None
         raise
 
 
-async def _receive(
+@dataclass(frozen=True)
+class Receiver:
+    """What a streamed upload route works with, gathered once for the three of them."""
+
+    request: Request
+    user: User
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    storages: Storages
+
+
+async def _receiver(
     request: Request,
-    *,
-    user: User,
+    user: DetachedUser,
     sessions: Sessions,
-    settings: Settings,
-    track_id: uuid.UUID,
-    spooler: Spooler,
-    kind: str,
+    settings: SettingsDep,
+    storages: StoragesDep,
+) -> Receiver:
+    return Receiver(request, user, sessions, settings, storages)
+
+
+ReceiverDep = Annotated[Receiver, Depends(_receiver)]
+
+
+async def _receive(
+    receiver: Receiver, *, track_id: uuid.UUID, spooler: Spooler, kind: str
 ) -> TrackPublic:
     """Claim the track, spool and check the body, store it, and point the track at it."""
+    request, user, sessions = receiver.request, receiver.user, receiver.sessions
+    settings, storages = receiver.settings, receiver.storages
     is_audio = kind == "audio"
     max_size = settings.max_audio_bytes if is_audio else settings.max_artwork_bytes
-    storages = _storages(request)
     storage = storages.primary
     held: uploading.Claim | None = None
     leftovers: list[ObjectRef] = []
@@ -187,22 +202,8 @@ async def _release(sessions: Sessions, track_id: uuid.UUID, held: uploading.Clai
     max_body_size=HARD_CEILING,
     summary="Upload the audio as the raw body; Content-Digest (RFC 9530) optional",
 )
-async def upload_audio(
-    track_id: uuid.UUID,
-    request: Request,
-    user: DetachedUser,
-    sessions: Sessions,
-    settings: SettingsDep,
-) -> TrackPublic:
-    return await _receive(
-        request,
-        user=user,
-        sessions=sessions,
-        settings=settings,
-        track_id=track_id,
-        spooler=_raw,
-        kind="audio",
-    )
+async def upload_audio(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
+    return await _receive(receiver, track_id=track_id, spooler=_raw, kind="audio")
 
 
 @uploads_router.post(
@@ -227,24 +228,11 @@ async def upload_audio(
         }
     },
 )
-async def upload_audio_form(
-    track_id: uuid.UUID,
-    request: Request,
-    user: DetachedUser,
-    sessions: Sessions,
-    settings: SettingsDep,
-) -> TrackPublic:
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+async def upload_audio_form(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
+    content_type = receiver.request.headers.get("content-type", "").lower()
+    if not content_type.startswith("multipart/form-data"):
         raise UnsupportedForm("Send a multipart/form-data form with the file in the field `file`.")
-    return await _receive(
-        request,
-        user=user,
-        sessions=sessions,
-        settings=settings,
-        track_id=track_id,
-        spooler=_form,
-        kind="audio",
-    )
+    return await _receive(receiver, track_id=track_id, spooler=_form, kind="audio")
 
 
 @uploads_router.put(
@@ -253,22 +241,8 @@ async def upload_audio_form(
     max_body_size=HARD_CEILING,
     summary="Upload the artwork (JPEG or PNG, square, 1400-6000 px) as the raw body",
 )
-async def upload_artwork(
-    track_id: uuid.UUID,
-    request: Request,
-    user: DetachedUser,
-    sessions: Sessions,
-    settings: SettingsDep,
-) -> TrackPublic:
-    return await _receive(
-        request,
-        user=user,
-        sessions=sessions,
-        settings=settings,
-        track_id=track_id,
-        spooler=_raw,
-        kind="artwork",
-    )
+async def upload_artwork(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
+    return await _receive(receiver, track_id=track_id, spooler=_raw, kind="artwork")
 
 
 @uploads_router.post(
@@ -283,12 +257,12 @@ async def upload_url(
     user: DetachedUser,
     session: SessionDep,
     settings: SettingsDep,
+    storages: StoragesDep,
     background: BackgroundTasks,
 ) -> UploadURLPublic:
     limit = min(settings.max_audio_bytes, PRESIGNED_PUT_LIMIT)
     if body.size > limit:
         raise TooLarge(f"The file is larger than {limit} bytes.")
-    storages = _storages(request)
     storage = storages.primary
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
     stale_backend = track.upload_backend
@@ -332,10 +306,11 @@ async def complete_upload(
     request: Request,
     user: DetachedUser,
     session: SessionDep,
+    storages: StoragesDep,
     background: BackgroundTasks,
 ) -> TrackPublic:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
-    await uploading.complete(track, storage=_storages(request)[track.upload_backend])
+    await uploading.complete(track, storage=storages[track.upload_backend])
     verifier = getattr(request.app.state, "verifier", None)
     if verifier is not None:
         background.add_task(verifier.wake.set)  # after the commit
@@ -348,6 +323,7 @@ async def signed_upload(
     request: Request,
     settings: SettingsDep,
     sessions: Sessions,
+    storages: StoragesDep,
     expires: int = 0,
     size: int = 0,
     signature: Annotated[str, Query(max_length=100)] = "",
@@ -355,7 +331,6 @@ async def signed_upload(
     """The local backend's stand-in for a presigned S3 PUT: the signed headers must match, and
     the key must still be a track's pending upload, before and after the body arrives (a link
     used again later, or displaced by a newer one, keeps nothing)."""
-    storages = _storages(request)
     refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
     try:
         validate(object_key)

@@ -107,11 +107,19 @@ async def spool(
     idle_timeout: float,
 ) -> tuple[Path, Hasher]:
     """Write the raw request body to a temporary file; the caller removes it."""
+    return await spool_stream(chunks(request, idle_timeout), directory=directory, max_size=max_size)
+
+
+async def spool_stream(
+    stream: AsyncIterator[bytes], *, directory: Path, max_size: int
+) -> tuple[Path, Hasher]:
+    """Write a stream to a temporary file, hashing it on the way; the caller removes it.
+    Nothing is left behind when the stream fails or is cut."""
     descriptor, path = await _temporary(directory)
     hasher = Hasher(max_size)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            async for chunk in chunks(request, idle_timeout):
+            async for chunk in stream:
                 hasher.update(chunk)
                 await anyio.to_thread.run_sync(file.write, chunk)
     except BaseException:

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -35,9 +32,9 @@ from backline.db import utcnow
 from backline.errors import ProblemError
 from backline.logging import get_logger
 from backline.storage import Storages
-from backline.storage.base import DigestMismatch, Hasher, StorageUnavailable, StoredObject
+from backline.storage.base import DigestMismatch, StorageUnavailable, StoredObject
 from backline.storage.keys import new_key
-from backline.tracks import audio, uploading
+from backline.tracks import audio, uploading, uploads
 from backline.tracks import service as tracks
 from backline.tracks.models import Track, UploadState
 
@@ -246,24 +243,17 @@ class Verifier:
                 log.info("upload_verified", track_id=str(job.track_id), format=info.format)
         return leftovers
 
-    async def _check(self, job: Job, chunks: AsyncIterator[bytes]) -> audio.AudioInfo:
+    async def _check(self, job: Job, stream: AsyncIterator[bytes]) -> audio.AudioInfo:
         """Spool the copy to a temporary file, re-hashing it; then validate it as audio."""
-        directory = self.settings.var_dir / "uploads"
-        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-        descriptor, name = await anyio.to_thread.run_sync(
-            lambda: tempfile.mkstemp(dir=directory, prefix=".verify-")
+        path, hasher = await uploads.spool_stream(
+            stream, directory=self.settings.var_dir / "uploads", max_size=job.size
         )
-        path = Path(name)
         try:
-            hasher = Hasher(job.size)
-            with os.fdopen(descriptor, "wb") as file:
-                async for chunk in chunks:
-                    hasher.update(chunk)
-                    await anyio.to_thread.run_sync(file.write, chunk)
             if hasher.size != job.size:
                 raise uploading.UploadSizeMismatch("The object changed size after completion.")
             if hasher.hexdigest != job.sha256:
                 raise DigestMismatch("The uploaded bytes do not match the declared SHA-256.")
             return await anyio.to_thread.run_sync(audio.inspect_file, path)
         finally:
-            await anyio.Path(path).unlink(missing_ok=True)
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(path).unlink(missing_ok=True)
