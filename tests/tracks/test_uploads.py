@@ -65,6 +65,17 @@ async def send(client: httpx.AsyncClient, grant: dict[str, Any], data: bytes) ->
         return await outside.put(url, content=data, headers=grant["headers"])
 
 
+async def completed(
+    client: httpx.AsyncClient, artist: dict[str, str], track_id: str, data: bytes
+) -> dict[str, Any]:
+    """The whole client side of a direct upload: ask for a URL, send, complete. The grant."""
+    grant: dict[str, Any] = (await ask(client, artist, track_id, data)).json()
+    assert (await send(client, grant, data)).status_code == 200
+    done = await client.post(f"/api/tracks/{track_id}/audio/complete", headers=artist)
+    assert done.status_code == 202, done.text
+    return grant
+
+
 async def test_direct_upload_on_the_local_backend(
     app: Backline, client: httpx.AsyncClient, artist: dict[str, str], settings: Settings
 ) -> None:
@@ -257,9 +268,7 @@ async def test_submitting_waits_for_a_pending_upload(
     track = await draft(client, artist, **COMPLETE)
     await upload_cover(client, artist, track["id"])
     data = wav()
-    grant = (await ask(client, artist, track["id"], data)).json()
-    await send(client, grant, data)
-    await client.post(f"/api/tracks/{track['id']}/audio/complete", headers=artist)
+    await completed(client, artist, track["id"], data)
     early = await client.post(f"/api/tracks/{track['id']}/submit", headers=artist)
     assert early.status_code == 409
     assert early.json()["code"] == "upload_in_progress"
@@ -384,9 +393,7 @@ async def test_a_verification_waits_out_a_storage_outage(
 
     track = await draft(s3_client, s3_artist)
     data = wav()
-    grant = (await ask(s3_client, s3_artist, track["id"], data)).json()
-    await send(s3_client, grant, data)
-    await s3_client.post(f"/api/tracks/{track['id']}/audio/complete", headers=s3_artist)
+    await completed(s3_client, s3_artist, track["id"], data)
     down = S3Storage(
         bucket=BUCKET, endpoint_url=f"http://127.0.0.1:{free_port()}", region="us-east-1", timeout=1
     )
@@ -623,9 +630,7 @@ async def test_a_track_being_verified_takes_no_other_upload(
 ) -> None:
     track = await draft(client, artist)
     data = wav()
-    grant = (await ask(client, artist, track["id"], data)).json()
-    await send(client, grant, data)
-    await client.post(f"/api/tracks/{track['id']}/audio/complete", headers=artist)
+    await completed(client, artist, track["id"], data)
     for attempt in (
         client.put(
             f"/api/tracks/{track['id']}/audio",
@@ -652,9 +657,7 @@ async def test_a_local_upload_url_is_good_only_while_its_upload_is_pending(
     replayed = await send(client, first, data)
     assert replayed.status_code == 404
     assert stored_files(settings) == []
-    grant = (await ask(client, artist, track["id"], data)).json()
-    assert (await send(client, grant, data)).status_code == 200
-    await client.post(f"/api/tracks/{track['id']}/audio/complete", headers=artist)
+    grant = await completed(client, artist, track["id"], data)
     await verifier(app).run_once()
     kept = stored_files(settings)
     again = await send(client, grant, data)  # the same link, after the upload was verified
@@ -733,9 +736,7 @@ async def test_an_s3_upload_object_gone_before_verification_fails_the_upload(
 
     track = await draft(s3_client, s3_artist)
     data = wav()
-    grant = (await ask(s3_client, s3_artist, track["id"], data)).json()
-    await send(s3_client, grant, data)
-    await s3_client.post(f"/api/tracks/{track['id']}/audio/complete", headers=s3_artist)
+    await completed(s3_client, s3_artist, track["id"], data)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     for key in bucket_keys(s3_endpoint):
         s3.delete_object(Bucket=BUCKET, Key=key)  # a lifecycle rule, say
