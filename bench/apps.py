@@ -2,6 +2,9 @@
 
 `/bench/constant` answers a constant through the whole middleware stack (and so through the
 global rate limit); `/healthz`, exempt from rate limits, is the same work without the limit.
+FastAPI tries the included routers in order, and each miss costs a few microseconds, so the
+bench routes go first: both trivial routes are then found after as few misses as each other,
+and no comparison measures a route's place in the table.
 """
 
 from __future__ import annotations
@@ -21,4 +24,5 @@ async def constant() -> dict[str, str]:
 def create_app() -> Backline:
     app = create_backline()
     app.include_router(bench_router)
+    app.router.routes.insert(0, app.router.routes.pop())
     return app

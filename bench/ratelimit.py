@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from statistics import median
 
 import redis.asyncio
 
@@ -22,6 +23,7 @@ from bench.load import measure, percentile, server
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 HUGE = "10000000/minute"  # never reached: the cost of counting, not of refusing
+ROUNDS = 3
 
 
 async def _latencies(count: int) -> tuple[list[float], list[float]]:
@@ -66,12 +68,16 @@ def run(*, quick: bool = False) -> None:
         "BACKLINE_RATE_LIMITS": json.dumps({"global": HUGE}),
         "BACKLINE_LOG_LEVEL": "WARNING",
     }
-    seconds = 2.0 if quick else 8.0
+    seconds = 1.0 if quick else 3.0
+    ratios: list[float] = []
     with server(env) as port:
-        measure(port, "/healthz", seconds=1.0)  # warm-up
-        unlimited, _ = measure(port, "/healthz", seconds=seconds)
-        limited, _ = measure(port, "/bench/constant", seconds=seconds)
-    print(
-        f"  trivial route: unlimited {unlimited:8.0f} req/s, limited {limited:8.0f} req/s "
-        f"= {limited / unlimited:6.1%} (goal >= 85%)"
-    )
+        measure(port, "/bench/constant", seconds=1.0)  # warm-up
+        for _ in range(ROUNDS):  # alternated, so a noisy neighbour's burst hits both alike
+            unlimited, _ = measure(port, "/healthz", seconds=seconds)
+            limited, _ = measure(port, "/bench/constant", seconds=seconds)
+            ratios.append(limited / unlimited)
+            print(
+                f"  trivial route: unlimited {unlimited:8.0f} req/s, limited {limited:8.0f} req/s "
+                f"= {limited / unlimited:6.1%}"
+            )
+    print(f"  limited against unlimited, median of {ROUNDS}: {median(ratios):6.1%} (goal >= 85%)")

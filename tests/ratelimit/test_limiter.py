@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -45,6 +46,15 @@ async def test_admits_exactly_the_limit(limiter: RateLimiter) -> None:
     assert 1 <= decisions[3].reset <= 60
     # Another address has its own count.
     assert (await limiter.check("login", {"ip": "198.51.100.2"})).allowed
+
+
+async def test_concurrent_checks_admit_exactly_the_limit(limiter: RateLimiter) -> None:
+    # On Redis these travel together in one pipeline; each is still counted on its own.
+    decisions = await asyncio.gather(
+        *(limiter.check("login", {"ip": "192.0.2.9"}, stats=False) for _ in range(40))
+    )
+    assert sum(decision.allowed for decision in decisions) == 3
+    assert all(not decision.allowed for decision in decisions[3:])
 
 
 async def test_every_key_must_admit(limiter: RateLimiter) -> None:

@@ -9,6 +9,7 @@ written by the client itself and prove nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from starlette.datastructures import Headers
@@ -24,9 +25,15 @@ def _parse(value: str) -> str | None:
         return None
 
 
+# The TCP peers of one process are few and come back with every request: parsing each anew
+# cost a rate-limited request more than its counting did. Forwarded hops are not cached: a
+# client chooses those.
+_peer = lru_cache(maxsize=4096)(_parse)
+
+
 def client_ip(scope: Scope, trusted: Sequence[Network] = ()) -> str:
     client = scope.get("client")
-    peer = _parse(client[0]) if client else None
+    peer = _peer(client[0]) if client else None
     if peer is None:
         return "unknown"
     if not trusted or not _is_trusted(peer, trusted):

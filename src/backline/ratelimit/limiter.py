@@ -1,7 +1,8 @@
 """The limiter: sliding-window counters (the `limits` library) on Redis or in memory.
 
 Each check is one atomic Lua script in Redis, so N app processes sharing Redis admit exactly as
-many requests as one would. The sliding-window counter keeps two counters per key (this window
+many requests as one would; the checks of concurrent requests travel in one pipeline
+(`batching`). The sliding-window counter keeps two counters per key (this window
 and the last, weighted by overlap) instead of one entry per hit, so a check costs the same for a
 limit of 5 as for a budget of 200,000 chat tokens; the price is that a window boundary is
 approximated, never exceeded by more than the weighting allows. Keys are
@@ -24,11 +25,13 @@ from typing import Any
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
+from prometheus_client import Counter
 
 from backline.config import Settings
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
 from backline.metrics import RATE_LIMIT_DECISIONS, RATE_LIMIT_DEGRADED, RATE_LIMIT_STORAGE_ERRORS
+from backline.ratelimit.batching import batch_scripts
 from backline.ratelimit.policies import Key, Policy, load
 
 log = get_logger(__name__)
@@ -88,9 +91,11 @@ class RateLimiter:
         self.policies = dict(policies)
         self.storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self.batcher = batch_scripts(storage) if isinstance(storage, RedisStorage) else None
         self.clock = clock
         self._tripped_until = 0.0
         self._outage_started: float | None = None
+        self._decisions: dict[tuple[str, str], Counter] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -114,8 +119,16 @@ class RateLimiter:
             self._trip(exc)
             return self._degraded(policy)
         self._recovered()
-        RATE_LIMIT_DECISIONS.labels(name, "allowed" if decision.allowed else "limited").inc()
+        self._count_decision(name, "allowed" if decision.allowed else "limited")
         return decision
+
+    def _count_decision(self, policy: str, outcome: str) -> None:
+        counter = self._decisions.get((policy, outcome))
+        if counter is None:  # looking a labelled counter up costs as much as a check's keys
+            counter = self._decisions[policy, outcome] = RATE_LIMIT_DECISIONS.labels(
+                policy, outcome
+            )
+        counter.inc()
 
     async def _count(
         self, policy: Policy, identities: Mapping[Key, str], cost: int, stats: bool
@@ -149,7 +162,7 @@ class RateLimiter:
         return tightest
 
     def _degraded(self, policy: Policy) -> Decision:
-        RATE_LIMIT_DECISIONS.labels(policy.name, f"fail_{policy.fail}").inc()
+        self._count_decision(policy.name, f"fail_{policy.fail}")
         if policy.fail == "closed":
             raise RateLimitUnavailable(
                 "Sign-in and similar requests are paused for a moment; please retry shortly.",
@@ -175,6 +188,8 @@ class RateLimiter:
             RATE_LIMIT_DEGRADED.set(0)
 
     async def aclose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
         if isinstance(self.storage, RedisStorage):
             client = getattr(self.storage.bridge, "storage", None)  # redis-py's client
             if client is not None:

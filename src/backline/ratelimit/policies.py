@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 from limits import RateLimitItem, parse_many
@@ -33,7 +34,7 @@ class Policy:
     keys: tuple[Key, ...]
     fail: Literal["open", "closed"]
 
-    @property
+    @cached_property  # parsed once, not on every check
     def items(self) -> list[RateLimitItem]:
         return parse_many(self.limits)
 
