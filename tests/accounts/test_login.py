@@ -129,6 +129,8 @@ async def test_forged_and_foreign_tokens_are_refused(
     tokens = await login(client, "ann@example.com")
     good = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     key = settings.signing_key
+    # Verified once, the token is remembered: its altered copies must still be checked anew.
+    assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 200
     forged = {
         "alg none": _unsigned(good),
         "other key": _forge(good, b"x" * 48),
@@ -166,7 +168,22 @@ async def test_access_tokens_expire_after_fifteen_minutes(
 ) -> None:
     await make_user("ann@example.com")
     tokens = await login(client, "ann@example.com")
+    assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 200
+    with time_machine.travel(utcnow() + timedelta(minutes=14, seconds=50), tick=False):
+        assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 200
     with time_machine.travel(utcnow() + timedelta(minutes=15, seconds=10), tick=False):
+        response = await client.get("/api/me", headers=bearer(tokens))
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+
+
+async def test_a_token_is_not_valid_before_it_was_issued(
+    client: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user("ann@example.com")
+    tokens = await login(client, "ann@example.com")
+    assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 200
+    with time_machine.travel(utcnow() - timedelta(minutes=1), tick=False):
         response = await client.get("/api/me", headers=bearer(tokens))
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_token"

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import AuthSession, Role, User
@@ -112,6 +112,19 @@ async def test_deleting_the_account_removes_the_person_and_keeps_a_bare_trail(
         "/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}
     )
     assert again.status_code == 401
+
+
+async def test_an_account_removed_behind_the_apps_back_is_signed_out(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
+) -> None:
+    account = await make_user()
+    tokens = await login(client, "ann@example.com")
+    assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 200
+    async with engine.begin() as connection:  # an operator's hand, not the app's DELETE
+        await connection.execute(delete(User).where(User.id == account.user.id))
+    response = await client.get("/api/me", headers=bearer(tokens))
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
 
 
 async def test_roles_guard_staff_and_admin_routes(

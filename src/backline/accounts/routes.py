@@ -23,6 +23,7 @@ from backline.accounts.deps import (
     REFRESH_COOKIE,
     CurrentPrincipal,
     CurrentUser,
+    CurrentUserId,
     RequireRole,
     check_csrf,
 )
@@ -391,8 +392,11 @@ async def change_password(
 
 
 @me.get("")
-async def get_me(user: CurrentUser) -> UserPublic:
-    return _public(user)
+async def get_me(user_id: CurrentUserId, session: SessionDep) -> UserPublic:
+    public = await accounts.get_public(session, user_id=user_id)
+    if public is None:
+        raise Unauthorized("This account no longer exists.", code="invalid_token")
+    return public
 
 
 @me.patch("", response_model=UserPublic)
