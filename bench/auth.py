@@ -1,8 +1,8 @@
 """Authentication: what checking a caller costs, and that hashing never blocks the loop.
 
 1. Requests per second of an authenticated `GET /api/me` (JWT, revocation check in Redis,
-   the user's row from PostgreSQL) against a bare route of the same app returning a constant
-   (goal >= 30%).
+   the user's row from PostgreSQL) against a bare route of the same app returning a constant,
+   alternated over three rounds (goal >= 30%).
 2. Logins per second against the raw Argon2id rate of this machine, hashing on as many
    threads as it has cores (goal >= 90%: nothing but hashing should cost).
 3. p99 latency of `GET /api/me` while logins flood the server (goal < 50 ms).
@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from statistics import median
 
 import httpx
 import redis.asyncio
@@ -32,6 +33,7 @@ from bench.support import postgres_database
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 EMAIL, PASSWORD = "bench@example.com", "a benchmark passphrase 9"
 HUGE = "10000000/minute"
+ROUNDS = 3
 
 
 async def _user(url: str) -> None:
@@ -108,8 +110,11 @@ def run(*, quick: bool = False) -> None:
             ).json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
             measure(port, "/api/me", seconds=1.0, headers=auth)  # warm-up
-            bare, _ = measure(port, "/bench/constant", seconds=seconds)
-            me, _ = measure(port, "/api/me", seconds=seconds, headers=auth)
+            ratios: list[float] = []
+            for _ in range(ROUNDS):  # alternated, so a noisy neighbour's burst hits both alike
+                bare, _ = measure(port, "/bench/constant", seconds=seconds / 2)
+                me, _ = measure(port, "/api/me", seconds=seconds / 2, headers=auth)
+                ratios.append(me / bare)
 
             logins, _ = measure(
                 port,
@@ -136,8 +141,8 @@ def run(*, quick: bool = False) -> None:
 
     print("authentication (PostgreSQL, Redis)")
     print(
-        f"  GET /api/me {me:8.0f} req/s vs a bare route {bare:8.0f} req/s "
-        f"= {me / bare:6.1%} (goal >= 30%)"
+        f"  GET /api/me {me:8.0f} req/s vs a bare route {bare:8.0f} req/s (last round); "
+        f"median of {ROUNDS} rounds {median(ratios):6.1%} (goal >= 30%)"
     )
     print(
         f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s "

@@ -5,7 +5,8 @@ asks whether that session was revoked:
 
 * with Redis, one `EXISTS` on `<prefix>:revoked:<sid>`, a key written when the session is
   revoked and kept as long as any access token of it can live: every app process sees it at
-  once. Should Redis fail, the database answers instead;
+  once. Concurrent requests' checks share a round trip (`backline.pipelining`). Should Redis
+  fail, the database answers instead;
 * without Redis, the database's `auth_sessions` row, through a per-process cache whose entries
   are at most one second old.
 """
@@ -26,6 +27,7 @@ from backline.accounts.tokens import now
 from backline.config import Settings
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
+from backline.pipelining import Pipeliner
 
 log = get_logger(__name__)
 CACHE_SECONDS = 1.0
@@ -40,6 +42,7 @@ class Revocations:
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         self.redis = redis
+        self._pipeliner = Pipeliner(redis) if redis is not None else None
         self.sessionmaker = sessionmaker
         self.prefix = f"{settings.redis_prefix}:revoked:"
         # A revoked marker must outlive every access token that names the session.
@@ -70,9 +73,9 @@ class Revocations:
             ) from None
 
     async def is_revoked(self, session_id: uuid.UUID) -> bool:
-        if self.redis is not None:
+        if self._pipeliner is not None:
             try:
-                return bool(await self.redis.exists(f"{self.prefix}{session_id}"))
+                return bool(await self._pipeliner.execute("EXISTS", f"{self.prefix}{session_id}"))
             except RedisError as exc:
                 log.warning("revocation_check_fell_back", error=type(exc).__name__)
                 return await self._from_database(session_id)

@@ -1,8 +1,8 @@
 """The limiter: sliding-window counters (the `limits` library) on Redis or in memory.
 
 Each check is one atomic Lua script in Redis, so N app processes sharing Redis admit exactly as
-many requests as one would; the checks of concurrent requests travel in one pipeline
-(`batching`). The sliding-window counter keeps two counters per key (this window
+many requests as one would; the checks of concurrent requests travel together
+(`backline.pipelining`). The sliding-window counter keeps two counters per key (this window
 and the last, weighted by overlap) instead of one entry per hit, so a check costs the same for a
 limit of 5 as for a budget of 200,000 chat tokens; the price is that a window boundary is
 approximated, never exceeded by more than the weighting allows. Keys are
@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
+from redis.asyncio import Redis
 
 from backline.config import Settings
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
 from backline.metrics import RATE_LIMIT_DECISIONS, RATE_LIMIT_DEGRADED, RATE_LIMIT_STORAGE_ERRORS
-from backline.ratelimit.batching import batch_scripts
+from backline.pipelining import Pipeliner
 from backline.ratelimit.policies import Key, Policy, load
 
 log = get_logger(__name__)
@@ -80,6 +82,23 @@ def create_storage(settings: Settings) -> Storage:
     )
 
 
+def _pipeline_scripts(storage: RedisStorage) -> Pipeliner | None:
+    """Send the sliding-window scripts of a redis-py backed storage through a `Pipeliner`.
+
+    The `limits` bridge calls its script objects as `await script(keys, args)`; pipelined
+    stand-ins take their place, so the library still owns the keys, scripts and counting."""
+    bridge = storage.bridge
+    if not isinstance(bridge, RedispyBridge):
+        return None  # another client library: its scripts are left as they are
+    client: object = bridge.get_connection()
+    if type(client) is not Redis:
+        return None  # a cluster or a sentinel: likewise
+    pipeliner = Pipeliner(client)
+    for name in ("lua_acquire_sliding_window", "lua_sliding_window"):
+        setattr(bridge, name, pipeliner.script(getattr(bridge, name)))
+    return pipeliner
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -91,7 +110,7 @@ class RateLimiter:
         self.policies = dict(policies)
         self.storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(storage)
-        self.batcher = batch_scripts(storage) if isinstance(storage, RedisStorage) else None
+        self.pipeliner = _pipeline_scripts(storage) if isinstance(storage, RedisStorage) else None
         self.clock = clock
         self._tripped_until = 0.0
         self._outage_started: float | None = None
@@ -188,8 +207,8 @@ class RateLimiter:
             RATE_LIMIT_DEGRADED.set(0)
 
     async def aclose(self) -> None:
-        if self.batcher is not None:
-            await self.batcher.aclose()
+        if self.pipeliner is not None:
+            await self.pipeliner.aclose()
         if isinstance(self.storage, RedisStorage):
             client = getattr(self.storage.bridge, "storage", None)  # redis-py's client
             if client is not None:
