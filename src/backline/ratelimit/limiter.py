@@ -143,7 +143,7 @@ class RateLimiter:
 
     def _count_decision(self, policy: str, outcome: str) -> None:
         counter = self._decisions.get((policy, outcome))
-        if counter is None:  # looking a labelled counter up costs as much as a check's keys
+        if counter is None:  # `labels()` builds and looks up a label tuple on every call
             counter = self._decisions[policy, outcome] = RATE_LIMIT_DECISIONS.labels(
                 policy, outcome
             )
