@@ -91,12 +91,31 @@ async def test_a_failing_call_does_not_disturb_the_replies_around_it(
     await pipeliner.aclose()
 
 
+async def test_a_command_that_cannot_be_sent_fails_only_its_caller(
+    client: redis.asyncio.Redis,
+) -> None:
+    pipeliner, echo = bound(client, ECHO)
+    before = [echo(["k"], [i]) for i in range(3)]
+    with pytest.raises(UnicodeEncodeError):
+        pipeliner.execute("GET", "\ud800")  # a lone surrogate: not UTF-8
+    with pytest.raises(TypeError):
+        pipeliner.execute("GET", object())
+    after = [echo(["k"], [i]) for i in range(3, 6)]
+    replies = await asyncio.gather(*before, *after)
+    assert [int(reply[1]) for reply in replies] == list(range(6))
+    await pipeliner.aclose()
+
+
 async def test_a_script_the_server_forgot_is_loaded_again(client: redis.asyncio.Redis) -> None:
     pipeliner, echo = bound(client, ECHO)
     assert await echo(["k"], ["1"]) == [b"k", b"1"]
+    await client.set("present", "1")
     await client.script_flush()  # as after a restart of a server that keeps nothing
-    replies = await asyncio.gather(*(echo(["k"], [i]) for i in range(5)))
-    assert [int(reply[1]) for reply in replies] == list(range(5))
+    replies = await asyncio.gather(
+        *(echo(["k"], [i]) for i in range(5)), pipeliner.execute("EXISTS", "present")
+    )
+    assert [int(reply[1]) for reply in replies[:5]] == list(range(5))
+    assert replies[5] == 1
     assert (await client.script_exists(echo.sha)) == [True]
     await pipeliner.aclose()
 

@@ -14,16 +14,19 @@ redis-py has no automatic pipelining, hence this small layer over its connection
     script = pipeliner.script(client.register_script(source))
     await script(keys, args)                       # stands in for redis-py's script object
 
-Commands are packed by hiredis (C): redis-py's asyncio packer is pure Python and was the
-largest cost of a check. A failed command raises its `ResponseError` in its own caller only;
-a failed connection raises in every caller of the batch (and is dropped, not reused); scripts
-the server has forgotten (a restart, SCRIPT FLUSH) are loaded and their calls sent again, once,
-on the same connection. Replies come raw: no redis-py response callbacks are applied.
+Commands are packed by hiredis (C), as each is queued: redis-py's asyncio packer is pure Python
+and was the largest cost of a check. A command that cannot be packed, or that Redis refuses,
+fails in its own caller only; a failed connection fails every caller still waiting on it (and
+is dropped, not reused); scripts the server has forgotten (a restart, SCRIPT FLUSH) are loaded
+and their calls sent again, once, on the same connection, after the rest are answered.
+Replies come raw: no redis-py response callbacks are applied. There is no retry: a command
+that timed out may have run, and counting a hit twice is worse than reporting the failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +42,7 @@ MAX_BATCH = 256  # commands per round trip; a larger burst goes in several
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    command: tuple[Any, ...]
+    packed: bytes
     future: asyncio.Future[Any]
     script: AsyncScript | None = None  # for EVALSHA: what to load should the server forget it
 
@@ -48,6 +51,7 @@ class Pipeliner:
     def __init__(self, client: Redis) -> None:
         self.client = client
         self._queued: list[_Call] = []
+        self._flush_scheduled: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
@@ -57,18 +61,26 @@ class Pipeliner:
         return PipelinedScript(self, script)
 
     def _queue(self, command: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
+        # Packed here, so a command that cannot be sent (text that is not UTF-8, an argument
+        # of an unsendable type) fails its own caller at once and no one else's.
+        packed = hiredis.pack_command(command)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queued:
+        if self._flush_scheduled is not loop:  # none yet, or one on a loop that has stopped
+            for stale in self._queued:
+                stale.future.cancel()
+            self._queued = []
             loop.call_soon(self._flush)
-        self._queued.append(_Call(command, future, script))
+            self._flush_scheduled = loop
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append(_Call(packed, future, script))
         return future
 
     def _flush(self) -> None:
-        queued, self._queued = self._queued, []
+        queued, self._queued, self._flush_scheduled = self._queued, [], None
         for start in range(0, len(queued), MAX_BATCH):
+            # A context of its own: not the first caller's request ID and user.
             task = asyncio.get_running_loop().create_task(
-                self._send(queued[start : start + MAX_BATCH])
+                self._send(queued[start : start + MAX_BATCH]), context=contextvars.Context()
             )
             self._sending.add(task)  # a reference until it is done
             task.add_done_callback(self._sending.discard)
@@ -78,39 +90,56 @@ class Pipeliner:
         try:
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
-                replies = await _exchange(connection, batch)
-                await _reload_forgotten(connection, batch, replies)
+                replies = await _exchange(connection, batch, check_health=True)
+                forgotten = [
+                    call
+                    for call, reply in zip(batch, replies, strict=True)
+                    if isinstance(reply, NoScriptError) and call.script is not None
+                ]
+                again = {id(call) for call in forgotten}
+                _answer([call for call in batch if id(call) not in again], replies, batch)
+                if forgotten:  # the server lost its scripts (a restart): load, send again
+                    batch = forgotten  # a failure from here on is theirs alone
+                    _answer(batch, await _reload_and_resend(connection, batch), batch)
             except BaseException:  # replies may be left unread: the connection is out of step
                 await connection.disconnect(nowait=True)
                 raise
             finally:
                 await pool.release(connection)
-        except Exception as exc:  # the connection failed: every caller sees it
+        except Exception as exc:  # the connection failed: every caller still waiting sees it
             for call in batch:
                 if not call.future.done():
                     call.future.set_exception(exc)
-            return
         except BaseException:  # cancelled (shutdown): so are the callers
             for call in batch:
                 call.future.cancel()
             raise
-        for call, reply in zip(batch, replies, strict=True):
-            if call.future.done():  # its request went away meanwhile
-                continue
-            if isinstance(reply, Exception):
-                call.future.set_exception(reply)
-            else:
-                call.future.set_result(reply)
 
     async def aclose(self) -> None:
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 
-async def _exchange(connection: AbstractConnection, batch: list[_Call]) -> list[Any]:
+def _answer(calls: list[_Call], replies: list[Any], sent: list[_Call]) -> None:
+    """Resolve `calls` with their replies (`replies[i]` answers `sent[i]`)."""
+    reply_of = {id(call): reply for call, reply in zip(sent, replies, strict=True)}
+    for call in calls:
+        if call.future.done():  # its request went away meanwhile
+            continue
+        reply = reply_of[id(call)]
+        if isinstance(reply, Exception):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
+
+
+async def _exchange(
+    connection: AbstractConnection, batch: list[_Call], *, check_health: bool = False
+) -> list[Any]:
     """Write every command at once, then read one reply per command, in order."""
-    packed = b"".join(hiredis.pack_command(call.command) for call in batch)
-    await connection.send_packed_command(packed, check_health=False)
+    await connection.send_packed_command(
+        b"".join(call.packed for call in batch), check_health=check_health
+    )
     replies: list[Any] = []
     for _ in batch:
         try:
@@ -120,20 +149,11 @@ async def _exchange(connection: AbstractConnection, batch: list[_Call]) -> list[
     return replies
 
 
-async def _reload_forgotten(
-    connection: AbstractConnection, batch: list[_Call], replies: list[Any]
-) -> None:
-    forgotten = [
-        i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and batch[i].script
-    ]
-    if not forgotten:
-        return
-    for source in {script.script for i in forgotten if (script := batch[i].script) is not None}:
+async def _reload_and_resend(connection: AbstractConnection, batch: list[_Call]) -> list[Any]:
+    for source in {script.script for call in batch if (script := call.script) is not None}:
         await connection.send_command("SCRIPT", "LOAD", source, check_health=False)
         await connection.read_response()
-    again = await _exchange(connection, [batch[i] for i in forgotten])
-    for i, reply in zip(forgotten, again, strict=True):
-        replies[i] = reply
+    return await _exchange(connection, batch)
 
 
 class PipelinedScript:

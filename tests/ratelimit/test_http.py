@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -103,3 +104,27 @@ async def test_an_outage_fails_credential_routes_closed_and_reads_open(
         opened = await client.get("/test/reading")
         assert opened.status_code == 200
         assert "ratelimit" not in opened.headers  # nothing was counted
+
+
+async def test_one_unsendable_key_spoils_no_one_elses_check(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    own_redis: OwnRedis,
+) -> None:
+    # JSON may carry a lone surrogate, which UTF-8 cannot hold; the email key must still be
+    # sendable, or its failure would reach every check sent to Redis with it.
+    settings = make_settings(database_url=database_url, redis_url=own_redis.url)
+    async for client in serve(app_factory(settings)):
+        hostile = b'{"email": "\\ud800@example.com", "password": "a password 9"}'
+        answers = await asyncio.gather(
+            *(client.get("/test/reading") for _ in range(5)),
+            client.post(  # counted per address and per account email (`login_account`)
+                "/api/auth/login", content=hostile, headers={"Content-Type": "application/json"}
+            ),
+            *(client.post("/test/credential", json={"email": "b@x.io"}) for _ in range(3)),
+        )
+        statuses = [answer.status_code for answer in answers]
+        assert statuses == [200] * 5 + [422] + [200] * 3  # the address is refused, not a 500
+        assert answers[5].headers["content-type"] == "application/problem+json"
+        assert all("ratelimit" in answer.headers for answer in answers[5:])  # all counted

@@ -9,6 +9,7 @@ import pytest
 
 from backline.config import Settings
 from backline.metrics import RATE_LIMIT_DEGRADED, RATE_LIMIT_STORAGE_ERRORS
+from backline.pipelining import PipelinedScript
 from backline.ratelimit.limiter import RateLimiter, RateLimitUnavailable
 from tests.conftest import LogCapture, OwnRedis
 
@@ -48,8 +49,12 @@ async def test_admits_exactly_the_limit(limiter: RateLimiter) -> None:
     assert (await limiter.check("login", {"ip": "198.51.100.2"})).allowed
 
 
-async def test_concurrent_checks_admit_exactly_the_limit(limiter: RateLimiter) -> None:
-    # On Redis these travel together in one pipeline; each is still counted on its own.
+async def test_concurrent_checks_admit_exactly_the_limit(
+    limiter: RateLimiter, storage_url: str | None
+) -> None:
+    if storage_url is not None:  # on Redis they travel together; each still counts on its own
+        assert limiter.pipeliner is not None
+        assert isinstance(limiter.storage.bridge.lua_acquire_sliding_window, PipelinedScript)  # type: ignore[attr-defined]
     decisions = await asyncio.gather(
         *(limiter.check("login", {"ip": "192.0.2.9"}, stats=False) for _ in range(40))
     )

@@ -80,7 +80,9 @@ async def _body_email(request: Request) -> str | None:
     try:  # the same address, however it is spelled, counts as one
         return normalize_email(email[:MAX_EMAIL_KEY])
     except InvalidEmail:
-        return email.strip().lower()[:MAX_EMAIL_KEY]
+        # JSON may carry lone surrogates, which no key can hold: they count as "?".
+        text = email.strip().lower()[:MAX_EMAIL_KEY]
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 async def charge(request: Request, name: str, *, cost: int = 1) -> Decision:
