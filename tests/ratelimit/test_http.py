@@ -87,44 +87,49 @@ async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
         assert [r.status_code for r in same] == [200, 429]
 
 
-async def test_an_outage_fails_credential_routes_closed_and_reads_open(
+@pytest.fixture
+async def on_own_redis(
     app_factory: Callable[[Settings], Backline],
     make_settings: Callable[..., Settings],
     database_url: str,
     own_redis: OwnRedis,
-) -> None:
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose limits live on a Redis server of the test's own."""
     settings = make_settings(database_url=database_url, redis_url=own_redis.url)
     async for client in serve(app_factory(settings)):
-        assert (await client.post("/test/credential", json={"email": "a@x.io"})).status_code == 200
-        own_redis.stop()
-        closed = await client.post("/test/credential", json={"email": "a@x.io"})
-        assert closed.status_code == 503
-        assert closed.json()["code"] == "rate_limit_unavailable"
-        assert closed.headers["retry-after"] == "5"
-        opened = await client.get("/test/reading")
-        assert opened.status_code == 200
-        assert "ratelimit" not in opened.headers  # nothing was counted
+        yield client
+
+
+async def test_an_outage_fails_credential_routes_closed_and_reads_open(
+    on_own_redis: httpx.AsyncClient, own_redis: OwnRedis
+) -> None:
+    client = on_own_redis
+    assert (await client.post("/test/credential", json={"email": "a@x.io"})).status_code == 200
+    own_redis.stop()
+    closed = await client.post("/test/credential", json={"email": "a@x.io"})
+    assert closed.status_code == 503
+    assert closed.json()["code"] == "rate_limit_unavailable"
+    assert closed.headers["retry-after"] == "5"
+    opened = await client.get("/test/reading")
+    assert opened.status_code == 200
+    assert "ratelimit" not in opened.headers  # nothing was counted
 
 
 async def test_one_unsendable_key_spoils_no_one_elses_check(
-    app_factory: Callable[[Settings], Backline],
-    make_settings: Callable[..., Settings],
-    database_url: str,
-    own_redis: OwnRedis,
+    on_own_redis: httpx.AsyncClient,
 ) -> None:
+    client = on_own_redis
     # JSON may carry a lone surrogate, which UTF-8 cannot hold; the email key must still be
     # sendable, or its failure would reach every check sent to Redis with it.
-    settings = make_settings(database_url=database_url, redis_url=own_redis.url)
-    async for client in serve(app_factory(settings)):
-        hostile = b'{"email": "\\ud800@example.com", "password": "a password 9"}'
-        answers = await asyncio.gather(
-            *(client.get("/test/reading") for _ in range(5)),
-            client.post(  # counted per address and per account email (`login_account`)
-                "/api/auth/login", content=hostile, headers={"Content-Type": "application/json"}
-            ),
-            *(client.post("/test/credential", json={"email": "b@x.io"}) for _ in range(3)),
-        )
-        statuses = [answer.status_code for answer in answers]
-        assert statuses == [200] * 5 + [422] + [200] * 3  # the address is refused, not a 500
-        assert answers[5].headers["content-type"] == "application/problem+json"
-        assert all("ratelimit" in answer.headers for answer in answers[5:])  # all counted
+    hostile = b'{"email": "\\ud800@example.com", "password": "a password 9"}'
+    answers = await asyncio.gather(
+        *(client.get("/test/reading") for _ in range(5)),
+        client.post(  # counted per address and per account email (`login_account`)
+            "/api/auth/login", content=hostile, headers={"Content-Type": "application/json"}
+        ),
+        *(client.post("/test/credential", json={"email": "b@x.io"}) for _ in range(3)),
+    )
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [200] * 5 + [422] + [200] * 3  # the address is refused, not a 500
+    assert answers[5].headers["content-type"] == "application/problem+json"
+    assert all("ratelimit" in answer.headers for answer in answers[5:])  # all counted
