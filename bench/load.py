@@ -1,9 +1,13 @@
 """A small HTTP/1.1 load generator and a server runner for the benchmarks. Loopback only.
 
 The generator runs in a process of its own, keeps C connections alive and sends requests for a
-fixed time, so the numbers of two routes measured one after the other compare fairly. It
-speaks only what Backline answers (Content-Length bodies), which keeps it fast enough not to be
-the bottleneck of a one-worker server. Every run is bounded by its duration.
+fixed time. It speaks only what Backline answers (Content-Length bodies), which keeps it fast
+enough not to be the bottleneck of a one-worker server. Every run is bounded by its duration.
+
+Two routes are compared with `alternate`: the same connections take turns of a quarter of a
+second at each, many times over, and the ratio of each turn to the one before it is kept. The
+speed of a core of this shared machine drifts by a third within seconds; measured a few
+seconds apart, two routes would be compared as much as that drift as by their own cost.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,19 +30,25 @@ from bench.support import free_port
 HOST = "127.0.0.1"
 
 
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> None:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+
+
 async def _connection(port: int, request: bytes, stop_at: float, latencies: list[float]) -> int:
     reader, writer = await asyncio.open_connection(HOST, port)
     done = 0
     try:
         while time.perf_counter() < stop_at:
             began = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            await _exchange(reader, writer, request)
             latencies.append(time.perf_counter() - began)
             done += 1
     finally:
@@ -93,6 +104,76 @@ def start(
 def measure(port: int, path: str, **kwargs: Any) -> tuple[float, list[float]]:
     """Requests per second and the sorted latencies of `path`, from another process."""
     return start(port, path, **kwargs)()
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    body: bytes = b""
+
+    def encode(self) -> bytes:
+        return _request(self.method, self.path, self.headers, self.body)
+
+
+async def _turns(port: int, turns: list[tuple[int, bytes, float]], counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        for index, request, stop_at in turns:
+            while time.perf_counter() < stop_at:
+                await _exchange(reader, writer, request)
+                counts[index] += 1
+    finally:
+        writer.close()
+
+
+def _alternate(
+    port: int, requests: list[bytes], rounds: int, seconds: float, connections: int, out: Any
+) -> None:
+    async def main() -> list[int]:
+        stop_at = time.perf_counter() + 0.05
+        turns = []
+        for index in range(rounds * len(requests)):
+            stop_at += seconds
+            turns.append((index, requests[index % len(requests)], stop_at))
+        counts = [0] * len(turns)
+        await asyncio.gather(*(_turns(port, turns, counts) for _ in range(connections)))
+        return counts
+
+    out.send(asyncio.run(main()))
+
+
+def alternate(
+    port: int,
+    requests: Sequence[Request],
+    *,
+    rounds: int,
+    seconds: float = 0.25,
+    connections: int = 16,
+) -> list[list[float]]:
+    """Requests per second of each request in each round: `rounds` rows, one column each.
+
+    All connections send the first request for `seconds`, then the second, and so on, and
+    start over `rounds` times (a request started in a turn counts for it)."""
+    parent, child = multiprocessing.Pipe()
+    encoded = [request.encode() for request in requests]
+    worker = multiprocessing.Process(
+        target=_alternate, args=(port, encoded, rounds, seconds, connections, child)
+    )
+    worker.start()
+    counts: list[int] = parent.recv()
+    worker.join(timeout=30)
+    width = len(requests)
+    return [
+        [count / seconds for count in counts[row * width : (row + 1) * width]]
+        for row in range(rounds)
+    ]
+
+
+def paired_ratios(rows: list[list[float]], numerator: int, denominator: int) -> list[float]:
+    """The ratio of two columns of `alternate`'s rows, round by round, sorted."""
+    return sorted(row[numerator] / row[denominator] for row in rows if row[denominator])
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from backline.pipelining import MAX_BATCH, PipelinedScript, Pipeliner
+from backline.pipelining import PipelinedScript, Pipeliner
 from tests.conftest import OwnRedis
 
 ECHO = "return {KEYS[1], ARGV[1]}"
@@ -25,17 +26,19 @@ async def client(own_redis: OwnRedis) -> AsyncIterator[redis.asyncio.Redis]:
     await client.aclose()
 
 
-async def connections_named(client: redis.asyncio.Redis) -> int:
-    name = client.connection_pool.connection_kwargs["client_name"]
-    observer = redis.asyncio.Redis(port=client.connection_pool.connection_kwargs["port"])
-    try:
-        return sum(1 for entry in await observer.client_list() if entry["name"] == name)
-    finally:
-        await observer.aclose()
+async def pipelined_connections(client: redis.asyncio.Redis) -> int:
+    """The connections the pipeliner opened (named after the client, suffixed `-pipelined`)."""
+    name = f"{client.connection_pool.connection_kwargs['client_name']}-pipelined"
+    entries = await client.client_list()
+    return sum(1 for entry in entries if entry["name"] == name)
 
 
 def bound(client: redis.asyncio.Redis, source: str) -> tuple[Pipeliner, PipelinedScript]:
-    pipeliner = Pipeliner(client)
+    options = client.connection_pool.connection_kwargs
+    own = redis.asyncio.Redis(
+        port=options["port"], client_name=f"{options['client_name']}-pipelined"
+    )
+    pipeliner = Pipeliner(own)
     return pipeliner, pipeliner.script(client.register_script(source))
 
 
@@ -47,7 +50,7 @@ async def test_concurrent_calls_share_one_connection_and_each_gets_its_own_reply
     replies = await asyncio.gather(*(echo([f"k{i}"], [i]) for i in range(200)))
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(200)]
     # Sent one by one, redis-py would have opened a connection per concurrent call.
-    assert await connections_named(client) == 1
+    assert await pipelined_connections(client) == 1
     await pipeliner.aclose()
 
 
@@ -61,13 +64,13 @@ async def test_plain_commands_travel_with_script_calls(client: redis.asyncio.Red
         pipeliner.execute("GET", "present"),
     )
     assert replies == [1, [b"k", b"1"], 0, b"1"]
-    assert await connections_named(client) == 1
+    assert await pipelined_connections(client) == 1
     await pipeliner.aclose()
 
 
 async def test_a_burst_larger_than_a_batch_is_answered_whole(client: redis.asyncio.Redis) -> None:
     pipeliner, echo = bound(client, ECHO)
-    count = MAX_BATCH * 2 + 7
+    count = 1000
     replies = await asyncio.gather(*(echo(["k"], [i]) for i in range(count)))
     assert [int(reply[1]) for reply in replies] == list(range(count))
     await pipeliner.aclose()
@@ -145,3 +148,57 @@ async def test_a_server_that_is_gone_fails_every_call_of_the_batch(
     own_redis.start()
     assert await echo(["k"], ["back"]) == [b"k", b"back"]  # reconnects on its own
     await pipeliner.aclose()
+
+
+async def test_a_new_connection_logs_in_and_selects_the_database(own_redis: OwnRedis) -> None:
+    admin = redis.asyncio.Redis(port=own_redis.port)
+    await admin.config_set("requirepass", "s3cret-pass")
+    await admin.aclose()
+    url = f"redis://:s3cret-pass@127.0.0.1:{own_redis.port}/3"
+    client = redis.asyncio.Redis.from_url(url, client_name="logged-in")
+    await client.set("only-in-3", "yes")
+    pipeliner = Pipeliner(client)
+    assert await pipeliner.execute("GET", "only-in-3") == b"yes"
+    assert await pipeliner.execute("CLIENT", "GETNAME") == b"logged-in"
+    await pipeliner.aclose()
+    await client.aclose()
+
+
+async def test_a_wrong_password_fails_the_callers_with_a_connection_error(
+    own_redis: OwnRedis,
+) -> None:
+    admin = redis.asyncio.Redis(port=own_redis.port)
+    await admin.config_set("requirepass", "s3cret-pass")
+    await admin.aclose()
+    client = redis.asyncio.Redis.from_url(f"redis://:wrong@127.0.0.1:{own_redis.port}/0")
+    pipeliner = Pipeliner(client)
+    with pytest.raises(ConnectionError) as caught:
+        await pipeliner.execute("PING")
+    assert "wrong" not in str(caught.value)
+    await pipeliner.aclose()
+    await client.aclose()
+
+
+async def test_a_silent_server_fails_the_callers_after_the_socket_timeout() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis.asyncio.Redis(port=port, socket_timeout=0.2)
+    pipeliner = Pipeliner(client)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    replies = await asyncio.gather(
+        *(pipeliner.execute("PING") for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(reply, RedisTimeoutError) for reply in replies)
+    assert 0.2 <= loop.time() - began < 2
+    await pipeliner.aclose()
+    for writer in accepted:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+    await client.aclose()

@@ -1,58 +1,92 @@
-"""Redis commands of concurrent requests share one round trip.
+"""Redis commands of concurrent requests share one round trip, on one connection of their own.
 
 Every request asks Redis something small: the rate limiter runs a Lua script (the `limits`
-library's), authentication asks whether the session was revoked. Sent one by one, each pays
-for a pooled connection, a write, a wait and a read, which costs more CPU than a trivial
-request itself. A `Pipeliner` queues the commands issued in one turn of the event loop and
-sends them together on the next: a burst of requests costs one write and one read. Redis still
-runs each command on its own, atomically and in order, so nothing counted changes.
+library's), authentication asks whether the session was revoked. Sent one by one through
+redis-py, each pays for a pooled connection, a write, a wait and a reply parsed in Python,
+which costs more CPU than a trivial request itself. A `Pipeliner` queues the commands issued in
+one turn of the event loop and writes them together on the next, on a connection it keeps open;
+replies are parsed by hiredis (C) as they arrive and handed to their callers in order. A burst
+of requests costs one write and one read. Redis still runs each command on its own, atomically
+and in order, so nothing counted changes.
 
-redis-py has no automatic pipelining, hence this small layer over its connection pool:
+redis-py has no automatic pipelining, hence this small layer (the protocol itself, packing and
+parsing, is hiredis's):
 
-    pipeliner = Pipeliner(client)
+    pipeliner = Pipeliner(client)                  # the address and credentials of `client`
     await pipeliner.execute("EXISTS", key)         # the reply as the server sends it
     script = pipeliner.script(client.register_script(source))
     await script(keys, args)                       # stands in for redis-py's script object
 
-Commands are packed by hiredis (C), as each is queued: redis-py's asyncio packer is pure Python
-and was the largest cost of a check. A command that cannot be packed, or that Redis refuses,
-fails in its own caller only; a failed connection fails every caller still waiting on it (and
-is dropped, not reused); scripts the server has forgotten (a restart, SCRIPT FLUSH) are loaded
-and their calls sent again, once, on the same connection, after the rest are answered.
-Replies come raw: no redis-py response callbacks are applied. There is no retry: a command
-that timed out may have run, and counting a hit twice is worse than reporting the failure.
+Failures, each seen only by the callers it concerns:
+
+* a command that cannot be packed (text that is not UTF-8, an unsendable argument) fails its
+  own caller at once;
+* an error reply fails its own caller with redis-py's `ResponseError`;
+* a script the server has forgotten (a restart, SCRIPT FLUSH) is loaded and its calls sent
+  again, once, on the same connection;
+* a connection that fails, or a server that stays silent past the client's `socket_timeout`,
+  fails every caller still waiting with redis-py's `ConnectionError` or `TimeoutError`; the
+  next command opens a new connection.
+
+There is no retry: a command that timed out may have run, and counting a hit twice is worse
+than reporting the failure. Replies come raw: no redis-py response callbacks are applied.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+from collections import deque
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard, cast
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-MAX_BATCH = 256  # commands per round trip; a larger burst goes in several
+DEFAULT_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Call:
     packed: bytes
     future: asyncio.Future[Any]
     script: AsyncScript | None = None  # for EVALSHA: what to load should the server forget it
+    resent: bool = False
+    sent_at: float = field(default=0.0)
+
+
+def _reply_error(message: str) -> ResponseError:
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    return ResponseError(message)
 
 
 class Pipeliner:
+    @staticmethod
+    def supports(client: object) -> TypeGuard[Redis]:
+        """Whether `client` is one server over plain TCP (`redis://`), which this speaks."""
+        return type(client) is Redis and client.connection_pool.connection_class is Connection
+
     def __init__(self, client: Redis) -> None:
-        self.client = client
+        if not self.supports(client):
+            raise TypeError("pipelining needs one Redis server over plain TCP (redis://)")
+        pool = client.connection_pool
+        options = pool.connection_kwargs
+        self._host: str = options.get("host", "localhost")
+        self._port: int = int(options.get("port", 6379))
+        self._timeout = float(options.get("socket_timeout") or DEFAULT_TIMEOUT)
+        self._connect_timeout = float(options.get("socket_connect_timeout") or self._timeout)
+        self._handshake = _handshake(options)
         self._queued: list[_Call] = []
         self._flush_scheduled: asyncio.AbstractEventLoop | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._awaiting_connection: list[_Call] = []
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         return self._queue(command, None)
@@ -61,9 +95,8 @@ class Pipeliner:
         return PipelinedScript(self, script)
 
     def _queue(self, command: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
-        # Packed here, so a command that cannot be sent (text that is not UTF-8, an argument
-        # of an unsendable type) fails its own caller at once and no one else's.
-        packed = hiredis.pack_command(command)
+        # Packed here, so a command that cannot be sent fails its own caller and no one else's.
+        packed = _pack(*command)
         loop = asyncio.get_running_loop()
         if self._flush_scheduled is not loop:  # none yet, or one on a loop that has stopped
             for stale in self._queued:
@@ -77,83 +110,189 @@ class Pipeliner:
 
     def _flush(self) -> None:
         queued, self._queued, self._flush_scheduled = self._queued, [], None
-        for start in range(0, len(queued), MAX_BATCH):
-            # A context of its own: not the first caller's request ID and user.
-            task = asyncio.get_running_loop().create_task(
-                self._send(queued[start : start + MAX_BATCH]), context=contextvars.Context()
-            )
-            self._sending.add(task)  # a reference until it is done
-            task.add_done_callback(self._sending.discard)
+        connection = self._connection
+        loop = asyncio.get_running_loop()
+        if connection is not None and connection.usable(loop):
+            connection.send(queued)
+            return
+        self._awaiting_connection.extend(queued)
+        if self._connecting is None or self._connecting.done():
+            self._connecting = loop.create_task(self._connect())
 
-    async def _send(self, batch: list[_Call]) -> None:
-        pool = self.client.connection_pool
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        where = f"{self._host}:{self._port}"
+        connection: _Connection | None = None
         try:
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            try:
-                replies = await _exchange(connection, batch, check_health=True)
-                forgotten = [
-                    call
-                    for call, reply in zip(batch, replies, strict=True)
-                    if isinstance(reply, NoScriptError) and call.script is not None
-                ]
-                again = {id(call) for call in forgotten}
-                _answer([call for call in batch if id(call) not in again], replies, batch)
-                if forgotten:  # the server lost its scripts (a restart): load, send again
-                    batch = forgotten  # a failure from here on is theirs alone
-                    _answer(batch, await _reload_and_resend(connection, batch), batch)
-            except BaseException:  # replies may be left unread: the connection is out of step
-                await connection.disconnect(nowait=True)
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop, self._timeout), self._host, self._port
+                )
+                if self._handshake:
+                    calls = [_Call(packed, loop.create_future()) for packed in self._handshake]
+                    connection.send(calls)
+                    await asyncio.gather(*(call.future for call in calls))
+        except BaseException as exc:
+            if connection is not None:
+                connection.abort()
+            if isinstance(exc, TimeoutError):
+                self._fail_waiting(RedisTimeoutError(f"Timeout connecting to {where}"))
+            elif isinstance(exc, OSError | RedisError):
+                self._fail_waiting(RedisConnectionError(f"Error connecting to {where}: {exc}"))
+            else:  # cancelled (shutdown), or a bug: the callers must not wait forever
+                self._fail_waiting(RedisConnectionError(f"Connecting to {where} failed"))
                 raise
-            finally:
-                await pool.release(connection)
-        except Exception as exc:  # the connection failed: every caller still waiting sees it
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc)
-        except BaseException:  # cancelled (shutdown): so are the callers
-            for call in batch:
-                call.future.cancel()
-            raise
+            return
+        self._connection = connection
+        waiting, self._awaiting_connection = self._awaiting_connection, []
+        connection.send([call for call in waiting if not call.future.done()])
+
+    def _fail_waiting(self, error: Exception) -> None:
+        waiting, self._awaiting_connection = self._awaiting_connection, []
+        for call in waiting:
+            if not call.future.done():
+                call.future.set_exception(error)
 
     async def aclose(self) -> None:
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        """Let the commands in flight be answered, then close the connection."""
+        if self._connecting is not None and not self._connecting.done():
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
 
-def _answer(calls: list[_Call], replies: list[Any], sent: list[_Call]) -> None:
-    """Resolve `calls` with their replies (`replies[i]` answers `sent[i]`)."""
-    reply_of = {id(call): reply for call, reply in zip(sent, replies, strict=True)}
-    for call in calls:
-        if call.future.done():  # its request went away meanwhile
-            continue
-        reply = reply_of[id(call)]
-        if isinstance(reply, Exception):
-            call.future.set_exception(reply)
+class _Connection(asyncio.Protocol):
+    """One connection: writes batches, hands each reply to the next caller in line."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.reader = hiredis.Reader(replyError=_reply_error)
+        self.waiting: deque[_Call] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._lost = loop.create_future()
+
+    def usable(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return not self.closed and self.loop is loop and not loop.is_closed()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def send(self, calls: list[_Call]) -> None:
+        if not calls:
+            return
+        if self.closed or self.transport is None:
+            error = RedisConnectionError("Redis connection closed")
+            for call in calls:
+                if not call.future.done():
+                    call.future.set_exception(error)
+            return
+        now = self.loop.time()
+        for call in calls:
+            call.sent_at = now
+        self.waiting.extend(calls)
+        self.transport.write(b"".join(call.packed for call in calls))
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_at(now + self.timeout, self._watch)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        forgotten: list[_Call] = []
+        while self.waiting:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._close(RedisConnectionError(f"Protocol error from Redis: {exc}"))
+                return
+            if reply is False:
+                break
+            call = self.waiting.popleft()
+            if isinstance(reply, NoScriptError) and call.script is not None and not call.resent:
+                forgotten.append(call)
+            elif call.future.done():  # its caller went away meanwhile
+                continue
+            elif isinstance(reply, Exception):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+        if forgotten:
+            self._reload(forgotten)
+
+    def _reload(self, forgotten: list[_Call]) -> None:
+        """Load the scripts the server lost, then send their calls again, in the same order."""
+        sources = dict.fromkeys(call.script.script for call in forgotten if call.script)
+        loads = [
+            _Call(_pack("SCRIPT", "LOAD", source), self.loop.create_future()) for source in sources
+        ]
+        for load in loads:  # a failed load shows in the calls sent again
+            load.future.add_done_callback(_consume)
+        for call in forgotten:
+            call.resent = True
+        self.send([*loads, *forgotten])
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self.waiting or self.closed:
+            return
+        due = self.waiting[0].sent_at + self.timeout
+        if self.loop.time() >= due:
+            self._close(RedisTimeoutError("Timeout reading from Redis"))
         else:
-            call.future.set_result(reply)
+            self._watchdog = self.loop.call_at(due, self._watch)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(RedisConnectionError("Connection closed by Redis"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def abort(self) -> None:
+        self._close(RedisConnectionError("Redis connection closed"))
+
+    def _close(self, error: Exception) -> None:
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        waiting, self.waiting = self.waiting, deque()
+        for call in waiting:
+            if not call.future.done():
+                call.future.set_exception(error)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    async def close(self) -> None:
+        if self.waiting and not self.closed:
+            await asyncio.gather(*(call.future for call in self.waiting), return_exceptions=True)
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+            await self._lost
 
 
-async def _exchange(
-    connection: AbstractConnection, batch: list[_Call], *, check_health: bool = False
-) -> list[Any]:
-    """Write every command at once, then read one reply per command, in order."""
-    await connection.send_packed_command(
-        b"".join(call.packed for call in batch), check_health=check_health
-    )
-    replies: list[Any] = []
-    for _ in batch:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:  # that command failed; the replies after it still follow
-            replies.append(error)
-    return replies
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
-async def _reload_and_resend(connection: AbstractConnection, batch: list[_Call]) -> list[Any]:
-    for source in {script.script for call in batch if (script := call.script) is not None}:
-        await connection.send_command("SCRIPT", "LOAD", source, check_health=False)
-        await connection.read_response()
-    return await _exchange(connection, batch)
+def _handshake(options: dict[str, Any]) -> list[bytes]:
+    """The commands a new connection sends first, as redis-py's own connections do."""
+    commands: list[tuple[Any, ...]] = []
+    password, username = options.get("password"), options.get("username")
+    if password:
+        commands.append(("AUTH", username, password) if username else ("AUTH", password))
+    if options.get("client_name"):
+        commands.append(("CLIENT", "SETNAME", options["client_name"]))
+    if int(options.get("db") or 0):
+        commands.append(("SELECT", int(options["db"])))
+    return [_pack(*command) for command in commands]
+
+
+def _pack(*command: Any) -> bytes:
+    packed: bytes = hiredis.pack_command(command)
+    return packed
 
 
 class PipelinedScript:

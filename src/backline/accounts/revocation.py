@@ -42,7 +42,7 @@ class Revocations:
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         self.redis = redis
-        self._pipeliner = Pipeliner(redis) if redis is not None else None
+        self._pipeliner = Pipeliner(redis) if Pipeliner.supports(redis) else None
         self.sessionmaker = sessionmaker
         self.prefix = f"{settings.redis_prefix}:revoked:"
         # A revoked marker must outlive every access token that names the session.

@@ -27,7 +27,6 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from backline.config import Settings
 from backline.errors import ServiceUnavailable
@@ -91,8 +90,8 @@ def _pipeline_scripts(storage: RedisStorage) -> Pipeliner | None:
     if not isinstance(bridge, RedispyBridge):
         return None  # another client library: its scripts are left as they are
     client: object = bridge.get_connection()
-    if type(client) is not Redis:
-        return None  # a cluster or a sentinel: likewise
+    if not Pipeliner.supports(client):
+        return None  # a cluster, a sentinel or TLS: likewise
     pipeliner = Pipeliner(client)
     for name in ("lua_acquire_sliding_window", "lua_sliding_window"):
         setattr(bridge, name, pipeliner.script(getattr(bridge, name)))
