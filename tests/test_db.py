@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -135,6 +136,26 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(
         monkeypatch.setattr(db, "IDLE_PING_SECONDS", 3600.0)  # a busy pool: no ping at all
         async with engine.connect() as connection:
             assert (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one() == now
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_steady_concurrency_reuses_the_pooled_connections(postgres_url: str) -> None:
+    """Sixteen requests at a time, round after round, are served by the same connections: none
+    is opened past the pool only to be closed on return (a new server process every time)."""
+    engine = create_engine(Settings(env="test", database_url=postgres_url))
+    backends: set[int] = set()
+
+    async def one_request() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT pg_sleep(0.01)"))
+            backends.add((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    try:
+        for _ in range(5):
+            await asyncio.gather(*(one_request() for _ in range(16)))
+        assert len(backends) <= 16
     finally:
         await engine.dispose()
 

@@ -47,6 +47,7 @@ from backline.ops.routes import public_router as ops_router
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
+from backline.runtime import tune_for_serving
 from backline.storage import create_storages
 from backline.tracks import routes as tracks_routes
 from backline.tracks import upload_routes
@@ -104,6 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.readiness_checks = build_checks(engine, redis, app.state.storages.primary)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
     app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
+    tune_for_serving()
     log.info("started", env=settings.env, version=__version__)
     if not settings.is_production:
         for note in settings.describe_defaults():

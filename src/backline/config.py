@@ -69,8 +69,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field("", validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
     db_statement_timeout: float = Field(5.0, gt=0)
-    db_pool_size: int = Field(10, ge=1)
-    db_max_overflow: int = Field(10, ge=0)
+    db_pool_size: int = Field(20, ge=1)
+    db_max_overflow: int = Field(0, ge=0)
 
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "REDIS_URL"))
     redis_prefix: str = Field("backline", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
