@@ -64,11 +64,17 @@ class AuthFailure:
 
 
 async def _issue(
-    session: AsyncSession, *, settings: Settings, auth_session: AuthSession, refresh: str
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    auth_session: AuthSession,
+    refresh: str,
+    user: User | None = None,
 ) -> TokenPair:
+    """Store the refresh token (and flush whatever else the caller added) and sign in."""
     session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
     await session.flush()
-    user = await session.get(User, auth_session.user_id)
+    user = user or await session.get(User, auth_session.user_id)
     assert user is not None
     access = issue_access(
         settings.signing_key,
@@ -95,8 +101,9 @@ async def login(
 ) -> TokenPair | AuthFailure:
     wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
     key = throttle.key_for(email)
-    if (retry := await throttle.locked_for(session, key=key)) is not None:
-        return _locked(retry)  # known or unknown address alike, password unread
+    throttled = await throttle.state(session, key=key)
+    if throttled.retry_after is not None:
+        return _locked(throttled.retry_after)  # known or unknown address alike, password unread
     try:
         user = await accounts.get_by_email(session, email=email)
     except InvalidEmail:
@@ -108,7 +115,8 @@ async def login(
     if not await verify_password(user.password_hash, password):
         await _failed(session, settings=settings, key=key, user=user, client=client)
         return wrong
-    await throttle.clear(session, key=key)
+    if throttled.recorded:
+        await throttle.clear(session, key=key)
     if not user.is_verified:
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
@@ -117,6 +125,7 @@ async def login(
         user.password_hash = await hash_password(password)
     moment = now()
     auth_session = AuthSession(
+        id=uuid.uuid4(),  # known before the flush: the session, its token and its audit
         user_id=user.id,
         user_agent=client.user_agent,
         ip=client.ip,
@@ -125,15 +134,12 @@ async def login(
         expires_at=moment + timedelta(days=settings.refresh_token_days),
     )
     session.add(auth_session)
-    await session.flush()
-    await audit.record(
-        session,
-        event="login_ok",
-        user_id=user.id,
-        client=client,
-        session_id=str(auth_session.id),
+    audit.add(
+        session, event="login_ok", user_id=user.id, client=client, session_id=str(auth_session.id)
+    )  # written in one flush with the session and its refresh token
+    return await _issue(
+        session, settings=settings, auth_session=auth_session, refresh=new_opaque(), user=user
     )
-    return await _issue(session, settings=settings, auth_session=auth_session, refresh=new_opaque())
 
 
 async def _failed(

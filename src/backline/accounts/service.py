@@ -41,9 +41,11 @@ async def get_public(session: AsyncSession, *, user_id: uuid.UUID) -> UserPublic
     return None if row is None else UserPublic.model_validate(row._mapping)
 
 
+_BY_EMAIL = select(User).where(func.lower(User.email) == bindparam("email"))  # built once
+
+
 async def get_by_email(session: AsyncSession, *, email: str) -> User | None:
-    normalized = normalize_email(email)
-    result = await session.execute(select(User).where(func.lower(User.email) == normalized))
+    result = await session.execute(_BY_EMAIL, {"email": normalize_email(email)})
     return result.scalar_one_or_none()
 
 

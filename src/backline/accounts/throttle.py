@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, case, delete, or_, select, update
+from sqlalchemy import String, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -61,13 +61,30 @@ def lock_duration(level: int) -> timedelta:
     return min(LOCK_CAP, longer)
 
 
+# Built once: building a statement costs more than executing a cached one (sign-in is hot).
+_STATE = select(LoginThrottle.locked_until).where(LoginThrottle.key == bindparam("key"))
+_CLEAR = delete(LoginThrottle).where(LoginThrottle.key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class State:
+    retry_after: int | None  # seconds until the address may try again; None: not paused
+    recorded: bool  # the address has a row: failures on record, or a past pause
+
+
+async def state(session: AsyncSession, *, key: str) -> State:
+    rows = (await (await session.connection()).execute(_STATE, {"key": key})).all()
+    if not rows:
+        return State(None, recorded=False)
+    until, moment = rows[0][0], now()
+    if until is None or until <= moment:
+        return State(None, recorded=True)
+    return State(max(1, int((until - moment).total_seconds()) + 1), recorded=True)
+
+
 async def locked_for(session: AsyncSession, *, key: str) -> int | None:
     """Seconds until the address may try again, or None when it is not paused."""
-    until = await session.scalar(select(LoginThrottle.locked_until).where(LoginThrottle.key == key))
-    moment = now()
-    if until is None or until <= moment:
-        return None
-    return max(1, int((until - moment).total_seconds()) + 1)
+    return (await state(session, key=key)).retry_after
 
 
 async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
@@ -114,4 +131,4 @@ async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
 
 async def clear(session: AsyncSession, *, key: str) -> None:
     """A right password, or a reset: the address starts afresh."""
-    await session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+    await (await session.connection()).execute(_CLEAR, {"key": key})

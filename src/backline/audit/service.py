@@ -27,6 +27,21 @@ async def record(
     actor_id: uuid.UUID | None = None,
     **details: Any,
 ) -> AuditEvent:
+    row = add(session, event=event, user_id=user_id, client=client, actor_id=actor_id, **details)
+    await session.flush()
+    return row
+
+
+def add(
+    session: AsyncSession,
+    *,
+    event: str,
+    user_id: uuid.UUID | None,
+    client: ClientInfo | None,
+    actor_id: uuid.UUID | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """`record` without the flush: the event is written with the caller's next flush."""
     row = AuditEvent(
         event=event,
         user_id=user_id,
@@ -37,7 +52,6 @@ async def record(
         details=details,
     )
     session.add(row)
-    await session.flush()
     return row
 
 
