@@ -4,7 +4,7 @@
    the user's row from PostgreSQL) against a bare route of the same app returning a constant,
    the two taking turns (`bench.load.alternate`) (goal >= 30%).
 2. Logins per second against the raw Argon2id rate of this machine, hashing on as many
-   threads as it has cores (goal >= 90%: nothing but hashing should cost).
+   threads as it has cores, the two alternating (goal >= 90%: nothing but hashing should cost).
 3. p99 latency of `GET /api/me` while logins flood the server (goal < 50 ms).
 4. The revocation check alone against the loopback Redis (goal p50 < 0.2 ms), beside a PING.
 """
@@ -34,6 +34,7 @@ REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 EMAIL, PASSWORD = "bench@example.com", "a benchmark passphrase 9"
 HUGE = "10000000/minute"
 ROUNDS = 60
+LOGIN_ROUNDS = 4
 
 
 async def _user(url: str) -> None:
@@ -119,15 +120,18 @@ def run(*, quick: bool = False) -> None:
             ratios = paired_ratios(rows, 1, 0)
             bare, me = median(row[0] for row in rows), median(row[1] for row in rows)
 
-            logins, _ = measure(
-                port,
-                "/api/auth/login",
-                method="POST",
-                body=login_body,
-                seconds=seconds,
-                connections=8,
-            )
-            hashes = _hash_rate(seconds)
+            login_ratios: list[float] = []
+            for _ in range(LOGIN_ROUNDS):  # alternated with the raw rate, as the routes are
+                logins, _ = measure(
+                    port,
+                    "/api/auth/login",
+                    method="POST",
+                    body=login_body,
+                    seconds=seconds / LOGIN_ROUNDS,
+                    connections=8,
+                )
+                hashes = _hash_rate(seconds / LOGIN_ROUNDS)
+                login_ratios.append(logins / hashes)
 
             flood = start(
                 port,
@@ -149,8 +153,8 @@ def run(*, quick: bool = False) -> None:
         f"{ratios[len(ratios) // 4]:.1%} and {ratios[3 * len(ratios) // 4]:.1%}; goal >= 30%)"
     )
     print(
-        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s "
-        f"= {logins / hashes:6.1%} (goal >= 90%)"
+        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s (last round); median of "
+        f"{LOGIN_ROUNDS} alternating rounds {median(login_ratios):6.1%} (goal >= 90%)"
     )
     print(
         f"  GET /api/me during a login flood: p50 {percentile(during, 0.5) * ms:.1f} ms, "

@@ -125,6 +125,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.wait_for(asyncio.gather(*tasks), settings.email_timeout + 5)
         await http.aclose()
         await app.state.ratelimiter.aclose()
+        await app.state.revocations.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()

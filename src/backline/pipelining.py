@@ -176,7 +176,14 @@ class _Connection(asyncio.Protocol):
         self._lost = loop.create_future()
 
     def usable(self, loop: asyncio.AbstractEventLoop) -> bool:
-        return not self.closed and self.loop is loop and not loop.is_closed()
+        transport = self.transport
+        return (
+            not self.closed
+            and transport is not None
+            and not transport.is_closing()
+            and self.loop is loop
+            and not loop.is_closed()
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass

@@ -84,6 +84,10 @@ class Revocations:
             return cached[0]
         return await self._from_database(session_id)
 
+    async def aclose(self) -> None:
+        if self._pipeliner is not None:
+            await self._pipeliner.aclose()
+
     async def _from_database(self, session_id: uuid.UUID) -> bool:
         async with self.sessionmaker() as session:
             row = (
