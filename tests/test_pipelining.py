@@ -33,6 +33,15 @@ async def pipelined_connections(client: redis.asyncio.Redis) -> int:
     return sum(1 for entry in entries if entry["name"] == name)
 
 
+async def pipelined_connections_after_close(client: redis.asyncio.Redis) -> int:
+    """As above, once the server has seen a closed connection go (it takes a moment)."""
+    for _ in range(50):
+        if (count := await pipelined_connections(client)) == 0:
+            return count
+        await asyncio.sleep(0.01)
+    return await pipelined_connections(client)
+
+
 def bound(client: redis.asyncio.Redis, source: str) -> tuple[Pipeliner, PipelinedScript]:
     options = client.connection_pool.connection_kwargs
     own = redis.asyncio.Redis(
@@ -52,11 +61,7 @@ async def test_concurrent_calls_share_one_connection_and_each_gets_its_own_reply
     # Sent one by one, redis-py would have opened a connection per concurrent call.
     assert await pipelined_connections(client) == 1
     await pipeliner.aclose()
-    for _ in range(50):  # closed on our side; the server drops it from its list at once
-        if await pipelined_connections(client) == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert await pipelined_connections(client) == 0
+    assert await pipelined_connections_after_close(client) == 0
 
 
 async def test_plain_commands_travel_with_script_calls(client: redis.asyncio.Redis) -> None:
@@ -207,3 +212,38 @@ async def test_a_silent_server_fails_the_callers_after_the_socket_timeout() -> N
     server.close()
     await server.wait_closed()
     await client.aclose()
+
+
+async def test_a_garbled_reply_after_a_forgotten_script_fails_every_caller() -> None:
+    async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"-NOSCRIPT No matching script\r\n!!not a reply\r\n")
+        await writer.drain()
+        await reader.read(1024)  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(garble, "127.0.0.1", 0)
+    client = redis.asyncio.Redis(port=server.sockets[0].getsockname()[1], socket_timeout=5)
+    pipeliner = Pipeliner(client)
+    script = pipeliner.script(client.register_script(ECHO))
+    replies = await asyncio.wait_for(
+        asyncio.gather(script(["k"], ["1"]), pipeliner.execute("PING"), return_exceptions=True),
+        timeout=2,  # neither caller is left waiting for the socket timeout, or forever
+    )
+    assert all(isinstance(reply, ConnectionError) for reply in replies)
+    await pipeliner.aclose()
+    server.close()
+    await server.wait_closed()
+    await client.aclose()
+
+
+async def test_closing_answers_what_was_issued_before_and_refuses_the_rest(
+    client: redis.asyncio.Redis,
+) -> None:
+    pipeliner, _ = bound(client, ECHO)
+    issued = pipeliner.execute("PING")
+    await pipeliner.aclose()
+    assert await issued == b"PONG"
+    with pytest.raises(ConnectionError):
+        await pipeliner.execute("PING")
+    assert await pipelined_connections_after_close(client) == 0

@@ -30,14 +30,18 @@ Failures, each seen only by the callers it concerns:
 
 There is no retry: a command that timed out may have run, and counting a hit twice is worse
 than reporting the failure. Replies come raw: no redis-py response callbacks are applied.
+A pipeliner belongs to the event loop that uses it (an application's lifespan): `aclose()` it
+there. `aclose()` sends what was issued before it, waits for the replies, then refuses more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeGuard, cast
 
 import hiredis
@@ -45,7 +49,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 DEFAULT_TIMEOUT = 5.0
@@ -87,6 +91,7 @@ class Pipeliner:
         self._connection: _Connection | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._awaiting_connection: list[_Call] = []
+        self._closed = False
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         return self._queue(command, None)
@@ -95,12 +100,13 @@ class Pipeliner:
         return PipelinedScript(self, script)
 
     def _queue(self, command: tuple[Any, ...], script: AsyncScript | None) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RedisConnectionError("The Redis pipeliner is closed")
         # Packed here, so a command that cannot be sent fails its own caller and no one else's.
         packed = _pack(*command)
         loop = asyncio.get_running_loop()
         if self._flush_scheduled is not loop:  # none yet, or one on a loop that has stopped
-            for stale in self._queued:
-                stale.future.cancel()
+            _fail(self._queued, _closed_error)
             self._queued = []
             loop.call_soon(self._flush)
             self._flush_scheduled = loop
@@ -110,11 +116,24 @@ class Pipeliner:
 
     def _flush(self) -> None:
         queued, self._queued, self._flush_scheduled = self._queued, [], None
-        connection = self._connection
-        loop = asyncio.get_running_loop()
-        if connection is not None and connection.usable(loop):
-            connection.send(queued)
+        if self._closed:
+            _fail(queued, _closed_error)
             return
+        loop = asyncio.get_running_loop()
+        connection = self._connection
+        if connection is not None:
+            if connection.usable(loop):
+                connection.send(queued)
+                return
+            connection.abort()  # lost, or left by a loop that has stopped
+            self._connection = None
+        connecting = self._connecting
+        if connecting is not None and not connecting.done() and connecting.get_loop() is not loop:
+            # Started on a loop that stopped mid-way: it will never finish, nor its callers.
+            self._connecting = None
+            self._awaiting_connection = [
+                call for call in self._awaiting_connection if call.future.get_loop() is loop
+            ]
         self._awaiting_connection.extend(queued)
         if self._connecting is None or self._connecting.done():
             self._connecting = loop.create_task(self._connect())
@@ -136,30 +155,47 @@ class Pipeliner:
             if connection is not None:
                 connection.abort()
             if isinstance(exc, TimeoutError):
-                self._fail_waiting(RedisTimeoutError(f"Timeout connecting to {where}"))
-            elif isinstance(exc, OSError | RedisError):
-                self._fail_waiting(RedisConnectionError(f"Error connecting to {where}: {exc}"))
-            else:  # cancelled (shutdown), or a bug: the callers must not wait forever
-                self._fail_waiting(RedisConnectionError(f"Connecting to {where} failed"))
+                self._fail_waiting(lambda: RedisTimeoutError(f"Timeout connecting to {where}"))
+            elif isinstance(exc, Exception):  # refused, unreachable, a bad name, AUTH refused
+                message = f"Error connecting to {where}: {type(exc).__name__}: {exc}"
+                self._fail_waiting(lambda: RedisConnectionError(message))
+            else:  # cancelled (shutdown): the callers must not wait forever either
+                self._fail_waiting(lambda: RedisConnectionError(f"Connecting to {where} stopped"))
                 raise
             return
-        self._connection = connection
+        self._connection = connection  # closing waits for this task, then closes it
         waiting, self._awaiting_connection = self._awaiting_connection, []
         connection.send([call for call in waiting if not call.future.done()])
 
-    def _fail_waiting(self, error: Exception) -> None:
+    def _fail_waiting(self, make: Callable[[], Exception]) -> None:
         waiting, self._awaiting_connection = self._awaiting_connection, []
-        for call in waiting:
-            if not call.future.done():
-                call.future.set_exception(error)
+        _fail(waiting, make)
 
     async def aclose(self) -> None:
-        """Let the commands in flight be answered, then close the connection."""
-        if self._connecting is not None and not self._connecting.done():
-            await asyncio.gather(self._connecting, return_exceptions=True)
+        """Refuse new commands, let those in flight be answered, then close the connection."""
+        if self._queued and self._flush_scheduled is asyncio.get_running_loop():
+            self._flush()  # issued before the close: sent now, answered below
+        self._closed = True
+        connecting = self._connecting
+        loop = asyncio.get_running_loop()
+        if connecting is not None and not connecting.done() and connecting.get_loop() is loop:
+            await asyncio.gather(connecting, return_exceptions=True)
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
+
+
+def _closed_error() -> Exception:
+    return RedisConnectionError("The Redis pipeliner is closed")
+
+
+def _fail(calls: list[_Call], make: Callable[[], Exception]) -> None:
+    """Fail every caller still waiting, each with an error of its own (a shared one would
+    chain their tracebacks together); callers of a loop that has stopped are gone already."""
+    for call in calls:
+        future = call.future
+        if not future.done() and not future.get_loop().is_closed():
+            future.set_exception(make())
 
 
 class _Connection(asyncio.Protocol):
@@ -192,10 +228,7 @@ class _Connection(asyncio.Protocol):
         if not calls:
             return
         if self.closed or self.transport is None:
-            error = RedisConnectionError("Redis connection closed")
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(error)
+            _fail(calls, lambda: RedisConnectionError("Redis connection closed"))
             return
         now = self.loop.time()
         for call in calls:
@@ -212,7 +245,8 @@ class _Connection(asyncio.Protocol):
             try:
                 reply = self.reader.gets()
             except hiredis.ProtocolError as exc:
-                self._close(RedisConnectionError(f"Protocol error from Redis: {exc}"))
+                self.waiting.extendleft(reversed(forgotten))  # they fail with the rest
+                self._close(partial(RedisConnectionError, f"Protocol error from Redis: {exc}"))
                 return
             if reply is False:
                 break
@@ -246,31 +280,34 @@ class _Connection(asyncio.Protocol):
             return
         due = self.waiting[0].sent_at + self.timeout
         if self.loop.time() >= due:
-            self._close(RedisTimeoutError("Timeout reading from Redis"))
+            self._close(lambda: RedisTimeoutError("Timeout reading from Redis"))
         else:
             self._watchdog = self.loop.call_at(due, self._watch)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._close(RedisConnectionError("Connection closed by Redis"))
+        self._close(lambda: RedisConnectionError("Connection closed by Redis"))
         if not self._lost.done():
             self._lost.set_result(None)
 
     def abort(self) -> None:
-        self._close(RedisConnectionError("Redis connection closed"))
+        self._close(lambda: RedisConnectionError("Redis connection closed"))
 
-    def _close(self, error: Exception) -> None:
+    def _close(self, make: Callable[[], Exception]) -> None:
         self.closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         waiting, self.waiting = self.waiting, deque()
-        for call in waiting:
-            if not call.future.done():
-                call.future.set_exception(error)
+        _fail(list(waiting), make)
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
+            with contextlib.suppress(RuntimeError):  # its loop has stopped: nothing to do
+                self.transport.abort()
 
     async def close(self) -> None:
+        """Close once the replies in flight are in (at once if its loop is another's)."""
+        if self.loop is not asyncio.get_running_loop():
+            self.abort()
+            return
         if self.waiting and not self.closed:
             await asyncio.gather(*(call.future for call in self.waiting), return_exceptions=True)
         if self.transport is not None and not self.closed:
