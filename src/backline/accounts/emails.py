@@ -13,6 +13,8 @@ The stored form is the address in ASCII, lowercased:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from email_validator import EmailNotValidError, validate_email
 
 from backline.errors import Unprocessable
@@ -24,6 +26,10 @@ class InvalidEmail(Unprocessable):
     code = "invalid_email"
 
 
+# Validation is a pure function of the text, and one request asks it of the same address several
+# times (the rate-limit key, the failed-sign-in key, the lookup): at about 0.2 ms a call, that
+# was a tenth of a sign-in's own work. Refused addresses raise, and are not remembered.
+@lru_cache(maxsize=4096)
 def normalize_email(raw: str) -> str:
     candidate = raw.strip()
     if not candidate or len(candidate) > MAX_EMAIL_LENGTH:
