@@ -134,9 +134,14 @@ async def login(
         expires_at=moment + timedelta(days=settings.refresh_token_days),
     )
     session.add(auth_session)
-    audit.add(
-        session, event="login_ok", user_id=user.id, client=client, session_id=str(auth_session.id)
-    )  # written in one flush with the session and its refresh token
+    await audit.record(  # written in one flush with the session and its refresh token
+        session,
+        event="login_ok",
+        user_id=user.id,
+        client=client,
+        session_id=str(auth_session.id),
+        flush=False,
+    )
     return await _issue(
         session, settings=settings, auth_session=auth_session, refresh=new_opaque(), user=user
     )

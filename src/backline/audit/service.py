@@ -25,23 +25,10 @@ async def record(
     user_id: uuid.UUID | None,
     client: ClientInfo | None,
     actor_id: uuid.UUID | None = None,
+    flush: bool = True,
     **details: Any,
 ) -> AuditEvent:
-    row = add(session, event=event, user_id=user_id, client=client, actor_id=actor_id, **details)
-    await session.flush()
-    return row
-
-
-def add(
-    session: AsyncSession,
-    *,
-    event: str,
-    user_id: uuid.UUID | None,
-    client: ClientInfo | None,
-    actor_id: uuid.UUID | None = None,
-    **details: Any,
-) -> AuditEvent:
-    """`record` without the flush: the event is written with the caller's next flush."""
+    """Add an event; with `flush=False` it is written with the caller's next flush."""
     row = AuditEvent(
         event=event,
         user_id=user_id,
@@ -52,6 +39,8 @@ def add(
         details=details,
     )
     session.add(row)
+    if flush:
+        await session.flush()
     return row
 
 
