@@ -229,6 +229,27 @@ async def test_five_wrong_passwords_lock_the_account_for_a_while(
         assert (await login(client, "ann@example.com"))["access_token"]
 
 
+async def test_a_right_password_starts_the_count_afresh(
+    client: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user("ben@example.com")
+
+    async def wrong_times(count: int) -> list[int]:
+        answers = []
+        for _ in range(count):
+            answer = await client.post(
+                "/api/auth/login", json={"email": "ben@example.com", "password": "wrong password!"}
+            )
+            answers.append(answer.status_code)
+        return answers
+
+    assert await wrong_times(4) == [401] * 4
+    assert (await login(client, "ben@example.com"))["access_token"]
+    assert await wrong_times(4) == [401] * 4  # four, not eight: no pause yet
+    assert await wrong_times(1) == [401]  # the fifth since the right one pauses sign-in
+    assert await wrong_times(1) == [429]
+
+
 async def test_each_new_lock_lasts_longer_but_never_forever(
     client: httpx.AsyncClient, make_user: Any
 ) -> None:
