@@ -27,7 +27,16 @@ from backline.accounts.passwords import hasher
 from backline.accounts.revocation import Revocations
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
-from bench.load import Request, alternate, measure, paired_ratios, percentile, server, start
+from bench.load import (
+    Request,
+    alternate,
+    measure,
+    paired_ratios,
+    percentile,
+    server,
+    spread,
+    start,
+)
 from bench.support import postgres_database
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -150,8 +159,7 @@ def run(*, quick: bool = False) -> None:
     print("authentication (PostgreSQL, Redis)")
     print(
         f"  GET /api/me {me:6.0f} req/s vs a bare route {bare:6.0f} req/s (medians of {rounds} "
-        f"alternating rounds of 0.25 s): {median(ratios):6.1%} (quartiles "
-        f"{ratios[len(ratios) // 4]:.1%} and {ratios[3 * len(ratios) // 4]:.1%}; goal >= 30%)"
+        f"alternating rounds of 0.25 s): {spread(ratios)} (goal >= 30%)"
     )
     print(
         f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s (last round); median of "

@@ -5,9 +5,9 @@ fixed time. It speaks only what Backline answers (Content-Length bodies), which 
 enough not to be the bottleneck of a one-worker server. Every run is bounded by its duration.
 
 Two routes are compared with `alternate`: the same connections take turns of a quarter of a
-second at each, many times over, and the ratio of each turn to the one before it is kept. The
+second at each, many times over, and the ratio of the two turns of each round is kept. The
 speed of a core of this shared machine drifts by a third within seconds; measured a few
-seconds apart, two routes would be compared as much as that drift as by their own cost.
+seconds apart, two routes would be compared as much by that drift as by their own cost.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from statistics import median
 from typing import Any
 
 import httpx
@@ -174,6 +175,14 @@ def alternate(
 def paired_ratios(rows: list[list[float]], numerator: int, denominator: int) -> list[float]:
     """The ratio of two columns of `alternate`'s rows, round by round, sorted."""
     return sorted(row[numerator] / row[denominator] for row in rows if row[denominator])
+
+
+def spread(ratios: list[float]) -> str:
+    """`paired_ratios` summed up: their median, and their quartiles."""
+    return (
+        f"{median(ratios):6.1%} (quartiles {ratios[len(ratios) // 4]:.1%} and "
+        f"{ratios[3 * len(ratios) // 4]:.1%})"
+    )
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -20,7 +20,7 @@ import redis.asyncio
 
 from backline.config import Settings
 from backline.ratelimit.limiter import RateLimiter
-from bench.load import Request, alternate, measure, paired_ratios, percentile, server
+from bench.load import Request, alternate, measure, paired_ratios, percentile, server, spread
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 HUGE = "10000000/minute"  # never reached: the cost of counting, not of refusing
@@ -81,7 +81,6 @@ def run(*, quick: bool = False) -> None:
         f"unlimited {unlimited:6.0f} req/s, limited {limited:6.0f} req/s (medians)"
     )
     print(
-        f"  limited against unlimited, median of the {rounds} rounds: {median(ratios):6.1%} "
-        f"(quartiles {ratios[len(ratios) // 4]:.1%} and {ratios[3 * len(ratios) // 4]:.1%}; "
-        f"goal >= 85%)"
+        f"  limited against unlimited, median of the {rounds} rounds: {spread(ratios)} "
+        f"(goal >= 85%)"
     )

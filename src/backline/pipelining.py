@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeGuard, cast
 
@@ -61,7 +61,7 @@ class _Call:
     future: asyncio.Future[Any]
     script: AsyncScript | None = None  # for EVALSHA: what to load should the server forget it
     resent: bool = False
-    sent_at: float = field(default=0.0)
+    sent_at: float = 0.0
 
 
 def _reply_error(message: str) -> ResponseError:
