@@ -3,7 +3,9 @@ the breached-password check against a local stand-in for Have I Been Pwned."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -53,6 +55,20 @@ async def refusal(password: str, settings: Settings, **kwargs: Any) -> str:
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> Settings:
     return make_settings()
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+async def test_hashes_run_on_threads_of_their_own_one_per_core() -> None:
+    stored = await hash_password("a long enough passphrase")
+    cores = os.cpu_count() or 1
+    results = await asyncio.gather(
+        *(verify_password(stored, "a long enough passphrase") for _ in range(3 * cores))
+    )
+    assert all(results)
+    hashing = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
+    assert 1 <= len(hashing) <= cores
 
 
 # ----------------------------------------------------------------------------- length

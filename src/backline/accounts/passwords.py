@@ -19,14 +19,16 @@ it raises `WeakPassword` (422 `weak_password`) with a reason that never repeats 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -56,6 +58,7 @@ SHORT_INPUT = 3  # user inputs shorter than this match almost anything and are l
 HIBP_TIMEOUT = 3.0  # seconds for the whole breached-password call
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
@@ -236,20 +239,22 @@ async def breach_count(
     return None
 
 
-_hashing: anyio.CapacityLimiter | None = None
+_hashing: ThreadPoolExecutor | None = None
 
 
-def _hashing_slots() -> anyio.CapacityLimiter:
-    """As many hashes at once as there are cores: more only queue on the CPU, and starve the
-    event loop (and so every other request) of it."""
+def _hashing_pool() -> ThreadPoolExecutor:
     global _hashing
     if _hashing is None:
-        _hashing = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        _hashing = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="argon2")
     return _hashing
 
 
+async def _off_loop(function: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing_pool(), function)
+
+
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(hasher.hash, password, limiter=_hashing_slots())
+    return await _off_loop(partial(hasher.hash, password))
 
 
 async def verify_password(stored_hash: str, password: str) -> bool:
@@ -259,7 +264,7 @@ async def verify_password(stored_hash: str, password: str) -> bool:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    return await anyio.to_thread.run_sync(verify, limiter=_hashing_slots())
+    return await _off_loop(verify)
 
 
 def needs_rehash(stored_hash: str) -> bool:
