@@ -92,6 +92,7 @@ class Pipeliner:
         self._connecting: asyncio.Task[None] | None = None
         self._awaiting_connection: list[_Call] = []
         self._closed = False
+        self.batches = 0  # writes made so far, each the commands of one turn of the loop
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         return self._queue(command, None)
@@ -116,6 +117,7 @@ class Pipeliner:
 
     def _flush(self) -> None:
         queued, self._queued, self._flush_scheduled = self._queued, [], None
+        self.batches += 1
         if self._closed:
             _fail(queued, _closed_error)
             return

@@ -62,6 +62,23 @@ async def test_concurrent_checks_admit_exactly_the_limit(
     assert all(not decision.allowed for decision in decisions[3:])
 
 
+@pytest.mark.redis
+async def test_a_check_and_its_window_cost_one_round_trip(
+    redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(redis_url=redis_url, rate_limits={"login": "3/minute;5/hour"})
+    limiter = RateLimiter.from_settings(settings)
+    assert limiter.pipeliner is not None
+    decisions = [await limiter.check("login", {"ip": "198.51.100.3"}) for _ in range(4)]
+    # The window read after each hit travels with it, and still sees it.
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    # One write per limit asked: both limits for the first three, and the per-minute limit,
+    # which refuses, for the fourth.
+    assert limiter.pipeliner.batches == 3 * 2 + 1
+    await limiter.aclose()
+
+
 async def test_every_key_must_admit(limiter: RateLimiter) -> None:
     policy = "forgot_password"  # counted per address and per account email
     for i in range(3):  # one account, from three addresses

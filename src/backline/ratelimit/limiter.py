@@ -17,6 +17,7 @@ client reconnects on its own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -157,10 +158,26 @@ class RateLimiter:
             if identity is None:
                 continue
             for item in policy.items:
-                allowed = await self.strategy.hit(item, policy.name, key, identity, cost=cost)
+                args = (item, policy.name, key, identity)
+                if stats and self.pipeliner is not None:
+                    # Both scripts in one write: Redis runs them in order, so the window read
+                    # after the hit sees it, and the two cost one round trip, not two.
+                    hit, read = await asyncio.gather(
+                        self.strategy.hit(*args, cost=cost),
+                        self.strategy.get_window_stats(*args),
+                        return_exceptions=True,  # both are awaited to the end, whatever fails
+                    )
+                    if isinstance(hit, BaseException):
+                        raise hit
+                    if isinstance(read, BaseException):
+                        raise read
+                    allowed, window = hit, read
+                else:
+                    allowed = await self.strategy.hit(*args, cost=cost)
+                    window = None
                 remaining, reset = -1, 0
                 if stats or not allowed:
-                    window = await self.strategy.get_window_stats(item, policy.name, key, identity)
+                    window = window or await self.strategy.get_window_stats(*args)
                     remaining = max(0, window.remaining)
                     reset = max(1, round(window.reset_time - time.time()))
                 decision = Decision(
