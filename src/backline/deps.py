@@ -1,5 +1,5 @@
-"""Dependency aliases for routes: `SessionDep`, `Sessions`, `SettingsDep`, `StoragesDep`,
-`HttpClientDep`.
+"""Dependency aliases for routes: `SessionDep`, `Sessions`, `ReadSessions`, `SettingsDep`,
+`StoragesDep`, `HttpClientDep`.
 
 `SessionDep` opens one transaction per request-handling function: it commits when the function
 returns and rolls back when it raises, before the response is sent, so a client never sees a
@@ -8,6 +8,8 @@ session instead: no BEGIN and COMMIT round trips, which are a third of a small r
 
 `Sessions` is for the few routes that run for minutes (streamed uploads): they must not hold a
 connection and a transaction that long, so they open their own short ones, each one operation.
+`ReadSessions` makes autocommit sessions for the reads of such a route (sign-in reads, hashes
+with no connection held, then writes).
 """
 
 from __future__ import annotations
@@ -34,28 +36,38 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+# The getters below are `async def` though they await nothing: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop (and a wake-up of the loop) per request.
+
+
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
 
-def _settings(request: Request) -> Settings:
+async def _read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    return sessionmaker
+
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _storages(request: Request) -> Storages:
+async def _storages(request: Request) -> Storages:
     storages: Storages = request.app.state.storages
     return storages
 
 
-def _http_client(request: Request) -> httpx.AsyncClient:
+async def _http_client(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = request.app.state.http
     return client
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+ReadSessions = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessionmaker)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoragesDep = Annotated[Storages, Depends(_storages)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http_client)]

@@ -1,4 +1,4 @@
-"""Signing in and staying signed in: login, lockout, refresh rotation, sessions, logout.
+"""Staying signed in: lockout, refresh rotation, sessions, logout (`signin` opens sessions).
 
 Failures that must still be written down (a wrong password counts toward a lock; a reused
 refresh token ends its session) are returned as an `AuthFailure`, not raised: the route
@@ -26,24 +26,34 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backline.accounts import service as accounts
 from backline.accounts import throttle
-from backline.accounts.emails import InvalidEmail
 from backline.accounts.models import AuthSession, RefreshToken, User
-from backline.accounts.passwords import hash_password, hasher, needs_rehash, verify_password
+from backline.accounts.passwords import hasher, verify_password
 from backline.accounts.revocation import Revocations
-from backline.accounts.tokens import digest, issue_access, new_opaque, now, refresh_successor
+from backline.accounts.tokens import digest, issue_access, now, refresh_successor
 from backline.audit import service as audit
 from backline.config import Settings
 from backline.context import ClientInfo
 from backline.email import service as outbox
 
 REFRESH_GRACE = timedelta(seconds=10)
-_DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
+DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
+
+
+class Person(Protocol):
+    """Whom a lockout notice goes to: a `User`, or sign-in's lighter `Account`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,6 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     session_id: uuid.UUID
-    user: User
 
 
 @dataclass(frozen=True)
@@ -69,90 +78,31 @@ async def _issue(
     settings: Settings,
     auth_session: AuthSession,
     refresh: str,
-    user: User | None = None,
 ) -> TokenPair:
     """Store the refresh token (and flush whatever else the caller added) and sign in."""
     session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
     await session.flush()
-    user = user or await session.get(User, auth_session.user_id)
-    assert user is not None
     access = issue_access(
         settings.signing_key,
         user_id=auth_session.user_id,
         session_id=auth_session.id,
         minutes=settings.access_token_minutes,
     )
-    return TokenPair(access, refresh, settings.access_token_minutes * 60, auth_session.id, user)
+    return TokenPair(access, refresh, settings.access_token_minutes * 60, auth_session.id)
 
 
-def _locked(retry_after: int) -> AuthFailure:
+def locked(retry_after: int) -> AuthFailure:
     return AuthFailure(
         429, "account_locked", "Too many failed sign-ins; try again later.", retry_after
     )
 
 
-async def login(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    email: str,
-    password: str,
-    client: ClientInfo,
-) -> TokenPair | AuthFailure:
-    wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
-    key = throttle.key_for(email)
-    throttled = await throttle.state(session, key=key)
-    if throttled.retry_after is not None:
-        return _locked(throttled.retry_after)  # known or unknown address alike, password unread
-    try:
-        user = await accounts.get_by_email(session, email=email)
-    except InvalidEmail:
-        user = None
-    if user is None:
-        await verify_password(_DUMMY_HASH, password)  # the same cost as a real check
-        await _failed(session, settings=settings, key=key, user=None, client=client)
-        return wrong
-    if not await verify_password(user.password_hash, password):
-        await _failed(session, settings=settings, key=key, user=user, client=client)
-        return wrong
-    if throttled.recorded:
-        await throttle.clear(session, key=key)
-    if not user.is_verified:
-        return AuthFailure(
-            403, "email_not_verified", "Confirm your email address first; we sent you a link."
-        )
-    if needs_rehash(user.password_hash):
-        user.password_hash = await hash_password(password)
-    moment = now()
-    auth_session = AuthSession(
-        id=uuid.uuid4(),  # known before the flush: the session, its token and its audit
-        user_id=user.id,
-        user_agent=client.user_agent,
-        ip=client.ip,
-        created_at=moment,
-        last_used_at=moment,
-        expires_at=moment + timedelta(days=settings.refresh_token_days),
-    )
-    session.add(auth_session)
-    await audit.record(  # written in one flush with the session and its refresh token
-        session,
-        event="login_ok",
-        user_id=user.id,
-        client=client,
-        session_id=str(auth_session.id),
-        flush=False,
-    )
-    return await _issue(
-        session, settings=settings, auth_session=auth_session, refresh=new_opaque(), user=user
-    )
-
-
-async def _failed(
+async def count_failure(
     session: AsyncSession,
     *,
     settings: Settings,
     key: str,
-    user: User | None,
+    user: Person | None,
     client: ClientInfo,
 ) -> None:
     """Count a wrong password for the address; a lock that follows is audited and mailed."""
@@ -200,9 +150,9 @@ async def check_password_again(
     """
     key = throttle.key_for(user.email)
     if (retry := await throttle.locked_for(session, key=key)) is not None:
-        return _locked(retry)
+        return locked(retry)
     if not await verify_password(user.password_hash, password):
-        await _failed(session, settings=settings, key=key, user=user, client=client)
+        await count_failure(session, settings=settings, key=key, user=user, client=client)
         return AuthFailure(403, "invalid_credentials", "The password is wrong.")
     await throttle.clear(session, key=key)
     return None
@@ -262,11 +212,7 @@ async def refresh(
             session_id=auth_session.id,
             minutes=settings.access_token_minutes,
         )
-        user = await session.get(User, auth_session.user_id)
-        assert user is not None
-        return TokenPair(
-            access, successor, settings.access_token_minutes * 60, auth_session.id, user
-        )
+        return TokenPair(access, successor, settings.access_token_minutes * 60, auth_session.id)
     await revoke_sessions(
         session, revocations=revocations, sessions=[auth_session], reason="refresh_reuse"
     )

@@ -1,8 +1,8 @@
 """Account endpoints: `/api/auth/*` (signing up, in and out) and `/api/me` (the account).
 
-Routes stay thin: they pick the inputs, call `recovery`, `auth` or `service`, and shape the
-answer. A failure the service returns rather than raises (see `auth`) is answered as a problem
-after the transaction is committed, so what it recorded stays recorded.
+Routes stay thin: they pick the inputs, call `signin`, `recovery`, `auth` or `service`, and
+shape the answer. A failure the service returns rather than raises (see `auth`) is answered as
+a problem after the transaction is committed, so what it recorded stays recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import BackgroundTasks, Body, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from backline.accounts import auth, recovery
+from backline.accounts import auth, recovery, signin
 from backline.accounts import service as accounts
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
 from backline.accounts.deps import (
@@ -47,7 +47,14 @@ from backline.accounts.schemas import (
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
 from backline.context import client_info
-from backline.deps import HttpClientDep, SessionDep, SettingsDep, StoragesDep
+from backline.deps import (
+    HttpClientDep,
+    ReadSessions,
+    SessionDep,
+    Sessions,
+    SettingsDep,
+    StoragesDep,
+)
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
@@ -183,16 +190,19 @@ async def login(
     body: LoginRequest,
     request: Request,
     response: Response,
-    session: SessionDep,
+    sessions: Sessions,
+    reads: ReadSessions,
     settings: SettingsDep,
 ) -> Any:
-    outcome = await auth.login(
-        session,
-        settings=settings,
-        email=body.email,
-        password=body.password,
-        client=client_info(request),
-    )
+    async with reads() as session:
+        attempt = await signin.start(session, email=body.email)
+    if isinstance(attempt, auth.AuthFailure):
+        return _failure(attempt)
+    checked = await signin.check(attempt, body.password)  # no connection is held meanwhile
+    async with sessions() as session, session.begin():
+        outcome = await signin.finish(
+            session, settings=settings, checked=checked, client=client_info(request)
+        )
     if isinstance(outcome, auth.AuthFailure):
         return _failure(outcome)
     return _tokens(outcome, mode=body.mode, response=response, settings=settings)

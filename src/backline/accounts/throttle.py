@@ -74,12 +74,15 @@ class State:
 
 async def state(session: AsyncSession, *, key: str) -> State:
     rows = (await (await session.connection()).execute(_STATE, {"key": key})).all()
-    if not rows:
-        return State(None, recorded=False)
-    until, moment = rows[0][0], now()
-    if until is None or until <= moment:
-        return State(None, recorded=True)
-    return State(max(1, int((until - moment).total_seconds()) + 1), recorded=True)
+    return state_of(recorded=bool(rows), locked_until=rows[0][0] if rows else None)
+
+
+def state_of(*, recorded: bool, locked_until: datetime | None) -> State:
+    """The state an address's row (or its absence) stands for, now."""
+    moment = now()
+    if locked_until is None or locked_until <= moment:
+        return State(None, recorded=recorded)
+    return State(max(1, int((locked_until - moment).total_seconds()) + 1), recorded=recorded)
 
 
 async def locked_for(session: AsyncSession, *, key: str) -> int | None:

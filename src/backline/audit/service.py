@@ -15,7 +15,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.audit.models import AuditEvent
 from backline.context import ClientInfo, current_request_id
+from backline.db import utcnow
 from backline.pagination import Position, older_than
+
+
+def values(
+    *,
+    event: str,
+    user_id: uuid.UUID | None,
+    client: ClientInfo | None,
+    actor_id: uuid.UUID | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """An event's row as column values, for a caller that writes it in a statement of its own."""
+    return {
+        "id": uuid.uuid4(),
+        "created_at": utcnow(),
+        "event": event,
+        "user_id": user_id,
+        "actor_id": actor_id if actor_id is not None else user_id,
+        "ip": client.ip if client else None,
+        "user_agent": client.user_agent if client else None,
+        "request_id": current_request_id(),
+        "details": details,
+    }
 
 
 async def record(
@@ -30,13 +53,7 @@ async def record(
 ) -> AuditEvent:
     """Add an event; with `flush=False` it is written with the caller's next flush."""
     row = AuditEvent(
-        event=event,
-        user_id=user_id,
-        actor_id=actor_id if actor_id is not None else user_id,
-        ip=client.ip if client else None,
-        user_agent=client.user_agent if client else None,
-        request_id=current_request_id(),
-        details=details,
+        **values(event=event, user_id=user_id, client=client, actor_id=actor_id, **details)
     )
     session.add(row)
     if flush:

@@ -1,0 +1,261 @@
+"""Signing in with a password, in three steps, so that no connection waits on a hash.
+
+1. `start` reads, on a connection that is given back at once: is the address paused, and what
+   account (if any) does it name. A paused address is answered 429 here, password unread.
+2. `check` hashes, with no connection and no transaction held. An unknown address is checked
+   against a dummy hash, so it costs what a wrong password costs. A right password whose hash
+   used older parameters is rehashed here too.
+3. `finish` writes, in one short transaction: a failure is counted (and may pause the address,
+   see `auth.count_failure`); a success clears the count and opens the session, its refresh
+   token and its audit event, three prebuilt INSERTs.
+
+An Argon2id check takes tens of milliseconds. Held across it, a pooled connection would sit
+idle in a transaction, and a burst of sign-ins would take every connection of the pool from
+every other request.
+
+Between steps 1 and 3 the password may change (a reset, say). The session is then not opened:
+its INSERT copies the row only while the account still has the hash that was checked, so a
+password that was right a moment ago cannot outlive the reset that replaced it. The same guard
+keeps a rehash from overwriting a new password.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    BindParameter,
+    Insert,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backline.accounts import throttle
+from backline.accounts.auth import (
+    DUMMY_HASH,
+    AuthFailure,
+    TokenPair,
+    count_failure,
+    locked,
+)
+from backline.accounts.emails import InvalidEmail, normalize_email
+from backline.accounts.models import AuthSession, RefreshToken, User
+from backline.accounts.passwords import hash_password, needs_rehash, verify_password
+from backline.accounts.tokens import digest, issue_access, new_opaque, now
+from backline.audit import service as audit
+from backline.audit.models import AuditEvent
+from backline.config import Settings
+from backline.context import ClientInfo
+
+
+@dataclass(frozen=True)
+class Account:
+    """What signing in needs to know of an account."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    password_hash: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in between its steps: the address's throttle key, state and account."""
+
+    key: str
+    recorded: bool  # the address has a throttle row to clear on success
+    account: Account | None
+
+
+@dataclass(frozen=True)
+class Checked:
+    attempt: Attempt
+    right: bool  # the password matched the account's hash
+    new_hash: str | None = None  # the password hashed anew, when the parameters changed
+
+
+_users = cast(Table, User.__table__)
+_sessions = cast(Table, AuthSession.__table__)
+_tokens = cast(Table, RefreshToken.__table__)
+_events = cast(Table, AuditEvent.__table__)
+_throttles = cast(Table, throttle.LoginThrottle.__table__)
+
+# Built once: building a statement costs more than executing a cached one (sign-in is hot).
+# The address's throttle row and its account, either or both absent, in one round trip.
+_START = select(
+    _throttles.c.key.is_not(None).label("recorded"),
+    _throttles.c.locked_until,
+    _users.c.id,
+    _users.c.email,
+    _users.c.display_name,
+    _users.c.password_hash,
+    _users.c.email_verified_at.is_not(None).label("verified"),
+).select_from(
+    select(literal(1).label("one"))
+    .subquery("anchor")
+    .outerjoin(_throttles, _throttles.c.key == bindparam("key"))
+    .outerjoin(_users, func.lower(_users.c.email) == bindparam("email"))
+)
+_UNCHANGED = (_users.c.id == bindparam("user_id")) & (
+    _users.c.password_hash == bindparam("checked_hash")
+)
+
+
+def _param(name: str, table: Table, column: str) -> BindParameter[Any]:
+    return bindparam(name, type_=table.c[column].type)
+
+
+_OPEN_SESSION = insert(_sessions).from_select(
+    ["id", "user_id", "user_agent", "ip", "created_at", "last_used_at", "expires_at"],
+    select(
+        _param("session_id", _sessions, "id"),
+        _users.c.id,
+        _param("user_agent", _sessions, "user_agent"),
+        _param("ip", _sessions, "ip"),
+        _param("moment", _sessions, "created_at"),
+        _param("moment", _sessions, "last_used_at"),
+        _param("expires_at", _sessions, "expires_at"),
+    ).where(_UNCHANGED),
+)
+_ADD_TOKEN = insert(_tokens).values(
+    id=bindparam("token_id"),
+    session_id=bindparam("session_id"),
+    token_hash=bindparam("token_hash"),
+    created_at=bindparam("moment"),
+)
+_EVENT_COLUMNS = [column.name for column in _events.c]
+_ADD_EVENT = insert(_events).values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS})
+
+
+def _open_in_one_statement() -> Insert:
+    """The session, its refresh token and its audit event as one PostgreSQL statement.
+
+    Data-modifying WITH clauses run as one statement, atomic by itself: with no BEGIN and no
+    COMMIT, a sign-in's writes take one round trip instead of five. Each part selects from the
+    one before it, so nothing is written when the guard finds the hash changed.
+    """
+    opened = _OPEN_SESSION.returning(_sessions.c.id).cte("opened")
+    token = (
+        insert(_tokens)
+        .from_select(
+            ["id", "session_id", "token_hash", "created_at"],
+            select(
+                _param("token_id", _tokens, "id"),
+                opened.c.id,
+                _param("token_hash", _tokens, "token_hash"),
+                _param("moment", _tokens, "created_at"),
+            ),
+        )
+        .returning(_tokens.c.session_id)
+        .cte("token")
+    )
+    event = select(*(_param(f"event_{name}", _events, name) for name in _EVENT_COLUMNS))
+    return (
+        insert(_events)
+        .from_select(_EVENT_COLUMNS, event.select_from(token))
+        .returning(_events.c.id)
+    )
+
+
+_OPEN_ALL = _open_in_one_statement()
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+_REHASH = update(_users).where(_UNCHANGED).values(password_hash=bindparam("new_hash"))
+
+
+async def start(session: AsyncSession, *, email: str) -> Attempt | AuthFailure:
+    """Step 1, reads only: the pause and the account of the address typed."""
+    key = throttle.key_for(email)
+    try:
+        normalized: str | None = normalize_email(email)
+    except InvalidEmail:
+        normalized = None  # no account can have it; the address is still throttled
+    connection = await session.connection()
+    row = (await connection.execute(_START, {"key": key, "email": normalized})).one()
+    state = throttle.state_of(recorded=row.recorded, locked_until=row.locked_until)
+    if state.retry_after is not None:
+        return locked(state.retry_after)  # known or unknown address alike, password unread
+    account = None
+    if row.id is not None:
+        account = Account(row.id, row.email, row.display_name, row.password_hash, row.verified)
+    return Attempt(key, state.recorded, account)
+
+
+async def check(attempt: Attempt, password: str) -> Checked:
+    """Step 2, hashing only: does the password match (a dummy for an unknown address)."""
+    account = attempt.account
+    if account is None:
+        await verify_password(DUMMY_HASH, password)  # the same cost as a real check
+        return Checked(attempt, right=False)
+    if not await verify_password(account.password_hash, password):
+        return Checked(attempt, right=False)
+    if needs_rehash(account.password_hash):
+        return Checked(attempt, right=True, new_hash=await hash_password(password))
+    return Checked(attempt, right=True)
+
+
+async def finish(
+    session: AsyncSession, *, settings: Settings, checked: Checked, client: ClientInfo
+) -> TokenPair | AuthFailure:
+    """Step 3, writes only: count a failure, or open the session."""
+    attempt, account = checked.attempt, checked.attempt.account
+    wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
+    if account is None or not checked.right:
+        await count_failure(
+            session, settings=settings, key=attempt.key, user=account, client=client
+        )
+        return wrong
+    # On PostgreSQL each write below stands alone (the session, its token and its event are one
+    # statement), so it runs without a transaction around it: no BEGIN and COMMIT round trips.
+    in_one = session.get_bind().dialect.name == "postgresql"
+    connection = await session.connection(execution_options=_AUTOCOMMIT if in_one else None)
+    if attempt.recorded:
+        await throttle.clear(session, key=attempt.key)
+    if not account.verified:
+        return AuthFailure(
+            403, "email_not_verified", "Confirm your email address first; we sent you a link."
+        )
+    guard = {"user_id": account.id, "checked_hash": account.password_hash}
+    if checked.new_hash is not None:
+        await connection.execute(_REHASH, {**guard, "new_hash": checked.new_hash})
+        guard["checked_hash"] = checked.new_hash
+    moment, session_id, refresh = now(), uuid.uuid4(), new_opaque()
+    event = audit.values(
+        event="login_ok", user_id=account.id, client=client, session_id=str(session_id)
+    )
+    params = {
+        **guard,
+        "session_id": session_id,
+        "user_agent": client.user_agent,
+        "ip": client.ip,
+        "moment": moment,
+        "expires_at": moment + timedelta(days=settings.refresh_token_days),
+        "token_id": uuid.uuid4(),
+        "token_hash": digest(refresh),
+        **{f"event_{name}": value for name, value in event.items()},
+    }
+    if in_one:
+        opened = (await connection.execute(_OPEN_ALL, params)).first() is not None
+    else:
+        opened = (await connection.execute(_OPEN_SESSION, params)).rowcount == 1
+        if opened:
+            await connection.execute(_ADD_TOKEN, params)
+            await connection.execute(_ADD_EVENT, params)
+    if not opened:  # the password changed, or the account went, since step 1
+        return wrong
+    access = issue_access(
+        settings.signing_key,
+        user_id=account.id,
+        session_id=session_id,
+        minutes=settings.access_token_minutes,
+    )
+    return TokenPair(access, refresh, settings.access_token_minutes * 60, session_id)

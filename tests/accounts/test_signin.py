@@ -1,0 +1,150 @@
+"""Sign-in's three steps: no connection held while hashing, and writes that check the hash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backline.accounts import signin
+from backline.accounts.auth import AuthFailure, TokenPair
+from backline.accounts.models import AuthSession, RefreshToken, User
+from backline.accounts.passwords import hash_password, verify_password
+from backline.accounts.tokens import digest
+from backline.app import Backline
+from backline.audit.models import AuditEvent
+from backline.config import Settings
+from backline.context import ClientInfo
+from backline.db import create_read_sessionmaker, create_sessionmaker
+from tests.accounts.conftest import PASSWORD, login
+
+CLIENT = ClientInfo(ip="198.51.100.4", user_agent="test")
+
+
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
+async def _sign_in(
+    engine: AsyncEngine, settings: Settings, email: str, password: str, *, between: Any = None
+) -> TokenPair | AuthFailure:
+    """The three steps as the route runs them; `between` runs after the first step."""
+    async with create_read_sessionmaker(engine)() as session:
+        attempt = await signin.start(session, email=email)
+    assert isinstance(attempt, signin.Attempt)
+    if between is not None:
+        await between()
+    checked = await signin.check(attempt, password)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        return await signin.finish(session, settings=settings, checked=checked, client=CLIENT)
+
+
+async def _count(engine: AsyncEngine, model: Any) -> int:
+    async with create_sessionmaker(engine)() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def _set_hash(engine: AsyncEngine, user_id: Any, password_hash: str) -> None:
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(
+            update(User).where(User.id == user_id).values(password_hash=password_hash)
+        )
+
+
+async def test_no_connection_is_held_while_the_password_is_hashed(
+    app: Backline, client: httpx.AsyncClient, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_user("ann@example.com")
+    pool = app.state.engine.sync_engine.pool
+    held: list[int] = []
+
+    async def watched(stored_hash: str, password: str) -> bool:
+        held.append(pool.checkedout())
+        return await verify_password(stored_hash, password)
+
+    monkeypatch.setattr(signin, "verify_password", watched)
+    await login(client, "ann@example.com")
+    wrong = await client.post(
+        "/api/auth/login", json={"email": "ann@example.com", "password": "not the password"}
+    )
+    unknown = await client.post(
+        "/api/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
+    )
+    assert (wrong.status_code, unknown.status_code) == (401, 401)
+    assert held == [0, 0, 0]
+
+
+async def test_a_sign_in_writes_its_session_token_and_event_together(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    account = await make_user("ann@example.com")
+    pair = await _sign_in(engine, settings, "ann@example.com", PASSWORD)
+    assert isinstance(pair, TokenPair)
+    async with create_sessionmaker(engine)() as session:
+        opened = await session.get(AuthSession, pair.session_id)
+        token = await session.scalar(select(RefreshToken))
+        event = await session.scalar(select(AuditEvent).where(AuditEvent.event == "login_ok"))
+    assert opened is not None
+    assert (opened.user_id, opened.ip, opened.user_agent) == (account.user.id, CLIENT.ip, "test")
+    assert opened.created_at == opened.last_used_at < opened.expires_at
+    assert token is not None
+    assert (token.session_id, token.token_hash) == (pair.session_id, digest(pair.refresh_token))
+    assert event is not None
+    assert (event.user_id, event.ip, event.details) == (
+        account.user.id,
+        CLIENT.ip,
+        {"session_id": str(pair.session_id)},
+    )
+
+
+async def test_a_password_changed_after_it_was_read_opens_no_session(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    account = await make_user("ann@example.com")
+
+    async def reset() -> None:  # a reset commits while the old password is being checked
+        await _set_hash(engine, account.user.id, await hash_password("a brand new passphrase"))
+
+    outcome = await _sign_in(engine, settings, "ann@example.com", PASSWORD, between=reset)
+    assert isinstance(outcome, AuthFailure)
+    assert (outcome.status, outcome.code) == (401, "invalid_credentials")
+    assert await _count(engine, AuthSession) == 0
+    assert await _count(engine, RefreshToken) == 0
+
+
+async def test_a_rehash_never_overwrites_a_password_changed_meanwhile(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    account = await make_user("ann@example.com")
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    await _set_hash(engine, account.user.id, weak)
+    new_hash = await hash_password("a brand new passphrase")
+
+    async def change() -> None:
+        await _set_hash(engine, account.user.id, new_hash)
+
+    outcome = await _sign_in(engine, settings, "ann@example.com", PASSWORD, between=change)
+    assert isinstance(outcome, AuthFailure)
+    async with create_sessionmaker(engine)() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == account.user.id))
+    assert stored == new_hash
+
+
+async def test_an_address_that_is_no_address_is_counted_like_any_other(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    for _ in range(settings.lockout_threshold):
+        outcome = await _sign_in(engine, settings, "not an address", PASSWORD)
+        assert isinstance(outcome, AuthFailure)
+        assert outcome.code == "invalid_credentials"
+    async with create_read_sessionmaker(engine)() as session:
+        paused = await signin.start(session, email="not an address")
+    assert isinstance(paused, AuthFailure)
+    assert (paused.status, paused.code) == (429, "account_locked")
+    assert paused.retry_after is not None
+    assert paused.retry_after > 0
