@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,7 +16,7 @@ from backline.accounts.auth import AuthFailure, TokenPair
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, verify_password
 from backline.accounts.tokens import digest
-from backline.app import Backline
+from backline.app import Backline, create_app
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
@@ -77,6 +78,25 @@ async def test_no_connection_is_held_while_the_password_is_hashed(
     )
     assert (wrong.status_code, unknown.status_code) == (401, 401)
     assert held == [0, 0, 0]
+
+
+async def test_the_connection_goes_back_to_the_pool_as_it_came(
+    make_settings: Any, database_url: str, make_user: Any
+) -> None:
+    # On PostgreSQL the writes run without a transaction; the next user of the one pooled
+    # connection must still get one.
+    settings = make_settings(database_url=database_url, db_pool_size=1, db_max_overflow=0)
+    app = create_app(settings, configure_logs=False)
+    async with LifespanManager(app):
+        engine: AsyncEngine = app.state.engine
+        async with engine.connect() as connection:
+            before = await connection.get_isolation_level()
+        await make_user("ann@example.com")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await login(client, "ann@example.com")
+        async with engine.connect() as connection:
+            assert await connection.get_isolation_level() == before != "AUTOCOMMIT"
 
 
 async def test_a_sign_in_writes_its_session_token_and_event_together(
