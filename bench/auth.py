@@ -23,7 +23,7 @@ import httpx
 import redis.asyncio
 
 from backline.accounts import service as accounts
-from backline.accounts.passwords import hasher
+from backline.accounts.passwords import cores, hasher
 from backline.accounts.revocation import Revocations
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
@@ -33,11 +33,11 @@ from bench.load import (
     measure,
     paired_ratios,
     percentile,
-    server,
+    server_process,
     spread,
     start,
 )
-from bench.support import postgres_database
+from bench.support import CpuMeter, postgres_database
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 EMAIL, PASSWORD = "bench@example.com", "a benchmark passphrase 9"
@@ -55,20 +55,23 @@ async def _user(url: str) -> None:
     await engine.dispose()
 
 
-def _hash_rate(seconds: float) -> float:
+def _hash_rate(seconds: float) -> tuple[float, float]:
+    """Hashes per second on every core, and the CPU seconds one took."""
     stored = hasher.hash(PASSWORD)
     stop = time.perf_counter() + seconds
 
-    def spin() -> int:
-        done = 0
+    def spin() -> tuple[int, float]:
+        done, began = 0, time.thread_time()
         while time.perf_counter() < stop:
             hasher.verify(stored, PASSWORD)
             done += 1
-        return done
+        return done, time.thread_time() - began
 
-    threads = os.cpu_count() or 1
+    threads = cores()  # as many as the server hashes on
     with ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(lambda _: spin(), range(threads))) / seconds
+        results = list(pool.map(lambda _: spin(), range(threads)))
+    done = sum(count for count, _ in results)
+    return done / seconds, sum(cpu for _, cpu in results) / max(1, done)
 
 
 async def _revocation_cost(url: str, count: int) -> tuple[list[float], list[float]]:
@@ -114,7 +117,7 @@ def run(*, quick: bool = False) -> None:
             "BACKLINE_LOG_LEVEL": "WARNING",
         }
         login_body = json.dumps({"email": EMAIL, "password": PASSWORD}).encode()
-        with server(env) as port:
+        with server_process(env) as (port, process):
             token = httpx.post(
                 f"http://127.0.0.1:{port}/api/auth/login",
                 json={"email": EMAIL, "password": PASSWORD},
@@ -130,7 +133,9 @@ def run(*, quick: bool = False) -> None:
             bare, me = median(row[0] for row in rows), median(row[1] for row in rows)
 
             login_ratios: list[float] = []
+            meter, signed_in, raw_cpu = CpuMeter(process.pid), 0.0, []
             for _ in range(LOGIN_ROUNDS):  # alternated with the raw rate, as the routes are
+                meter.start()
                 logins, _ = measure(
                     port,
                     "/api/auth/login",
@@ -140,8 +145,12 @@ def run(*, quick: bool = False) -> None:
                     connections=8,
                 )
                 time.sleep(0.5)  # the logins still in the server finish before the raw rate
-                hashes = _hash_rate(seconds / LOGIN_ROUNDS)
+                meter.stop()
+                signed_in += logins * seconds / LOGIN_ROUNDS
+                hashes, cpu_per_hash = _hash_rate(seconds / LOGIN_ROUNDS)
+                raw_cpu.append(cpu_per_hash)
                 login_ratios.append(logins / hashes)
+            per_login = {part: spent / signed_in * ms for part, spent in meter.spent.items()}
 
             flood = start(
                 port,
@@ -164,6 +173,11 @@ def run(*, quick: bool = False) -> None:
     print(
         f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s (last round); median of "
         f"{LOGIN_ROUNDS} alternating rounds {median(login_ratios):6.1%} (goal >= 90%)"
+    )
+    print(
+        f"  CPU per login: hashing threads {per_login['threads']:.1f} ms (a raw hash "
+        f"{median(raw_cpu) * ms:.1f} ms), event loop {per_login['loop']:.1f} ms, PostgreSQL "
+        f"{per_login['postgres']:.1f} ms, Redis {per_login['redis']:.1f} ms"
     )
     print(
         f"  GET /api/me during a login flood: p50 {percentile(during, 0.5) * ms:.1f} ms, "

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a throwaway PostgreSQL database and an SMTP sink on loopback."""
+"""What the benchmarks share: a throwaway PostgreSQL database, an SMTP sink on loopback, and
+where the CPU went (Linux's /proc)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -92,3 +94,55 @@ def smtp_sink() -> Iterator[tuple[Sink, int]]:
         yield sink, port
     finally:
         controller.stop()
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PROC = Path("/proc")
+
+
+def _cpu(stat: Path) -> float:
+    """User plus system CPU seconds of a process or thread, 0 when it is gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _named(prefix: str) -> list[Path]:
+    """The /proc entries of the processes whose name starts with `prefix`."""
+    found = []
+    for entry in _PROC.iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith(prefix):
+                found.append(entry)
+        except OSError:
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent between `start` and `stop` by a server's event loop (its main thread),
+    its other threads, PostgreSQL (all its processes) and Redis, all on this machine."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = _PROC / str(server_pid)
+        self.spent: Counter[str] = Counter()
+        self._began: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        threads = list((self.server / "task").iterdir()) if self.server.exists() else []
+        main = [t for t in threads if t.name == self.server.name]
+        return {
+            "loop": sum(_cpu(t / "stat") for t in main),
+            "threads": sum(_cpu(t / "stat") for t in threads if t not in main),
+            "postgres": sum(_cpu(p / "stat") for p in _named("postgres")),
+            "redis": sum(_cpu(p / "stat") for p in _named("redis-server")),
+        }
+
+    def start(self) -> None:
+        self._began = self._now()
+
+    def stop(self) -> None:
+        for part, seconds in self._now().items():
+            self.spent[part] += max(0.0, seconds - self._began.get(part, seconds))

@@ -87,6 +87,20 @@ async def test_email_is_unique_case_insensitively_even_around_the_service(
             )
 
 
+async def test_a_failing_statement_keeps_its_values_to_itself(engine: AsyncEngine) -> None:
+    secret = "$argon2id$v=19$m=19456,t=2,p=1$c2VjcmV0$c2VjcmV0IGhhc2g"
+    sessions = create_sessionmaker(engine)
+    with pytest.raises(IntegrityError) as refused:
+        async with sessions() as session, session.begin():
+            session.add_all(
+                User(email=email, display_name="S", password_hash=secret)
+                for email in ("s@example.com", "S@example.com")
+            )
+    assert "users" in str(refused.value)  # the statement is named
+    assert secret not in str(refused.value)
+    assert "s@example.com" not in str(refused.value).lower()
+
+
 async def test_unknown_roles_are_refused_by_the_database(engine: AsyncEngine) -> None:
     sessions = create_sessionmaker(engine)
     with pytest.raises(IntegrityError):

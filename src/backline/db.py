@@ -91,6 +91,9 @@ def _json_dumps(value: Any) -> str:
 # JSON columns through pydantic-core's encoder and parser (Rust): a page of rows with JSON
 # columns spends several times longer in the standard library's.
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": from_json}
+# Statement parameters carry password hashes, token digests and addresses: a database error
+# names the statement, never its values (SQLAlchemy otherwise puts them in the exception).
+HIDDEN = {"hide_parameters": True}
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -99,7 +102,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         if ":memory:" not in url and "///" in url:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, connect_args={"timeout": settings.db_statement_timeout}, **JSON_CODEC
+            url, connect_args={"timeout": settings.db_statement_timeout}, **JSON_CODEC, **HIDDEN
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -114,6 +117,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         **JSON_CODEC,
+        **HIDDEN,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_statement_timeout,

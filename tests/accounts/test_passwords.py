@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +17,7 @@ import pytest
 from argon2 import extract_parameters
 from argon2.low_level import Type
 
+from backline.accounts import passwords
 from backline.accounts.passwords import (
     MAX_LENGTH,
     WeakPassword,
@@ -62,7 +62,7 @@ def settings(make_settings: MakeSettings) -> Settings:
 
 async def test_hashes_run_on_threads_of_their_own_one_per_core() -> None:
     stored = await hash_password("a long enough passphrase")
-    cores = os.cpu_count() or 1
+    cores = passwords.cores()
     results = await asyncio.gather(
         *(verify_password(stored, "a long enough passphrase") for _ in range(3 * cores))
     )

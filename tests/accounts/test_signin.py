@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts import signin
+from backline.accounts import recovery, signin
 from backline.accounts.auth import AuthFailure, TokenPair
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, verify_password
+from backline.accounts.throttle import LoginThrottle
 from backline.accounts.tokens import digest
 from backline.app import Backline, create_app
+from backline.audit import service as audit
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
 from backline.db import create_read_sessionmaker, create_sessionmaker
-from tests.accounts.conftest import PASSWORD, login
+from tests.accounts.conftest import PASSWORD, login, outbox, token_in
 
 CLIENT = ClientInfo(ip="198.51.100.4", user_agent="test")
 
@@ -89,14 +92,19 @@ async def test_the_connection_goes_back_to_the_pool_as_it_came(
     app = create_app(settings, configure_logs=False)
     async with LifespanManager(app):
         engine: AsyncEngine = app.state.engine
-        async with engine.connect() as connection:
-            before = await connection.get_isolation_level()
         await make_user("ann@example.com")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             await login(client, "ann@example.com")
+        async with engine.connect() as connection:  # the one connection of the pool
+            probe = audit.values(event="probe", user_id=None, client=None)
+            await connection.execute(insert(AuditEvent), probe)
+            await connection.rollback()
         async with engine.connect() as connection:
-            assert await connection.get_isolation_level() == before != "AUTOCOMMIT"
+            kept = await connection.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "probe")
+            )
+        assert kept == 0
 
 
 async def test_a_sign_in_writes_its_session_token_and_event_together(
@@ -153,6 +161,77 @@ async def test_a_rehash_never_overwrites_a_password_changed_meanwhile(
     async with create_sessionmaker(engine)() as session:
         stored = await session.scalar(select(User.password_hash).where(User.id == account.user.id))
     assert stored == new_hash
+
+
+async def _attempt(engine: AsyncEngine, email: str, password: str) -> signin.Checked:
+    """The first two steps of a sign-in, the writes left for later."""
+    async with create_read_sessionmaker(engine)() as session:
+        attempt = await signin.start(session, email=email)
+    assert isinstance(attempt, signin.Attempt)
+    return await signin.check(attempt, password)
+
+
+async def _finish(engine: AsyncEngine, settings: Settings, checked: signin.Checked) -> Any:
+    async with create_sessionmaker(engine)() as session, session.begin():
+        return await signin.finish(session, settings=settings, checked=checked, client=CLIENT)
+
+
+async def test_a_sign_in_racing_a_reset_never_outlives_it(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    settings: Settings,
+    make_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await make_user("ann@example.com")
+    await client.post("/api/auth/forgot-password", json={"email": "ann@example.com"})
+    token = token_in((await outbox(engine, "password_reset"))[0])
+    checked = await _attempt(engine, "ann@example.com", PASSWORD)  # the old password, right
+    racing: list[asyncio.Task[Any]] = []
+    real_end_sessions = recovery.end_sessions
+
+    async def end_sessions_after_a_sign_in(*args: Any, **kwargs: Any) -> int:
+        # The worst moment: the new hash is written but not committed, and the sessions to
+        # end are about to be listed. The sign-in must wait for the reset, then fail.
+        racing.append(asyncio.create_task(_finish(engine, settings, checked)))
+        await asyncio.sleep(0.3)
+        assert not racing[0].done()
+        return await real_end_sessions(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "end_sessions", end_sessions_after_a_sign_in)
+    reset = await client.post(
+        "/api/auth/reset-password", json={"token": token, "new_password": "a brand new pass 42"}
+    )
+    assert reset.status_code == 204
+    outcome = await racing[0]
+    assert isinstance(outcome, AuthFailure)
+    assert outcome.code == "invalid_credentials"
+    async with create_sessionmaker(engine)() as session:
+        active = await session.scalar(
+            select(func.count()).select_from(AuthSession).where(AuthSession.revoked_at.is_(None))
+        )
+    assert active == 0
+
+
+async def test_attempts_under_way_when_the_address_is_paused_are_refused_alike(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com")
+    right = await _attempt(engine, "ann@example.com", PASSWORD)
+    wrong = await _attempt(engine, "ann@example.com", "not the password")
+    for _ in range(settings.lockout_threshold):  # meanwhile, others pause the address
+        assert (await _sign_in(engine, settings, "ann@example.com", "guess")).code == (
+            "invalid_credentials"
+        )
+    answers = [await _finish(engine, settings, right), await _finish(engine, settings, wrong)]
+    # The same answer whatever the password: no session, and no further count.
+    assert [(a.status, a.code) for a in answers] == [(429, "account_locked")] * 2
+    assert answers[0].retry_after > 0
+    assert await _count(engine, AuthSession) == 0
+    async with create_sessionmaker(engine)() as session:
+        row = await session.scalar(select(LoginThrottle))
+    assert row is not None
+    assert (row.lock_level, row.failed_logins) == (1, 0)
 
 
 async def test_an_address_that_is_no_address_is_counted_like_any_other(

@@ -104,9 +104,16 @@ async def count_failure(
     key: str,
     user: Person | None,
     client: ClientInfo,
-) -> None:
-    """Count a wrong password for the address; a lock that follows is audited and mailed."""
+) -> AuthFailure | None:
+    """Count a wrong password for the address; a lock that follows is audited and mailed.
+
+    When another attempt paused the address while this one was being checked, nothing is
+    counted and the pause is returned, to be answered instead: the same 429 as for a right
+    password in that moment (see `signin`), so that the answer tells nothing of the password.
+    """
     outcome = await throttle.failed(session, key=key, threshold=settings.lockout_threshold)
+    if outcome.paused_for is not None:
+        return locked(outcome.paused_for)
     user_id = user.id if user is not None else None
     await audit.record(
         session,
@@ -116,7 +123,7 @@ async def count_failure(
         reason="wrong_password" if user else "unknown_email",
     )
     if outcome.locked_until is None:
-        return
+        return None
     await audit.record(
         session,
         event="lockout",
@@ -137,6 +144,7 @@ async def count_failure(
                 "locked_until": f"{outcome.locked_until:%Y-%m-%d %H:%M} UTC",
             },
         )
+    return None
 
 
 async def check_password_again(
@@ -152,8 +160,8 @@ async def check_password_again(
     if (retry := await throttle.locked_for(session, key=key)) is not None:
         return locked(retry)
     if not await verify_password(user.password_hash, password):
-        await count_failure(session, settings=settings, key=key, user=user, client=client)
-        return AuthFailure(403, "invalid_credentials", "The password is wrong.")
+        paused = await count_failure(session, settings=settings, key=key, user=user, client=client)
+        return paused or AuthFailure(403, "invalid_credentials", "The password is wrong.")
     await throttle.clear(session, key=key)
     return None
 

@@ -242,10 +242,20 @@ async def breach_count(
 _hashing: ThreadPoolExecutor | None = None
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def _hashing_pool() -> ThreadPoolExecutor:
+    """Threads of hashing's own, one per core: more would only queue on the CPU and starve the
+    event loop of it. A hash waits its turn in the pool's queue, so a thread that finishes one
+    starts the next at once, without waiting for the event loop to hand it over."""
     global _hashing
     if _hashing is None:
-        _hashing = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="argon2")
+        _hashing = ThreadPoolExecutor(cores(), thread_name_prefix="argon2")
     return _hashing
 
 

@@ -247,6 +247,10 @@ async def _set_password(
 ) -> None:
     user.password_hash = await hash_password(password)
     user.password_changed_at = now()
+    # Written now, not at commit: the row lock makes a sign-in that checked the old password
+    # wait, then find the hash changed (`signin`), and a session opened just before is on
+    # record for the revocation that follows.
+    await session.flush()
     await outbox.enqueue(
         session,
         settings=settings,

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Insert,
     Table,
     bindparam,
+    exists,
     func,
     insert,
     literal,
@@ -115,6 +116,13 @@ def _param(name: str, table: Table, column: str) -> BindParameter[Any]:
     return bindparam(name, type_=table.c[column].type)
 
 
+# A session opens only while the account has the hash that was checked (a reset since then
+# wins) and the address is not paused (other attempts, under way at the same time, may have
+# paused it). The account's row is share-locked: a reset that has changed the hash but not yet
+# committed makes this wait, and then find the hash changed.
+_MAY_OPEN = _UNCHANGED & ~exists().where(
+    _throttles.c.key == bindparam("key"), _throttles.c.locked_until > bindparam("moment")
+)
 _OPEN_SESSION = insert(_sessions).from_select(
     ["id", "user_id", "user_agent", "ip", "created_at", "last_used_at", "expires_at"],
     select(
@@ -125,7 +133,9 @@ _OPEN_SESSION = insert(_sessions).from_select(
         _param("moment", _sessions, "created_at"),
         _param("moment", _sessions, "last_used_at"),
         _param("expires_at", _sessions, "expires_at"),
-    ).where(_UNCHANGED),
+    )
+    .where(_MAY_OPEN)
+    .with_for_update(read=True, of=_users),
 )
 _ADD_TOKEN = insert(_tokens).values(
     id=bindparam("token_id"),
@@ -210,17 +220,19 @@ async def finish(
     attempt, account = checked.attempt, checked.attempt.account
     wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
     if account is None or not checked.right:
-        await count_failure(
+        paused = await count_failure(
             session, settings=settings, key=attempt.key, user=account, client=client
         )
-        return wrong
+        return paused or wrong
     # On PostgreSQL each write below stands alone (the session, its token and its event are one
     # statement), so it runs without a transaction around it: no BEGIN and COMMIT round trips.
     in_one = session.get_bind().dialect.name == "postgresql"
     connection = await session.connection(execution_options=_AUTOCOMMIT if in_one else None)
-    if attempt.recorded:
-        await throttle.clear(session, key=attempt.key)
     if not account.verified:
+        if (paused_for := await throttle.locked_for(session, key=attempt.key)) is not None:
+            return locked(paused_for)  # paused meanwhile: answered as a wrong password is
+        if attempt.recorded:
+            await throttle.clear(session, key=attempt.key)
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
         )
@@ -234,6 +246,7 @@ async def finish(
     )
     params = {
         **guard,
+        "key": attempt.key,
         "session_id": session_id,
         "user_agent": client.user_agent,
         "ip": client.ip,
@@ -250,8 +263,11 @@ async def finish(
         if opened:
             await connection.execute(_ADD_TOKEN, params)
             await connection.execute(_ADD_EVENT, params)
-    if not opened:  # the password changed, or the account went, since step 1
-        return wrong
+    if not opened:  # paused by other attempts, or the password changed, since step 1
+        paused_for = await throttle.locked_for(session, key=attempt.key)
+        return wrong if paused_for is None else locked(paused_for)
+    if attempt.recorded:
+        await throttle.clear(session, key=attempt.key)
     access = issue_access(
         settings.signing_key,
         user_id=account.id,

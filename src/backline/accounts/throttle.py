@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, case, delete, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,6 +46,7 @@ class LoginThrottle(Base):
 class Failure:
     locked_until: datetime | None  # set when this failure locked the address
     level: int
+    paused_for: int | None = None  # seconds: the address was paused already, nothing counted
 
 
 def key_for(email: str) -> str:
@@ -91,11 +92,16 @@ async def locked_for(session: AsyncSession, *, key: str) -> int | None:
 
 
 async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
-    """Count one wrong password; lock the address when this one reaches the threshold."""
+    """Count one wrong password; lock the address when this one reaches the threshold.
+
+    An attempt that was under way when another locked the address is not counted (it would
+    only lengthen the owner's pause): `paused_for` tells how long the pause has still to run.
+    """
     moment = now()
     fresh = or_(
         LoginThrottle.first_failed_at.is_(None), LoginThrottle.first_failed_at < moment - WINDOW
     )
+    paused = and_(LoginThrottle.locked_until.is_not(None), LoginThrottle.locked_until > moment)
     bind = session.get_bind()
     dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
     upsert = dialect.insert(LoginThrottle).values(
@@ -108,8 +114,12 @@ async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
             "first_failed_at": case((fresh, moment), else_=LoginThrottle.first_failed_at),
             "updated_at": moment,
         },
+        where=~paused,
     ).returning(LoginThrottle.failed_logins, LoginThrottle.lock_level)
-    count, level = (await session.execute(upsert)).one()
+    counted = (await session.execute(upsert)).first()
+    if counted is None:  # paused meanwhile
+        return Failure(None, 0, paused_for=(await state(session, key=key)).retry_after or 1)
+    count, level = counted
     if count < threshold:
         return Failure(None, level)
     won = await session.scalar(

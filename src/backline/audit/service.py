@@ -2,6 +2,8 @@
 
 `record` adds an event to the caller's transaction: it is kept exactly when the change it
 describes is. Events carry the request ID, client address and user agent of the request.
+`values` is an event's row for a caller that writes it within a statement of its own (sign-in
+writes its session, refresh token and event in one).
 """
 
 from __future__ import annotations
@@ -48,16 +50,14 @@ async def record(
     user_id: uuid.UUID | None,
     client: ClientInfo | None,
     actor_id: uuid.UUID | None = None,
-    flush: bool = True,
     **details: Any,
 ) -> AuditEvent:
-    """Add an event; with `flush=False` it is written with the caller's next flush."""
+    """Add an event and flush it."""
     row = AuditEvent(
         **values(event=event, user_id=user_id, client=client, actor_id=actor_id, **details)
     )
     session.add(row)
-    if flush:
-        await session.flush()
+    await session.flush()
     return row
 
 
