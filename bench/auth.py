@@ -4,7 +4,9 @@
    the user's row from PostgreSQL) against a bare route of the same app returning a constant,
    the two taking turns (`bench.load.alternate`) (goal >= 30%).
 2. Logins per second against the raw Argon2id rate of this machine, hashing on as many
-   threads as it has cores, the two alternating (goal >= 90%: nothing but hashing should cost).
+   threads as it has cores, the two alternating (goal >= 90%: nothing but hashing should cost),
+   and where a login's CPU went: the server's hashing threads (beside a raw hash), its event
+   loop, PostgreSQL and Redis.
 3. p99 latency of `GET /api/me` while logins flood the server (goal < 50 ms).
 4. The revocation check alone against the loopback Redis (goal p50 < 0.2 ms), beside a PING.
 """
