@@ -71,6 +71,35 @@ async def test_hashes_run_on_threads_of_their_own_one_per_core() -> None:
     assert 1 <= len(hashing) <= cores
 
 
+async def test_a_check_given_up_while_waiting_for_a_thread_never_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A request cancelled (its deadline passed, its client went) before a hashing thread took
+    # its check leaves nothing behind to burn a core.
+    stored = await hash_password("a long enough passphrase")
+    ran: list[str] = []
+
+    class Counted:
+        def verify(self, stored_hash: str, password: str) -> bool:
+            ran.append(password)
+            return real.verify(stored_hash, password)
+
+    real = passwords.hasher
+    monkeypatch.setattr(passwords, "hasher", Counted())
+    cores = passwords.cores()
+    busy = [
+        asyncio.create_task(verify_password(stored, "a long enough passphrase"))
+        for _ in range(cores)
+    ]
+    waiting = [asyncio.create_task(verify_password(stored, "given up")) for _ in range(cores)]
+    await asyncio.sleep(0)  # every check handed to the pool
+    for task in waiting:
+        task.cancel()
+    assert all(await asyncio.gather(*busy))
+    await asyncio.sleep(0.2)
+    assert "given up" not in ran
+
+
 # ----------------------------------------------------------------------------- length
 
 
