@@ -100,6 +100,26 @@ async def test_a_check_given_up_while_waiting_for_a_thread_never_runs(
     assert "given up" not in ran
 
 
+async def test_past_the_queue_bound_a_hash_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(passwords, "MAX_WAITING_PER_CORE", 2)
+    stored = await hash_password("a long enough passphrase")
+    bound = 2 * passwords.cores()
+    checks = [
+        asyncio.create_task(verify_password(stored, "a long enough passphrase"))
+        for _ in range(bound + 3)
+    ]
+    outcomes = await asyncio.gather(*checks, return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, passwords.HashingBusy)]
+    assert outcomes[:bound] == [True] * bound
+    assert len(refused) == 3
+    assert refused[0].status == 503
+    assert refused[0].headers == {"Retry-After": "1"}
+    # Once the queue drains, hashes are taken again.
+    assert await verify_password(stored, "a long enough passphrase")
+
+
 # ----------------------------------------------------------------------------- length
 
 

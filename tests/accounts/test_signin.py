@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts import recovery, signin
+from backline.accounts import passwords, recovery, signin
 from backline.accounts.auth import AuthFailure, TokenPair
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, verify_password
@@ -105,6 +105,24 @@ async def test_the_connection_goes_back_to_the_pool_as_it_came(
                 select(func.count()).select_from(AuditEvent).where(AuditEvent.event == "probe")
             )
         assert kept == 0
+
+
+async def test_a_sign_in_refused_for_a_full_hashing_queue_counts_for_nothing(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_user("ann@example.com")
+    monkeypatch.setattr(passwords, "MAX_WAITING_PER_CORE", 0)  # as if a flood filled it
+    busy = await client.post(
+        "/api/auth/login", json={"email": "ann@example.com", "password": "not the password"}
+    )
+    assert busy.status_code == 503
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json()["code"] == "busy"
+    assert await _count(engine, LoginThrottle) == 0  # not a wrong password
+    assert await _count(engine, AuthSession) == 0
+    monkeypatch.setattr(passwords, "MAX_WAITING_PER_CORE", 32)
+    await login(client, "ann@example.com")
 
 
 async def test_a_sign_in_writes_its_session_token_and_event_together(

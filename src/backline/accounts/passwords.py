@@ -1,9 +1,11 @@
 """Passwords: hashing with Argon2id, and the policy a newly chosen password must meet.
 
 Hashing uses argon2-cffi with OWASP's recommended minimum for Argon2id: 19 MiB of memory,
-2 iterations, 1 lane. It runs in a worker thread (argon2-cffi releases the GIL), so a burst of
-logins never stalls other requests. `needs_rehash` tells when a stored hash used older
-parameters. Passwords are never truncated: Argon2 has no 72-byte limit.
+2 iterations, 1 lane. It runs on threads of its own, one per core (argon2-cffi releases the
+GIL), so a burst of logins never stalls other requests; past 32 hashes in hand per core, more
+are refused at once with 503 `busy` and Retry-After rather than queued behind a flood.
+`needs_rehash` tells when a stored hash used older parameters. Passwords are never truncated:
+Argon2 has no 72-byte limit.
 
 `check_password` is the policy for every password a person chooses (sign-up, reset, change);
 it raises `WeakPassword` (422 `weak_password`) with a reason that never repeats the password:
@@ -38,7 +40,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
 from backline.config import Settings
-from backline.errors import Unprocessable
+from backline.errors import ServiceUnavailable, Unprocessable
 from backline.httpclient import create_http_client
 from backline.logging import get_logger
 
@@ -239,7 +241,16 @@ async def breach_count(
     return None
 
 
+# Hashes waiting or running, per core, before more are refused: at about 25 ms a hash, under a
+# second of queued work. A flood of sign-ins past this gets a quick 503 to retry, rather than
+# every sign-in waiting longer and longer until its deadline.
+MAX_WAITING_PER_CORE = 32
 _hashing: ThreadPoolExecutor | None = None
+_in_hand = 0  # hashes handed to the pool and not yet answered
+
+
+class HashingBusy(ServiceUnavailable):
+    code = "busy"
 
 
 def cores() -> int:
@@ -260,7 +271,18 @@ def _hashing_pool() -> ThreadPoolExecutor:
 
 
 async def _off_loop(function: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing_pool(), function)
+    global _in_hand
+    pool = _hashing_pool()
+    if _in_hand >= MAX_WAITING_PER_CORE * cores():
+        raise HashingBusy(
+            "Too many sign-ins at this moment; try again in a second.",
+            headers={"Retry-After": "1"},
+        )
+    _in_hand += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, function)
+    finally:
+        _in_hand -= 1
 
 
 async def hash_password(password: str) -> str:
