@@ -5,18 +5,21 @@
 2. `check` hashes, with no connection and no transaction held. An unknown address is checked
    against a dummy hash, so it costs what a wrong password costs. A right password whose hash
    used older parameters is rehashed here too.
-3. `finish` writes, in one short transaction: a failure is counted (and may pause the address,
-   see `auth.count_failure`); a success clears the count and opens the session, its refresh
-   token and its audit event, three prebuilt INSERTs.
+3. `finish` writes: a failure is counted in one short transaction (and may pause the address,
+   see `auth.count_failure`); a success opens the session, its refresh token and its audit
+   event, then clears the count. On PostgreSQL the three rows are one statement, run without
+   a transaction around it; on SQLite, three INSERTs in one transaction.
 
 An Argon2id check takes tens of milliseconds. Held across it, a pooled connection would sit
 idle in a transaction, and a burst of sign-ins would take every connection of the pool from
 every other request.
 
-Between steps 1 and 3 the password may change (a reset, say). The session is then not opened:
-its INSERT copies the row only while the account still has the hash that was checked, so a
-password that was right a moment ago cannot outlive the reset that replaced it. The same guard
-keeps a rehash from overwriting a new password.
+Between steps 1 and 3 the password may change (a reset, say), or other attempts may pause the
+address. The session is then not opened: its INSERT copies the account's row (share-locked)
+only while it still has the hash that was checked and the address is not paused, so a password
+that was right a moment ago cannot outlive the reset that replaced it. An attempt refused for
+a pause gets the same 429 whatever its password. The hash guard also keeps a rehash from
+overwriting a new password.
 """
 
 from __future__ import annotations
