@@ -28,7 +28,7 @@ from backline.accounts.revocation import Revocations
 from backline.audit.routes import staff as audit_router
 from backline.config import Settings
 from backline.context import REQUEST_ID_HEADER
-from backline.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from backline.db import Engines, create_engine, create_read_sessionmaker, create_sessionmaker
 from backline.email.backends import create_backend
 from backline.email.routes import dev_router
 from backline.email.worker import Worker
@@ -97,6 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.storage_backend == "local":
         settings.effective_storage_dir.mkdir(parents=True, exist_ok=True)
     app.state.engine = engine
+    app.state.engines = Engines.of(engine)
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
     app.state.redis = redis

@@ -11,12 +11,15 @@
 
 Sessions never commit on their own: the caller owns the transaction (one per operation).
 Requests that only read (GET, HEAD) get autocommit sessions (`create_read_sessionmaker`).
+`Engines` holds the engine twice, as configured and in autocommit mode (one pool), for hot
+paths that run Core statements on a connection of their own, without the ORM session's cost.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +29,7 @@ from sqlalchemy import DateTime, MetaData, Uuid, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -165,8 +169,30 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` (and its pool) in autocommit mode: each statement commits by itself, with no
+    BEGIN and no COMMIT to wait for, and sees the latest committed data."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for requests that only read: autocommit, so there is no BEGIN and no COMMIT to
-    wait for. Each statement sees the latest committed data."""
-    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(reader, expire_on_commit=False, autoflush=False)
+    """Sessions for requests that only read, in autocommit mode."""
+    return async_sessionmaker(autocommit(engine), expire_on_commit=False, autoflush=False)
+
+
+@dataclass(frozen=True)
+class Engines:
+    """One engine as configured (`default`) and in autocommit mode (`autocommit`)."""
+
+    default: AsyncEngine
+    autocommit: AsyncEngine
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> Engines:
+        return cls(engine, autocommit(engine))
+
+
+async def connection_of(db: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The connection a Core statement runs on: a session's (in its transaction), or the one
+    given. Core statements skip the ORM's execution machinery, which costs more than they do."""
+    return await db.connection() if isinstance(db, AsyncSession) else db

@@ -1,4 +1,4 @@
-"""Dependency aliases for routes: `SessionDep`, `Sessions`, `ReadSessions`, `SettingsDep`,
+"""Dependency aliases for routes: `SessionDep`, `Sessions`, `EnginesDep`, `SettingsDep`,
 `StoragesDep`, `HttpClientDep`.
 
 `SessionDep` opens one transaction per request-handling function: it commits when the function
@@ -8,8 +8,9 @@ session instead: no BEGIN and COMMIT round trips, which are a third of a small r
 
 `Sessions` is for the few routes that run for minutes (streamed uploads): they must not hold a
 connection and a transaction that long, so they open their own short ones, each one operation.
-`ReadSessions` makes autocommit sessions for the reads of such a route (sign-in reads, hashes
-with no connection held, then writes).
+`EnginesDep` is for the one route that runs Core statements on connections of its own, without
+a session (sign-in: it reads, hashes with no connection held, then writes; see
+`accounts.signin`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.config import Settings
+from backline.db import Engines
 from backline.storage import Storages
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,9 +47,9 @@ async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessionmaker
 
 
-async def _read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    return sessionmaker
+async def _engines(request: Request) -> Engines:
+    engines: Engines = request.app.state.engines
+    return engines
 
 
 async def _settings(request: Request) -> Settings:
@@ -67,7 +69,7 @@ async def _http_client(request: Request) -> httpx.AsyncClient:
 
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
-ReadSessions = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessionmaker)]
+EnginesDep = Annotated[Engines, Depends(_engines)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoragesDep = Annotated[Storages, Depends(_storages)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(_http_client)]

@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts import passwords, recovery, signin
@@ -23,7 +24,7 @@ from backline.audit import service as audit
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
-from backline.db import create_read_sessionmaker, create_sessionmaker
+from backline.db import Engines, create_sessionmaker
 from tests.accounts.conftest import PASSWORD, login, outbox, token_in
 
 CLIENT = ClientInfo(ip="198.51.100.4", user_agent="test")
@@ -38,14 +39,21 @@ async def _sign_in(
     engine: AsyncEngine, settings: Settings, email: str, password: str, *, between: Any = None
 ) -> TokenPair | AuthFailure:
     """The three steps as the route runs them; `between` runs after the first step."""
-    async with create_read_sessionmaker(engine)() as session:
-        attempt = await signin.start(session, email=email)
+    async with signin.reading(Engines.of(engine)) as connection:
+        attempt = await signin.start(connection, email=email)
     assert isinstance(attempt, signin.Attempt)
     if between is not None:
         await between()
-    checked = await signin.check(attempt, password)
+    return await _finish(engine, settings, await signin.check(attempt, password))
+
+
+async def _finish(engine: AsyncEngine, settings: Settings, checked: signin.Checked) -> Any:
+    """The third step as the route runs it."""
+    if checked.right:
+        async with signin.writing(Engines.of(engine)) as connection:
+            return await signin.admit(connection, settings=settings, checked=checked, client=CLIENT)
     async with create_sessionmaker(engine)() as session, session.begin():
-        return await signin.finish(session, settings=settings, checked=checked, client=CLIENT)
+        return await signin.refuse(session, settings=settings, checked=checked, client=CLIENT)
 
 
 async def _count(engine: AsyncEngine, model: Any) -> int:
@@ -148,6 +156,25 @@ async def test_a_sign_in_writes_its_session_token_and_event_together(
     )
 
 
+async def test_a_sign_in_whose_last_write_fails_leaves_nothing_behind(
+    engine: AsyncEngine, settings: Settings, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_user("ann@example.com")
+    taken = audit.values(event="probe", user_id=None, client=None)
+    async with engine.begin() as connection:
+        await connection.execute(insert(AuditEvent), taken)
+    real_values = audit.values
+
+    def clashing(**kwargs: Any) -> dict[str, Any]:
+        return {**real_values(**kwargs), "id": taken["id"]}  # the event's INSERT must fail
+
+    monkeypatch.setattr(signin.audit, "values", clashing)
+    with pytest.raises(IntegrityError):
+        await _sign_in(engine, settings, "ann@example.com", PASSWORD)
+    assert await _count(engine, AuthSession) == 0  # nor its refresh token, written before it
+    assert await _count(engine, RefreshToken) == 0
+
+
 async def test_a_password_changed_after_it_was_read_opens_no_session(
     engine: AsyncEngine, settings: Settings, make_user: Any
 ) -> None:
@@ -183,15 +210,10 @@ async def test_a_rehash_never_overwrites_a_password_changed_meanwhile(
 
 async def _attempt(engine: AsyncEngine, email: str, password: str) -> signin.Checked:
     """The first two steps of a sign-in, the writes left for later."""
-    async with create_read_sessionmaker(engine)() as session:
-        attempt = await signin.start(session, email=email)
+    async with signin.reading(Engines.of(engine)) as connection:
+        attempt = await signin.start(connection, email=email)
     assert isinstance(attempt, signin.Attempt)
     return await signin.check(attempt, password)
-
-
-async def _finish(engine: AsyncEngine, settings: Settings, checked: signin.Checked) -> Any:
-    async with create_sessionmaker(engine)() as session, session.begin():
-        return await signin.finish(session, settings=settings, checked=checked, client=CLIENT)
 
 
 async def test_a_sign_in_racing_a_reset_never_outlives_it(
@@ -259,8 +281,8 @@ async def test_an_address_that_is_no_address_is_counted_like_any_other(
         outcome = await _sign_in(engine, settings, "not an address", PASSWORD)
         assert isinstance(outcome, AuthFailure)
         assert outcome.code == "invalid_credentials"
-    async with create_read_sessionmaker(engine)() as session:
-        paused = await signin.start(session, email="not an address")
+    async with signin.reading(Engines.of(engine)) as connection:
+        paused = await signin.start(connection, email="not an address")
     assert isinstance(paused, AuthFailure)
     assert (paused.status, paused.code) == (429, "account_locked")
     assert paused.retry_after is not None

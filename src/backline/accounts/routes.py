@@ -48,8 +48,8 @@ from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
 from backline.context import client_info
 from backline.deps import (
+    EnginesDep,
     HttpClientDep,
-    ReadSessions,
     SessionDep,
     Sessions,
     SettingsDep,
@@ -190,19 +190,27 @@ async def login(
     body: LoginRequest,
     request: Request,
     response: Response,
+    engines: EnginesDep,
     sessions: Sessions,
-    reads: ReadSessions,
     settings: SettingsDep,
 ) -> Any:
-    async with reads() as session:
-        attempt = await signin.start(session, email=body.email)
+    async with signin.reading(engines) as connection:
+        attempt = await signin.start(connection, email=body.email)
     if isinstance(attempt, auth.AuthFailure):
         return _failure(attempt)
     checked = await signin.check(attempt, body.password)  # no connection is held meanwhile
-    async with sessions() as session, session.begin():
-        outcome = await signin.finish(
-            session, settings=settings, checked=checked, client=client_info(request)
-        )
+    client = client_info(request)
+    outcome: auth.TokenPair | auth.AuthFailure
+    if checked.right:
+        async with signin.writing(engines) as connection:
+            outcome = await signin.admit(
+                connection, settings=settings, checked=checked, client=client
+            )
+    else:  # the count is committed before the failure is answered
+        async with sessions() as session, session.begin():
+            outcome = await signin.refuse(
+                session, settings=settings, checked=checked, client=client
+            )
     if isinstance(outcome, auth.AuthFailure):
         return _failure(outcome)
     return _tokens(outcome, mode=body.mode, response=response, settings=settings)

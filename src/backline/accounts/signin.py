@@ -1,18 +1,21 @@
 """Signing in with a password, in three steps, so that no connection waits on a hash.
 
-1. `start` reads, on a connection that is given back at once: is the address paused, and what
-   account (if any) does it name. A paused address is answered 429 here, password unread.
+1. `start` reads, on an autocommit connection (`reading`) that is given back at once: is the
+   address paused, and what account (if any) does it name. A paused address is answered 429
+   here, password unread.
 2. `check` hashes, with no connection and no transaction held. An unknown address is checked
    against a dummy hash, so it costs what a wrong password costs. A right password whose hash
    used older parameters is rehashed here too.
-3. `finish` writes: a failure is counted in one short transaction (and may pause the address,
-   see `auth.count_failure`); a success opens the session, its refresh token and its audit
-   event, then clears the count. On PostgreSQL the three rows are one statement, run without
-   a transaction around it; on SQLite, three INSERTs in one transaction.
+3. A wrong password is counted by `refuse`, in a session's transaction (and may pause the
+   address, see `auth.count_failure`). A right one is let in by `admit`, on a connection of its
+   own (`writing`): the session, its refresh token and its audit event, then the count cleared.
+   On PostgreSQL the three rows are one statement, run without a transaction around it; on
+   SQLite, three INSERTs in one transaction.
 
 An Argon2id check takes tens of milliseconds. Held across it, a pooled connection would sit
 idle in a transaction, and a burst of sign-ins would take every connection of the pool from
-every other request.
+every other request. Steps 1 and `admit` run Core statements on bare connections, not in an
+ORM session, whose bookkeeping costs more than their statements do (sign-in is hot).
 
 Between steps 1 and 3 the password may change (a reset, say), or other attempts may pause the
 address. The session is then not opened: its INSERT copies the account's row (share-locked)
@@ -25,6 +28,7 @@ overwriting a new password.
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -41,7 +45,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backline.accounts import throttle
 from backline.accounts.auth import (
@@ -59,6 +63,7 @@ from backline.audit import service as audit
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
+from backline.db import Engines
 
 
 @dataclass(frozen=True)
@@ -181,18 +186,30 @@ def _open_in_one_statement() -> Insert:
 
 
 _OPEN_ALL = _open_in_one_statement()
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 _REHASH = update(_users).where(_UNCHANGED).values(password_hash=bindparam("new_hash"))
 
 
-async def start(session: AsyncSession, *, email: str) -> Attempt | AuthFailure:
+def reading(engines: Engines) -> AbstractAsyncContextManager[AsyncConnection]:
+    """Where `start` reads: an autocommit connection, no BEGIN and no COMMIT."""
+    return engines.autocommit.connect()
+
+
+def writing(engines: Engines) -> AbstractAsyncContextManager[AsyncConnection]:
+    """Where `admit` writes, and its transaction: none on PostgreSQL, where `admit` writes one
+    statement, atomic by itself; on SQLite one around its three INSERTs, committed on leaving
+    (rolled back on an error)."""
+    if engines.default.dialect.name == "postgresql":
+        return engines.autocommit.connect()
+    return engines.default.begin()
+
+
+async def start(connection: AsyncConnection, *, email: str) -> Attempt | AuthFailure:
     """Step 1, reads only: the pause and the account of the address typed."""
     key = throttle.key_for(email)
     try:
         normalized: str | None = normalize_email(email)
     except InvalidEmail:
         normalized = None  # no account can have it; the address is still throttled
-    connection = await session.connection()
     row = (await connection.execute(_START, {"key": key, "email": normalized})).one()
     state = throttle.state_of(recorded=row.recorded, locked_until=row.locked_until)
     if state.retry_after is not None:
@@ -216,26 +233,32 @@ async def check(attempt: Attempt, password: str) -> Checked:
     return Checked(attempt, right=True)
 
 
-async def finish(
+_WRONG = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
+
+
+async def refuse(
     session: AsyncSession, *, settings: Settings, checked: Checked, client: ClientInfo
+) -> AuthFailure:
+    """Step 3 for a wrong password or an unknown address: count the failure."""
+    attempt = checked.attempt
+    paused = await count_failure(
+        session, settings=settings, key=attempt.key, user=attempt.account, client=client
+    )
+    return paused or _WRONG
+
+
+async def admit(
+    connection: AsyncConnection, *, settings: Settings, checked: Checked, client: ClientInfo
 ) -> TokenPair | AuthFailure:
-    """Step 3, writes only: count a failure, or open the session."""
+    """Step 3 for a right password: open the session (on a connection from `writing`)."""
     attempt, account = checked.attempt, checked.attempt.account
-    wrong = AuthFailure(401, "invalid_credentials", "The email address or password is wrong.")
     if account is None or not checked.right:
-        paused = await count_failure(
-            session, settings=settings, key=attempt.key, user=account, client=client
-        )
-        return paused or wrong
-    # On PostgreSQL each write below stands alone (the session, its token and its event are one
-    # statement), so it runs without a transaction around it: no BEGIN and COMMIT round trips.
-    in_one = session.get_bind().dialect.name == "postgresql"
-    connection = await session.connection(execution_options=_AUTOCOMMIT if in_one else None)
+        raise ValueError("only a right password opens a session; see `refuse`")
     if not account.verified:
-        if (paused_for := await throttle.locked_for(session, key=attempt.key)) is not None:
+        if (paused_for := await throttle.locked_for(connection, key=attempt.key)) is not None:
             return locked(paused_for)  # paused meanwhile: answered as a wrong password is
         if attempt.recorded:
-            await throttle.clear(session, key=attempt.key)
+            await throttle.clear(connection, key=attempt.key)
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
         )
@@ -259,7 +282,7 @@ async def finish(
         "token_hash": digest(refresh),
         **{f"event_{name}": value for name, value in event.items()},
     }
-    if in_one:
+    if connection.dialect.name == "postgresql":
         opened = (await connection.execute(_OPEN_ALL, params)).first() is not None
     else:
         opened = (await connection.execute(_OPEN_SESSION, params)).rowcount == 1
@@ -267,10 +290,10 @@ async def finish(
             await connection.execute(_ADD_TOKEN, params)
             await connection.execute(_ADD_EVENT, params)
     if not opened:  # paused by other attempts, or the password changed, since step 1
-        paused_for = await throttle.locked_for(session, key=attempt.key)
-        return wrong if paused_for is None else locked(paused_for)
+        paused_for = await throttle.locked_for(connection, key=attempt.key)
+        return _WRONG if paused_for is None else locked(paused_for)
     if attempt.recorded:
-        await throttle.clear(session, key=attempt.key)
+        await throttle.clear(connection, key=attempt.key)
     access = issue_access(
         settings.signing_key,
         user_id=account.id,

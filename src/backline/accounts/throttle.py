@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import String, and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.tokens import now
-from backline.db import Base
+from backline.db import Base, connection_of
 
 WINDOW = timedelta(minutes=15)
 LOCK_BASE = timedelta(minutes=1)
@@ -73,8 +73,8 @@ class State:
     recorded: bool  # the address has a row: failures on record, or a past pause
 
 
-async def state(session: AsyncSession, *, key: str) -> State:
-    rows = (await (await session.connection()).execute(_STATE, {"key": key})).all()
+async def state(db: AsyncSession | AsyncConnection, *, key: str) -> State:
+    rows = (await (await connection_of(db)).execute(_STATE, {"key": key})).all()
     return state_of(recorded=bool(rows), locked_until=rows[0][0] if rows else None)
 
 
@@ -86,9 +86,9 @@ def state_of(*, recorded: bool, locked_until: datetime | None) -> State:
     return State(max(1, int((locked_until - moment).total_seconds()) + 1), recorded=recorded)
 
 
-async def locked_for(session: AsyncSession, *, key: str) -> int | None:
+async def locked_for(db: AsyncSession | AsyncConnection, *, key: str) -> int | None:
     """Seconds until the address may try again, or None when it is not paused."""
-    return (await state(session, key=key)).retry_after
+    return (await state(db, key=key)).retry_after
 
 
 async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
@@ -142,6 +142,6 @@ async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
     return Failure(until, won)
 
 
-async def clear(session: AsyncSession, *, key: str) -> None:
+async def clear(db: AsyncSession | AsyncConnection, *, key: str) -> None:
     """A right password, or a reset: the address starts afresh."""
-    await (await session.connection()).execute(_CLEAR, {"key": key})
+    await (await connection_of(db)).execute(_CLEAR, {"key": key})
