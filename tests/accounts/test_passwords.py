@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -69,6 +70,17 @@ async def test_hashes_run_on_threads_of_their_own_one_per_core() -> None:
     assert all(results)
     hashing = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
     assert 1 <= len(hashing) <= cores
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread priorities are POSIX's")
+async def test_hashing_threads_run_below_the_event_loop() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop = niceness()
+    hashing = await passwords._off_loop(niceness)
+    assert hashing == min(19, loop + passwords.HASHING_NICENESS)
+    assert niceness() == loop  # the loop's own is untouched
 
 
 async def test_a_check_given_up_while_waiting_for_a_thread_never_runs(
