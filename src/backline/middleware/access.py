@@ -9,6 +9,7 @@ the bound context, the request ID and the user ID when known. Unmatched paths ar
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +18,7 @@ from backline.logging import get_logger
 from backline.metrics import REQUEST_DURATION, REQUESTS
 
 log = get_logger("backline.access")
+_enabled = logging.getLogger("backline.access").isEnabledFor  # cached by `logging` per level
 
 
 def route_template(scope: Scope) -> str:
@@ -55,10 +57,11 @@ class AccessLog:
             route = route_template(scope)
             REQUESTS.labels(method, route, str(status)).inc()
             REQUEST_DURATION.labels(method, route).observe(elapsed)
-            log.info(
-                "request",
-                method=method,
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
+            if _enabled(logging.INFO):  # else building the line would be thrown away, per request
+                log.info(
+                    "request",
+                    method=method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
