@@ -1,5 +1,8 @@
 """The application the HTTP benchmarks serve: Backline as configured, plus constant routes.
 
+`create_app_without_hashing` is the same app with password checks that always succeed at
+once (still handed to a hashing thread): what a login costs beside its hash.
+
 `/bench/constant` answers a constant through the whole middleware stack (and so through the
 global rate limit); `/healthz`, exempt from rate limits, is the same work without the limit.
 FastAPI tries the included routers in order, and each miss costs a few microseconds, so the
@@ -26,3 +29,20 @@ def create_app() -> Backline:
     app.include_router(bench_router)
     app.router.routes.insert(0, app.router.routes.pop())
     return app
+
+
+class _NoHashing:
+    """Stands in for argon2's PasswordHasher: every password is right, at no cost."""
+
+    def verify(self, stored_hash: str, password: str) -> bool:
+        return True
+
+    def check_needs_rehash(self, stored_hash: str) -> bool:
+        return False
+
+
+def create_app_without_hashing() -> Backline:
+    from backline.accounts import passwords
+
+    passwords.hasher = _NoHashing()  # type: ignore[assignment]
+    return create_app()
