@@ -45,26 +45,39 @@ async def _exchange(
     await reader.readexactly(length)
 
 
-async def _connection(port: int, request: bytes, stop_at: float, latencies: list[float]) -> int:
+async def _connection(
+    port: int, request: bytes, window: tuple[float, float], latencies: list[float]
+) -> int:
+    """Send `request` until the window closes; count the exchanges that end inside it."""
     reader, writer = await asyncio.open_connection(HOST, port)
+    opens, closes = window
     done = 0
     try:
-        while time.perf_counter() < stop_at:
-            began = time.perf_counter()
+        while time.monotonic() < closes:
+            began = time.monotonic()
             await _exchange(reader, writer, request)
-            latencies.append(time.perf_counter() - began)
-            done += 1
+            ended = time.monotonic()
+            if opens <= ended <= closes:
+                latencies.append(ended - began)
+                done += 1
     finally:
         writer.close()
     return done
 
 
-def _run(port: int, request: bytes, seconds: float, connections: int, out: object) -> None:
+def _run(
+    port: int, request: bytes, window: tuple[float | None, float], connections: int, out: object
+) -> None:
+    opens, seconds = window
+    opens = time.monotonic() if opens is None else opens  # by default, from this process's start
+
     async def main() -> tuple[int, list[float]]:
-        stop_at = time.perf_counter() + seconds
         latencies: list[float] = []
         counts = await asyncio.gather(
-            *(_connection(port, request, stop_at, latencies) for _ in range(connections))
+            *(
+                _connection(port, request, (opens, opens + seconds), latencies)
+                for _ in range(connections)
+            )
         )
         return sum(counts), latencies
 
@@ -89,16 +102,24 @@ def start(
     seconds: float = 5.0,
     connections: int = 16,
     headers: Mapping[str, str] | None = None,
+    opens: float | None = None,
 ) -> Callable[[], tuple[float, list[float]]]:
-    """Start a load in another process; the returned function waits for (req/s, latencies)."""
+    """Start a load in another process; the returned function waits for (req/s, latencies).
+
+    Only exchanges that end in the window of `seconds` from `opens` (a `time.monotonic()`
+    reading, a clock all processes of this machine share; by default, when the load process
+    starts) are counted. Sending starts at once, so a later `opens` counts the server in its
+    stride: from a cold start, nothing ends until the first requests have been served.
+    """
     parent, child = multiprocessing.Pipe()
     request = _request(method, path, headers, body)
-    worker = multiprocessing.Process(target=_run, args=(port, request, seconds, connections, child))
+    window = (opens, seconds)
+    worker = multiprocessing.Process(target=_run, args=(port, request, window, connections, child))
     worker.start()
 
     def result() -> tuple[float, list[float]]:
         rate, latencies = parent.recv()
-        worker.join(timeout=seconds + 30)
+        worker.join(timeout=30)
         return rate, latencies
 
     return result
