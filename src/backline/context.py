@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import structlog
 from starlette.requests import Request
 
+from backline.ratelimit.clientip import client_ip
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -48,8 +50,6 @@ class ClientInfo:
 
 
 def client_info(request: Request) -> ClientInfo:
-    from backline.ratelimit.clientip import client_ip
-
     agent = request.headers.get("user-agent")
     return ClientInfo(
         ip=client_ip(request.scope, request.app.state.settings.trusted_proxies),
