@@ -44,5 +44,7 @@ class _NoHashing:
 def create_app_without_hashing() -> Backline:
     from backline.accounts import passwords
 
+    # `backline.app` (imported above) has made the dummy hash sign-in checks unknown addresses
+    # against with the real hasher; this one never hashes.
     passwords.hasher = _NoHashing()  # type: ignore[assignment]
     return create_app()

@@ -169,7 +169,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     """`engine` (and its pool) in autocommit mode: each statement commits by itself, with no
     BEGIN and no COMMIT to wait for, and sees the latest committed data."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -177,7 +177,7 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for requests that only read, in autocommit mode."""
-    return async_sessionmaker(autocommit(engine), expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(autocommit_engine(engine), expire_on_commit=False, autoflush=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Engines:
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> Engines:
-        return cls(engine, autocommit(engine))
+        return cls(engine, autocommit_engine(engine))
 
 
 async def connection_of(db: AsyncSession | AsyncConnection) -> AsyncConnection:

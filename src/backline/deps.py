@@ -8,9 +8,9 @@ session instead: no BEGIN and COMMIT round trips, which are a third of a small r
 
 `Sessions` is for the few routes that run for minutes (streamed uploads): they must not hold a
 connection and a transaction that long, so they open their own short ones, each one operation.
-`EnginesDep` is for the one route that runs Core statements on connections of its own, without
-a session (sign-in: it reads, hashes with no connection held, then writes; see
-`accounts.signin`).
+`EnginesDep` is for the hot routes that run Core statements on connections of their own,
+without a session: sign-in (it reads, hashes with no connection held, then writes; see
+`accounts.signin`) and `GET /api/me`.
 """
 
 from __future__ import annotations

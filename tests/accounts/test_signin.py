@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import time_machine
 from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from sqlalchemy import func, insert, select, update
@@ -24,7 +26,7 @@ from backline.audit import service as audit
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
-from backline.db import Engines, create_sessionmaker
+from backline.db import Engines, create_sessionmaker, utcnow
 from tests.accounts.conftest import PASSWORD, login, outbox, token_in
 
 CLIENT = ClientInfo(ip="198.51.100.4", user_agent="test")
@@ -47,7 +49,9 @@ async def _sign_in(
     return await _finish(engine, settings, await signin.check(attempt, password))
 
 
-async def _finish(engine: AsyncEngine, settings: Settings, checked: signin.Checked) -> Any:
+async def _finish(
+    engine: AsyncEngine, settings: Settings, checked: signin.Checked
+) -> TokenPair | AuthFailure:
     """The third step as the route runs it."""
     if checked.right:
         async with signin.writing(Engines.of(engine)) as connection:
@@ -173,6 +177,34 @@ async def test_a_sign_in_whose_last_write_fails_leaves_nothing_behind(
         await _sign_in(engine, settings, "ann@example.com", PASSWORD)
     assert await _count(engine, AuthSession) == 0  # nor its refresh token, written before it
     assert await _count(engine, RefreshToken) == 0
+
+
+async def test_a_right_password_after_a_pause_ran_out_starts_afresh(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com")
+    for _ in range(settings.lockout_threshold):
+        await _sign_in(engine, settings, "ann@example.com", "guess")
+    async with signin.reading(Engines.of(engine)) as connection:
+        paused = await signin.start(connection, email="ann@example.com")
+    assert isinstance(paused, AuthFailure)
+    assert paused.code == "account_locked"
+    with time_machine.travel(utcnow() + timedelta(minutes=1, seconds=5), tick=False):
+        assert isinstance(await _sign_in(engine, settings, "ann@example.com", PASSWORD), TokenPair)
+    assert await _count(engine, LoginThrottle) == 0  # the pause and its level are gone
+
+
+async def test_a_right_password_on_an_unverified_address_clears_the_count_and_says_so(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com", verified=False)
+    await _sign_in(engine, settings, "ann@example.com", "guess")
+    assert await _count(engine, LoginThrottle) == 1
+    outcome = await _sign_in(engine, settings, "ann@example.com", PASSWORD)
+    assert isinstance(outcome, AuthFailure)
+    assert (outcome.status, outcome.code) == (403, "email_not_verified")
+    assert await _count(engine, LoginThrottle) == 0  # committed, though the answer is a 403
+    assert await _count(engine, AuthSession) == 0
 
 
 async def test_a_password_changed_after_it_was_read_opens_no_session(

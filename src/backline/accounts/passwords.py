@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import os
 import re
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -271,10 +272,12 @@ def _yield_to_the_loop() -> None:
     a request in one go rather than in slices between hashes (which costs it CPU, its caches
     emptied by each hash). Hashing still has every cycle the rest leaves unused.
     """
-    if not hasattr(os, "setpriority"):
+    if sys.platform != "linux":  # elsewhere a thread's ID is no process ID to renice
         return
     thread = threading.get_native_id()
-    with suppress(OSError):  # a sandbox may forbid it: hashing then runs as before
+    # Never raises: a pool whose initializer fails refuses every hash from then on. A sandbox
+    # that forbids it leaves hashing at the loop's priority, as it would be anyway.
+    with suppress(OSError, OverflowError, ValueError):
         current = os.getpriority(os.PRIO_PROCESS, thread)
         os.setpriority(os.PRIO_PROCESS, thread, min(19, current + HASHING_NICENESS))
 

@@ -38,10 +38,12 @@ from sqlalchemy import (
     Insert,
     Table,
     bindparam,
+    delete,
     exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -156,11 +158,14 @@ _ADD_EVENT = insert(_events).values({name: bindparam(f"event_{name}") for name i
 
 
 def _open_in_one_statement() -> Insert:
-    """The session, its refresh token and its audit event as one PostgreSQL statement.
+    """The session, its refresh token, its audit event and the cleared count as one PostgreSQL
+    statement.
 
     Data-modifying WITH clauses run as one statement, atomic by itself: with no BEGIN and no
-    COMMIT, a sign-in's writes take one round trip instead of five. Each part selects from the
-    one before it, so nothing is written when the guard finds the hash changed.
+    COMMIT, a sign-in's writes take one round trip instead of six. Each part selects from the
+    one before it, so nothing is written when the guard finds the hash changed. The count is
+    cleared unless the address was paused meanwhile: the DELETE rechecks a row another attempt
+    locked and committed since, and leaves it.
     """
     opened = _OPEN_SESSION.returning(_sessions.c.id).cte("opened")
     token = (
@@ -177,11 +182,24 @@ def _open_in_one_statement() -> Insert:
         .returning(_tokens.c.session_id)
         .cte("token")
     )
+    cleared = (
+        delete(_throttles)
+        .where(
+            _throttles.c.key == bindparam("key"),
+            or_(
+                _throttles.c.locked_until.is_(None),
+                _throttles.c.locked_until <= bindparam("moment"),
+            ),
+            exists(select(token.c.session_id)),
+        )
+        .cte("cleared")
+    )
     event = select(*(_param(f"event_{name}", _events, name) for name in _EVENT_COLUMNS))
     return (
         insert(_events)
         .from_select(_EVENT_COLUMNS, event.select_from(token))
         .returning(_events.c.id)
+        .add_cte(cleared)  # rendered though nothing selects from it, as PostgreSQL runs it
     )
 
 
@@ -195,9 +213,10 @@ def reading(engines: Engines) -> AbstractAsyncContextManager[AsyncConnection]:
 
 
 def writing(engines: Engines) -> AbstractAsyncContextManager[AsyncConnection]:
-    """Where `admit` writes, and its transaction: none on PostgreSQL, where `admit` writes one
-    statement, atomic by itself; on SQLite one around its three INSERTs, committed on leaving
-    (rolled back on an error)."""
+    """Where `admit` writes, and its transaction: none on PostgreSQL, where each of its
+    statements stands alone (the session, its token, its event and the cleared count are one;
+    a rehash before it is right whatever follows); on SQLite one around all its writes,
+    committed on leaving (rolled back on an error)."""
     if engines.default.dialect.name == "postgresql":
         return engines.autocommit.connect()
     return engines.default.begin()
@@ -254,6 +273,9 @@ async def admit(
     attempt, account = checked.attempt, checked.attempt.account
     if account is None or not checked.right:
         raise ValueError("only a right password opens a session; see `refuse`")
+    in_one = connection.dialect.name == "postgresql"
+    if not in_one and not connection.in_transaction():
+        raise ValueError("on SQLite, `admit` writes in a transaction; see `writing`")
     if not account.verified:
         if (paused_for := await throttle.locked_for(connection, key=attempt.key)) is not None:
             return locked(paused_for)  # paused meanwhile: answered as a wrong password is
@@ -282,18 +304,18 @@ async def admit(
         "token_hash": digest(refresh),
         **{f"event_{name}": value for name, value in event.items()},
     }
-    if connection.dialect.name == "postgresql":
+    if in_one:
         opened = (await connection.execute(_OPEN_ALL, params)).first() is not None
     else:
         opened = (await connection.execute(_OPEN_SESSION, params)).rowcount == 1
         if opened:
             await connection.execute(_ADD_TOKEN, params)
             await connection.execute(_ADD_EVENT, params)
+            if attempt.recorded:
+                await throttle.clear(connection, key=attempt.key)
     if not opened:  # paused by other attempts, or the password changed, since step 1
         paused_for = await throttle.locked_for(connection, key=attempt.key)
         return _WRONG if paused_for is None else locked(paused_for)
-    if attempt.recorded:
-        await throttle.clear(connection, key=attempt.key)
     access = issue_access(
         settings.signing_key,
         user_id=account.id,
