@@ -194,6 +194,17 @@ async def test_a_right_password_after_a_pause_ran_out_starts_afresh(
     assert await _count(engine, LoginThrottle) == 0  # the pause and its level are gone
 
 
+async def test_a_sign_in_clears_a_count_begun_while_it_hashed(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com")
+    right = await _attempt(engine, "ann@example.com", PASSWORD)  # no count on record yet
+    await _sign_in(engine, settings, "ann@example.com", "guess")  # meanwhile, one wrong
+    assert await _count(engine, LoginThrottle) == 1
+    assert isinstance(await _finish(engine, settings, right), TokenPair)
+    assert await _count(engine, LoginThrottle) == 0
+
+
 async def test_a_right_password_on_an_unverified_address_clears_the_count_and_says_so(
     engine: AsyncEngine, settings: Settings, make_user: Any
 ) -> None:

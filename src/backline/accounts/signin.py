@@ -84,7 +84,7 @@ class Attempt:
     """A sign-in between its steps: the address's throttle key, state and account."""
 
     key: str
-    recorded: bool  # the address has a throttle row to clear on success
+    recorded: bool  # the address had a throttle row at step 1
     account: Account | None
 
 
@@ -311,8 +311,9 @@ async def admit(
         if opened:
             await connection.execute(_ADD_TOKEN, params)
             await connection.execute(_ADD_EVENT, params)
-            if attempt.recorded:
-                await throttle.clear(connection, key=attempt.key)
+            # As on PostgreSQL, even a count begun since step 1; SQLite's one writer at a time
+            # keeps a pause from coming between the guard and this.
+            await throttle.clear(connection, key=attempt.key)
     if not opened:  # paused by other attempts, or the password changed, since step 1
         paused_for = await throttle.locked_for(connection, key=attempt.key)
         return _WRONG if paused_for is None else locked(paused_for)
