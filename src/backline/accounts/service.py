@@ -16,7 +16,7 @@ from backline.accounts.models import AuthSession, Role, User
 from backline.accounts.passwords import check_length, hash_password
 from backline.accounts.schemas import UserPublic
 from backline.audit.models import AuditEvent
-from backline.db import connection_of, utcnow
+from backline.db import utcnow
 from backline.email.models import OutboxEmail
 from backline.errors import Conflict, Unprocessable
 
@@ -32,14 +32,12 @@ _PUBLIC = select(
 ).where(_users.c.id == bindparam("user_id"))
 
 
-async def get_public(
-    db: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
-) -> UserPublic | None:
+async def get_public(connection: AsyncConnection, *, user_id: uuid.UUID) -> UserPublic | None:
     """The account as its owner sees it, or None when it is gone.
 
     Read as one row of plain columns rather than as a `User`: it is what every signed-in page
     asks first, and building a tracked ORM object costs more than the query."""
-    row = (await (await connection_of(db)).execute(_PUBLIC, {"user_id": user_id})).first()
+    row = (await connection.execute(_PUBLIC, {"user_id": user_id})).first()
     return None if row is None else UserPublic.model_validate(row._mapping)
 
 
