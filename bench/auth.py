@@ -24,6 +24,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from statistics import median
 
 import httpx
@@ -120,7 +121,7 @@ def _cost_without_hashing(
     """CPU ms per login, by part, of a server whose password checks cost nothing."""
     factory = "bench.apps:create_app_without_hashing"
     with server_process(env, factory=factory) as (port, process):
-        flood = {"method": "POST", "body": login_body, "connections": 8}
+        flood = _flood(login_body)
         measure(port, "/api/auth/login", seconds=0.5, **flood)  # warm-up
         meter = CpuMeter(process.pid)
         opens = time.monotonic() + FILL
@@ -131,6 +132,54 @@ def _cost_without_hashing(
         meter.stop()
         logins, _ = logins_of()
     return {part: spent / (logins * seconds) * 1000 for part, spent in meter.spent.items()}
+
+
+@dataclass
+class SignIns:
+    """Alternating rounds of logins and of the raw hash rate, and where the CPU went."""
+
+    ratios: list[float]
+    per_login: dict[str, float]  # CPU ms per login, by part
+    raw_cpu: float  # CPU ms of a raw hash (median)
+    last: tuple[float, float]  # logins/s and hashes/s of the last round
+
+    def cpu(self, *parts: str) -> str:
+        return ", ".join(f"{_PARTS[part]} {self.per_login[part]:.1f} ms" for part in parts)
+
+
+_PARTS = {
+    "threads": "hashing threads",
+    "loop": "event loop",
+    "postgres": "PostgreSQL",
+    "redis": "Redis",
+    "other": "everything else (load generator, kernel)",
+}
+
+
+def _flood(body: bytes) -> dict[str, object]:
+    return {"method": "POST", "body": body, "connections": 8}
+
+
+def _sign_ins(port: int, pid: int, body: bytes, rounds: int, seconds: float) -> SignIns:
+    """Logins per second against the raw Argon2id rate, in `rounds` alternating rounds."""
+    ratios: list[float] = []
+    meter, signed_in, raw_cpu = CpuMeter(pid), 0.0, []
+    logins = hashes = 0.0
+    for _ in range(rounds):  # alternated with the raw rate, as the routes are
+        opens = time.monotonic() + FILL
+        flood = start(port, "/api/auth/login", seconds=seconds, opens=opens, **_flood(body))
+        _sleep_until(opens)
+        meter.start()
+        _sleep_until(opens + seconds)
+        meter.stop()
+        logins, _ = flood()
+        time.sleep(0.5)  # the logins still in the server finish before the raw rate
+        signed_in += logins * seconds
+        hashes, cpu_per_hash = _hash_rate(seconds)
+        raw_cpu.append(cpu_per_hash)
+        ratios.append(logins / hashes)
+    per_login = {part: spent / signed_in * 1000 for part, spent in meter.spent.items()}
+    return SignIns(ratios, per_login, median(raw_cpu) * 1000, (logins, hashes))
 
 
 def run(*, quick: bool = False) -> None:
@@ -167,32 +216,11 @@ def run(*, quick: bool = False) -> None:
             ratios = paired_ratios(rows, 1, 0)
             bare, me = median(row[0] for row in rows), median(row[1] for row in rows)
 
-            login_ratios: list[float] = []
-            meter, signed_in, raw_cpu = CpuMeter(process.pid), 0.0, []
-            for _ in range(login_rounds):  # alternated with the raw rate, as the routes are
-                opens = time.monotonic() + FILL
-                flood = start(
-                    port,
-                    "/api/auth/login",
-                    method="POST",
-                    body=login_body,
-                    seconds=login_seconds,
-                    connections=8,
-                    opens=opens,
-                )
-                _sleep_until(opens)
-                meter.start()
-                _sleep_until(opens + login_seconds)
-                meter.stop()
-                logins, _ = flood()
-                time.sleep(0.5)  # the logins still in the server finish before the raw rate
-                signed_in += logins * login_seconds
-                hashes, cpu_per_hash = _hash_rate(login_seconds)
-                raw_cpu.append(cpu_per_hash)
-                login_ratios.append(logins / hashes)
-            per_login = {part: spent / signed_in * ms for part, spent in meter.spent.items()}
-
+            logins = _sign_ins(port, process.pid, login_body, login_rounds, login_seconds)
             without = _cost_without_hashing(env, login_body, seconds=login_seconds * 2)
+            with server_process(env, factory="bench.floor:create_app") as (floor_port, floor):
+                measure(floor_port, "/api/auth/login", seconds=0.5, **_flood(login_body))
+                lean = _sign_ins(floor_port, floor.pid, login_body, login_rounds, login_seconds)
 
             flood = start(
                 port,
@@ -212,20 +240,25 @@ def run(*, quick: bool = False) -> None:
         f"  GET /api/me {me:6.0f} req/s vs a bare route {bare:6.0f} req/s (medians of {rounds} "
         f"alternating rounds of 0.25 s): {spread(ratios)} (goal >= 30%)"
     )
+    rate, raw = logins.last
     print(
-        f"  logins {logins:6.1f}/s vs raw Argon2id {hashes:6.1f}/s (last round); median of "
-        f"{login_rounds} alternating rounds {median(login_ratios):6.1%} (goal >= 90%)"
+        f"  logins {rate:6.1f}/s vs raw Argon2id {raw:6.1f}/s (last round); median of "
+        f"{login_rounds} alternating rounds {median(logins.ratios):6.1%} (goal >= 90%)"
     )
     print(
-        f"  CPU per login: hashing threads {per_login['threads']:.1f} ms (a raw hash "
-        f"{median(raw_cpu) * ms:.1f} ms), event loop {per_login['loop']:.1f} ms, PostgreSQL "
-        f"{per_login['postgres']:.1f} ms, Redis {per_login['redis']:.1f} ms"
+        f"  CPU per login: {logins.cpu('threads')} (a raw hash {logins.raw_cpu:.1f} ms), "
+        f"{logins.cpu('loop', 'postgres', 'redis', 'other')}"
     )
-    beside = sum(without[part] for part in ("loop", "postgres", "redis"))
+    beside = sum(without[part] for part in ("loop", "postgres", "redis", "other"))
     print(
         f"  a login with hashing taken out: event loop {without['loop']:.1f} ms, PostgreSQL "
-        f"{without['postgres']:.1f} ms, Redis {without['redis']:.1f} ms of CPU, {beside:.1f} ms in "
-        f"all; 90% allows {median(raw_cpu) * ms / 9:.1f} ms beside a raw hash"
+        f"{without['postgres']:.1f} ms, Redis {without['redis']:.1f} ms, everything else "
+        f"{without['other']:.1f} ms of CPU, {beside:.1f} ms in all; 90% allows "
+        f"{logins.raw_cpu / 9:.1f} ms beside a raw hash"
+    )
+    print(
+        f"  the same sign-in with FastAPI and SQLAlchemy's execution taken out (bench.floor): "
+        f"median {median(lean.ratios):6.1%}; {lean.cpu('loop', 'postgres', 'redis', 'other')}"
     )
     print(
         f"  GET /api/me during a login flood: p50 {percentile(during, 0.5) * ms:.1f} ms, "

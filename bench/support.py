@@ -121,9 +121,18 @@ def _named(prefix: str) -> list[Path]:
     return found
 
 
+def _machine_busy() -> float:
+    """CPU seconds this machine's cores have spent on anything but waiting, since boot."""
+    fields = [int(value) for value in (_PROC / "stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
 class CpuMeter:
     """CPU seconds spent between `start` and `stop` by a server's event loop (its main thread),
-    its other threads, PostgreSQL (all its processes) and Redis, all on this machine."""
+    its other threads, PostgreSQL (all its processes) and Redis, all on this machine; and by
+    everything else (`other`: the load generator, the kernel's share of loopback traffic that
+    no process is charged with, any other process)."""
 
     def __init__(self, server_pid: int) -> None:
         self.server = _PROC / str(server_pid)
@@ -134,6 +143,7 @@ class CpuMeter:
         threads = list((self.server / "task").iterdir()) if self.server.exists() else []
         main = [t for t in threads if t.name == self.server.name]
         return {
+            "machine": _machine_busy(),
             "loop": sum(_cpu(t / "stat") for t in main),
             "threads": sum(_cpu(t / "stat") for t in threads if t not in main),
             "postgres": sum(_cpu(p / "stat") for p in _named("postgres")),
@@ -144,5 +154,10 @@ class CpuMeter:
         self._began = self._now()
 
     def stop(self) -> None:
-        for part, seconds in self._now().items():
-            self.spent[part] += max(0.0, seconds - self._began.get(part, seconds))
+        spent = {
+            part: max(0.0, seconds - self._began.get(part, seconds))
+            for part, seconds in self._now().items()
+        }
+        machine = spent.pop("machine")
+        spent["other"] = max(0.0, machine - sum(spent.values()))
+        self.spent.update(spent)
