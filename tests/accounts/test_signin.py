@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts import passwords, recovery, signin
+from backline.accounts import auth, passwords, recovery, signin, throttle
 from backline.accounts.auth import AuthFailure, TokenPair
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, verify_password
@@ -216,6 +216,82 @@ async def test_a_right_password_on_an_unverified_address_clears_the_count_and_sa
     assert (outcome.status, outcome.code) == (403, "email_not_verified")
     assert await _count(engine, LoginThrottle) == 0  # committed, though the answer is a 403
     assert await _count(engine, AuthSession) == 0
+
+
+async def _pause(engine: AsyncEngine, email: str, *, until: Any) -> None:
+    """Put the address on record as paused until `until`, as other attempts would."""
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(
+            insert(LoginThrottle).values(
+                key=throttle.key_for(email),
+                failed_logins=0,
+                lock_level=1,
+                locked_until=until,
+                updated_at=utcnow(),
+            )
+        )
+
+
+async def test_clearing_for_a_right_password_leaves_a_pause_standing(
+    engine: AsyncEngine,
+) -> None:
+    await _pause(engine, "ann@example.com", until=utcnow() + timedelta(minutes=1))
+    await _pause(engine, "bob@example.com", until=utcnow() - timedelta(seconds=1))
+    async with Engines.of(engine).autocommit.connect() as connection:
+        for email in ("ann@example.com", "bob@example.com"):
+            await throttle.clear(connection, key=throttle.key_for(email), unless_paused=True)
+    async with create_sessionmaker(engine)() as session:
+        keys = set(await session.scalars(select(LoginThrottle.key)))
+    assert keys == {throttle.key_for("ann@example.com")}  # the spent pause went
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await throttle.clear(session, key=throttle.key_for("ann@example.com"))  # a reset
+    assert await _count(engine, LoginThrottle) == 0
+
+
+async def test_an_unverified_address_paused_while_its_password_hashed_stays_paused(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com", verified=False)
+    right = await _attempt(engine, "ann@example.com", PASSWORD)
+    await _pause(engine, "ann@example.com", until=utcnow() + timedelta(minutes=1))
+    outcome = await _finish(engine, settings, right)
+    assert isinstance(outcome, AuthFailure)
+    assert (outcome.status, outcome.code) == (429, "account_locked")
+    assert await _count(engine, LoginThrottle) == 1
+
+
+async def test_an_unverified_address_clears_a_count_begun_while_it_hashed(
+    engine: AsyncEngine, settings: Settings, make_user: Any
+) -> None:
+    await make_user("ann@example.com", verified=False)
+    right = await _attempt(engine, "ann@example.com", PASSWORD)  # no count on record yet
+    await _sign_in(engine, settings, "ann@example.com", "guess")  # meanwhile, one wrong
+    outcome = await _finish(engine, settings, right)
+    assert isinstance(outcome, AuthFailure)
+    assert outcome.code == "email_not_verified"
+    assert await _count(engine, LoginThrottle) == 0
+
+
+async def test_a_password_rechecked_while_others_pause_the_address_is_refused(
+    engine: AsyncEngine, settings: Settings, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await make_user("ann@example.com")
+
+    async def paused_meanwhile(stored_hash: str, password: str) -> bool:
+        right = await verify_password(stored_hash, password)
+        await _pause(engine, "ann@example.com", until=utcnow() + timedelta(minutes=1))
+        return right
+
+    monkeypatch.setattr(auth, "verify_password", paused_meanwhile)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        user = await session.get(User, account.user.id)
+        assert user is not None
+        outcome = await auth.check_password_again(
+            session, settings=settings, user=user, password=PASSWORD, client=CLIENT
+        )
+    assert outcome is not None
+    assert (outcome.status, outcome.code) == (429, "account_locked")
+    assert await _count(engine, LoginThrottle) == 1  # the pause stands
 
 
 async def test_a_password_changed_after_it_was_read_opens_no_session(

@@ -162,7 +162,9 @@ async def check_password_again(
     if not await verify_password(user.password_hash, password):
         paused = await count_failure(session, settings=settings, key=key, user=user, client=client)
         return paused or AuthFailure(403, "invalid_credentials", "The password is wrong.")
-    await throttle.clear(session, key=key)
+    await throttle.clear(session, key=key, unless_paused=True)
+    if (retry := await throttle.locked_for(session, key=key)) is not None:
+        return locked(retry)  # paused by other attempts while this one hashed
     return None
 
 

@@ -277,10 +277,9 @@ async def admit(
     if not in_one and not connection.in_transaction():
         raise ValueError("on SQLite, `admit` writes in a transaction; see `writing`")
     if not account.verified:
+        await throttle.clear(connection, key=attempt.key, unless_paused=True)
         if (paused_for := await throttle.locked_for(connection, key=attempt.key)) is not None:
             return locked(paused_for)  # paused meanwhile: answered as a wrong password is
-        if attempt.recorded:
-            await throttle.clear(connection, key=attempt.key)
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
         )
@@ -313,7 +312,7 @@ async def admit(
             await connection.execute(_ADD_EVENT, params)
             # As on PostgreSQL, even a count begun since step 1; SQLite's one writer at a time
             # keeps a pause from coming between the guard and this.
-            await throttle.clear(connection, key=attempt.key)
+            await throttle.clear(connection, key=attempt.key, unless_paused=True)
     if not opened:  # paused by other attempts, or the password changed, since step 1
         paused_for = await throttle.locked_for(connection, key=attempt.key)
         return _WRONG if paused_for is None else locked(paused_for)

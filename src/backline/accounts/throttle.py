@@ -65,6 +65,9 @@ def lock_duration(level: int) -> timedelta:
 # Built once: building a statement costs more than executing a cached one (sign-in is hot).
 _STATE = select(LoginThrottle.locked_until).where(LoginThrottle.key == bindparam("key"))
 _CLEAR = delete(LoginThrottle).where(LoginThrottle.key == bindparam("key"))
+_CLEAR_UNLESS_PAUSED = _CLEAR.where(
+    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= bindparam("moment"))
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,14 @@ async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
     return Failure(until, won)
 
 
-async def clear(db: AsyncSession | AsyncConnection, *, key: str) -> None:
-    """A right password, or a reset: the address starts afresh."""
-    await (await connection_of(db)).execute(_CLEAR, {"key": key})
+async def clear(
+    db: AsyncSession | AsyncConnection, *, key: str, unless_paused: bool = False
+) -> None:
+    """A reset: the address starts afresh. A right password (`unless_paused`): the same, unless
+    other attempts have paused the address since it was checked; that pause then stands, in
+    the same statement, so no pause committed in between is lost."""
+    connection = await connection_of(db)
+    if unless_paused:
+        await connection.execute(_CLEAR_UNLESS_PAUSED, {"key": key, "moment": now()})
+    else:
+        await connection.execute(_CLEAR, {"key": key})
