@@ -81,10 +81,9 @@ class Account:
 
 @dataclass(frozen=True)
 class Attempt:
-    """A sign-in between its steps: the address's throttle key, state and account."""
+    """A sign-in between its steps: the address's throttle key and its account."""
 
     key: str
-    recorded: bool  # the address had a throttle row at step 1
     account: Account | None
 
 
@@ -104,7 +103,6 @@ _throttles = cast(Table, throttle.LoginThrottle.__table__)
 # Built once: building a statement costs more than executing a cached one (sign-in is hot).
 # The address's throttle row and its account, either or both absent, in one round trip.
 _START = select(
-    _throttles.c.key.is_not(None).label("recorded"),
     _throttles.c.locked_until,
     _users.c.id,
     _users.c.email,
@@ -230,13 +228,13 @@ async def start(connection: AsyncConnection, *, email: str) -> Attempt | AuthFai
     except InvalidEmail:
         normalized = None  # no account can have it; the address is still throttled
     row = (await connection.execute(_START, {"key": key, "email": normalized})).one()
-    state = throttle.state_of(recorded=row.recorded, locked_until=row.locked_until)
+    state = throttle.state_of(locked_until=row.locked_until)
     if state.retry_after is not None:
         return locked(state.retry_after)  # known or unknown address alike, password unread
     account = None
     if row.id is not None:
         account = Account(row.id, row.email, row.display_name, row.password_hash, row.verified)
-    return Attempt(key, state.recorded, account)
+    return Attempt(key, account)
 
 
 async def check(attempt: Attempt, password: str) -> Checked:

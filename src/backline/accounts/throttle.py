@@ -73,20 +73,19 @@ _CLEAR_UNLESS_PAUSED = _CLEAR.where(
 @dataclass(frozen=True)
 class State:
     retry_after: int | None  # seconds until the address may try again; None: not paused
-    recorded: bool  # the address has a row: failures on record, or a past pause
 
 
 async def state(db: AsyncSession | AsyncConnection, *, key: str) -> State:
     rows = (await (await connection_of(db)).execute(_STATE, {"key": key})).all()
-    return state_of(recorded=bool(rows), locked_until=rows[0][0] if rows else None)
+    return state_of(locked_until=rows[0][0] if rows else None)
 
 
-def state_of(*, recorded: bool, locked_until: datetime | None) -> State:
-    """The state an address's row (or its absence) stands for, now."""
+def state_of(*, locked_until: datetime | None) -> State:
+    """The state an address's pause (or its absence) stands for, now."""
     moment = now()
     if locked_until is None or locked_until <= moment:
-        return State(None, recorded=recorded)
-    return State(max(1, int((locked_until - moment).total_seconds()) + 1), recorded=recorded)
+        return State(None)
+    return State(max(1, int((locked_until - moment).total_seconds()) + 1))
 
 
 async def locked_for(db: AsyncSession | AsyncConnection, *, key: str) -> int | None:
