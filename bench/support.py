@@ -122,28 +122,28 @@ def _named(prefix: str) -> list[Path]:
 
 
 def _machine_busy() -> float:
-    """CPU seconds this machine's cores have spent on anything but waiting, since boot."""
-    fields = [int(value) for value in (_PROC / "stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICK
+    """CPU seconds this machine's cores have spent on anything but waiting, since boot (time
+    the hypervisor gave other guests, `steal`, is not this machine's)."""
+    fields = [int(value) for value in (_PROC / "stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / _TICK
 
 
 class CpuMeter:
     """CPU seconds spent between `start` and `stop` by a server's event loop (its main thread),
-    its other threads, PostgreSQL (all its processes) and Redis, all on this machine; and by
-    everything else (`other`: the load generator, the kernel's share of loopback traffic that
-    no process is charged with, any other process)."""
+    its other threads, PostgreSQL (all its processes) and Redis, all on this machine; and, in
+    `parts`, by everything else (`other`: the load generator, the kernel's share of loopback
+    traffic that no process is charged with, any other process)."""
 
     def __init__(self, server_pid: int) -> None:
         self.server = _PROC / str(server_pid)
         self.spent: Counter[str] = Counter()
         self._began: dict[str, float] = {}
 
-    def _now(self) -> dict[str, float]:
+    def _processes(self) -> dict[str, float]:
         threads = list((self.server / "task").iterdir()) if self.server.exists() else []
         main = [t for t in threads if t.name == self.server.name]
         return {
-            "machine": _machine_busy(),
             "loop": sum(_cpu(t / "stat") for t in main),
             "threads": sum(_cpu(t / "stat") for t in threads if t not in main),
             "postgres": sum(_cpu(p / "stat") for p in _named("postgres")),
@@ -151,13 +151,17 @@ class CpuMeter:
         }
 
     def start(self) -> None:
-        self._began = self._now()
+        # The machine is read last here and first in `stop`: the meter's own reading of /proc
+        # falls outside the window.
+        self._began = {**self._processes(), "machine": _machine_busy()}
 
     def stop(self) -> None:
-        spent = {
-            part: max(0.0, seconds - self._began.get(part, seconds))
-            for part, seconds in self._now().items()
-        }
-        machine = spent.pop("machine")
-        spent["other"] = max(0.0, machine - sum(spent.values()))
-        self.spent.update(spent)
+        machine = _machine_busy()
+        for part, seconds in {**self._processes(), "machine": machine}.items():
+            self.spent[part] += max(0.0, seconds - self._began.get(part, seconds))
+
+    def parts(self) -> dict[str, float]:
+        """CPU seconds by part over every window so far, `other` included."""
+        parts = {part: seconds for part, seconds in self.spent.items() if part != "machine"}
+        parts["other"] = max(0.0, self.spent["machine"] - sum(parts.values()))
+        return parts

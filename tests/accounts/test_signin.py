@@ -266,6 +266,7 @@ async def test_an_unverified_address_clears_a_count_begun_while_it_hashed(
     await make_user("ann@example.com", verified=False)
     right = await _attempt(engine, "ann@example.com", PASSWORD)  # no count on record yet
     await _sign_in(engine, settings, "ann@example.com", "guess")  # meanwhile, one wrong
+    assert await _count(engine, LoginThrottle) == 1
     outcome = await _finish(engine, settings, right)
     assert isinstance(outcome, AuthFailure)
     assert outcome.code == "email_not_verified"

@@ -10,7 +10,8 @@ password does it say that the address is unverified. After `lockout_threshold` w
 within 15 minutes the address is paused for 1, 2, 4 ... up to 60 minutes (never for good; see
 `throttle`, which treats unknown addresses alike), an account's owner is emailed, and every
 attempt meanwhile answers 429 with Retry-After without looking at the password. A correct
-password or a password reset clears the count.
+password clears the count, unless other attempts paused the address while it was checked (the
+pause stands); a password reset clears count and pause.
 
 Refresh tokens rotate on every use. A token used a second time after the grace window (10 s,
 for two tabs refreshing at once, which both get the same successor) is taken as stolen: its

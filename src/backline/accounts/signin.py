@@ -8,7 +8,8 @@
    used older parameters is rehashed here too.
 3. A wrong password is counted by `refuse`, in a session's transaction (and may pause the
    address, see `auth.count_failure`). A right one is let in by `admit`, on a connection of its
-   own (`writing`): the session, its refresh token and its audit event, then the count cleared.
+   own (`writing`): the session, its refresh token and its audit event, then the count cleared
+   (not a pause that other attempts set meanwhile: the session is then not opened).
    On PostgreSQL the three rows are one statement, run without a transaction around it; on
    SQLite, three INSERTs in one transaction.
 
