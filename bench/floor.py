@@ -34,7 +34,7 @@ from backline.accounts.tokens import digest, issue_access, new_opaque, now
 from backline.audit import service as audit
 from backline.config import Settings
 from backline.context import ClientInfo
-from backline.db import _json_dumps
+from backline.db import JSON_CODEC
 from backline.ratelimit.limiter import RateLimiter
 
 
@@ -129,7 +129,7 @@ class _Floor:
         event = audit.values(
             event="login_ok", user_id=row["id"], client=client, session_id=str(session_id)
         )
-        event["details"] = _json_dumps(event["details"])
+        event["details"] = JSON_CODEC["json_serializer"](event["details"])
         params = {
             "user_id": row["id"],
             "checked_hash": row["password_hash"],

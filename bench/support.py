@@ -156,8 +156,7 @@ class CpuMeter:
         self._began = {**self._processes(), "machine": _machine_busy()}
 
     def stop(self) -> None:
-        machine = _machine_busy()
-        for part, seconds in {**self._processes(), "machine": machine}.items():
+        for part, seconds in {"machine": _machine_busy(), **self._processes()}.items():
             self.spent[part] += max(0.0, seconds - self._began.get(part, seconds))
 
     def parts(self) -> dict[str, float]:

@@ -209,9 +209,9 @@ async def test_a_libpq_style_url_connects(postgres_url: str) -> None:
 async def test_read_sessions_autocommit(engine: AsyncEngine) -> None:
     """A read session holds no transaction open: what one statement does is already committed
     when the next runs (GET routes only read; this is why they need no BEGIN or COMMIT)."""
-    from backline.db import create_read_sessionmaker
+    from backline.db import Engines, create_read_sessionmaker
 
-    reads = create_read_sessionmaker(engine)
+    reads = create_read_sessionmaker(Engines.of(engine))
     async with reads() as session:
         await session.execute(
             text(

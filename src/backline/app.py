@@ -99,7 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.engines = Engines.of(engine)
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(engine)
+    app.state.read_sessionmaker = create_read_sessionmaker(app.state.engines)
     app.state.redis = redis
     app.state.http = http
     app.state.storages = create_storages(settings)

@@ -175,11 +175,6 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for requests that only read, in autocommit mode."""
-    return async_sessionmaker(autocommit_engine(engine), expire_on_commit=False, autoflush=False)
-
-
 @dataclass(frozen=True)
 class Engines:
     """One engine as configured (`default`) and in autocommit mode (`autocommit`)."""
@@ -190,6 +185,11 @@ class Engines:
     @classmethod
     def of(cls, engine: AsyncEngine) -> Engines:
         return cls(engine, autocommit_engine(engine))
+
+
+def create_read_sessionmaker(engines: Engines) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read, in autocommit mode."""
+    return async_sessionmaker(engines.autocommit, expire_on_commit=False, autoflush=False)
 
 
 async def connection_of(db: AsyncSession | AsyncConnection) -> AsyncConnection:
