@@ -6,6 +6,7 @@ UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+TEST_JOBS ?= 4
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -31,8 +32,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Most tests run in parallel (they wait on sockets more than they compute); those marked `slow`
+# start processes or measure time, and run alone afterwards so that no neighbour skews them.
+# Exit status 5 is pytest's "nothing selected", as when PYTEST_ARGS picks tests of one kind only.
 unit: install
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS) || [ $$? = 5 ]
+	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS) || [ $$? = 5 ]
 
 test: lint typecheck unit
 
