@@ -24,6 +24,7 @@ GENEROUS_LIMITS = {
     "resend_verification": "100000/minute",
     "forgot_password": "100000/minute",
     "reset_password": "100000/minute",
+    "email_change": "100000/minute",
     "refresh": "100000/minute",
 }
 

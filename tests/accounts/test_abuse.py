@@ -13,10 +13,13 @@ import httpx
 import pytest
 import time_machine
 from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backline.accounts.models import User
 from backline.app import Backline
 from backline.config import Settings
+from backline.db import create_sessionmaker
 from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, bearer, login, outbox, token_in
 
 
@@ -115,7 +118,8 @@ async def test_email_change_does_not_reveal_taken_addresses(
 
 @pytest.fixture
 def strict_settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    limits = {k: v for k, v in GENEROUS_LIMITS.items() if k != "forgot_password"}
+    strict = {"forgot_password", "email_change"}  # these run on their defaults
+    limits = {k: v for k, v in GENEROUS_LIMITS.items() if k not in strict}
     return make_settings(database_url=database_url, rate_limits=limits)
 
 
@@ -188,13 +192,26 @@ async def test_forgot_password_takes_as_long_for_unknown_addresses(
 
 
 async def test_concurrent_registrations_of_one_address_answer_alike(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    body = {"email": "twin@example.com", "password": PASSWORD, "display_name": "Twin"}
+    spellings = ("twin@example.com", "Twin@example.com", "TWIN@EXAMPLE.COM")
     answers = await asyncio.gather(
-        *(client.post("/api/auth/register", json=body) for _ in range(3))
+        *(
+            client.post(
+                "/api/auth/register",
+                json={"email": email, "password": PASSWORD, "display_name": "Twin"},
+            )
+            for email in spellings
+        )
     )
     assert [a.status_code for a in answers] == [202, 202, 202]
+    async with create_sessionmaker(engine)() as session:
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(func.lower(User.email) == "twin@example.com")
+        )
+    assert rows == 1
 
 
 async def test_hostile_audit_queries_are_4xx(client: httpx.AsyncClient, make_user: Any) -> None:
@@ -218,3 +235,38 @@ async def test_a_nul_in_a_form_field_is_refused(client: httpx.AsyncClient) -> No
     )
     assert response.status_code == 422
     assert response.json()["code"] == "nul_character"
+
+
+async def test_email_changes_are_five_an_hour_per_account_and_per_new_address(
+    strict: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
+) -> None:
+    for name in ("ann", "bob", "cat"):
+        await make_user(f"{name}@example.com", display_name=name.title())
+    ann, bob, cat = [await login(strict, f"{n}@example.com") for n in ("ann", "bob", "cat")]
+
+    async def change(tokens: dict[str, Any], email: str) -> httpx.Response:
+        return await strict.patch(
+            "/api/me", json={"email": email, "current_password": PASSWORD}, headers=bearer(tokens)
+        )
+
+    statuses = [(await change(ann, f"new{i}@example.com")).status_code for i in range(5)]
+    assert statuses == [200] * 5
+    queued = len(await outbox(engine))
+    assert queued == 10  # each: a link to the new address, a notice to the old one
+    refused = await change(ann, "new9@example.com")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert refused.headers["retry-after"]
+    assert len(await outbox(engine)) == queued
+
+    # However many accounts ask, one stranger's inbox gets five links an hour.
+    assert [(await change(bob, "stranger@example.com")).status_code for _ in range(5)] == [200] * 5
+    queued = len(await outbox(engine))
+    refused = await change(cat, "Stranger@Example.com")
+    assert refused.status_code == 429
+    assert len(await outbox(engine)) == queued
+    assert [m.to_address for m in await outbox(engine, "verify_email")].count(
+        "stranger@example.com"
+    ) == 5
+    renamed = await strict.patch("/api/me", json={"display_name": "Ann L"}, headers=bearer(ann))
+    assert renamed.status_code == 200  # a rename is not an email change

@@ -72,6 +72,47 @@ async def test_changing_the_address_needs_the_password_and_the_new_inbox(
     assert (await login(client, "new@example.com"))["access_token"]
 
 
+async def test_a_reset_link_sent_to_the_old_address_dies_with_the_change(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
+) -> None:
+    await make_user("a@example.com")
+    asked = await client.post("/api/auth/forgot-password", json={"email": "a@example.com"})
+    assert asked.status_code == 202
+    [reset] = await outbox(engine, "password_reset")
+    assert reset.to_address == "a@example.com"
+    tokens = await login(client, "a@example.com")
+    changing = await client.patch(
+        "/api/me",
+        json={"email": "b@example.com", "current_password": PASSWORD},
+        headers=bearer(tokens),
+    )
+    assert changing.status_code == 200
+    [confirm] = await outbox(engine, "verify_email")
+    done = await client.post("/api/auth/verify-email", json={"token": token_in(confirm)})
+    assert done.json()["email"] == "b@example.com"
+
+    late = await client.post(
+        "/api/auth/reset-password",
+        json={"token": token_in(reset), "new_password": "whoever reads a@ now"},
+    )
+    assert late.status_code == 400
+    assert late.json()["code"] == "invalid_token"
+    assert (await login(client, "b@example.com", PASSWORD))["access_token"]
+    refused = await client.post(
+        "/api/auth/login", json={"email": "b@example.com", "password": "whoever reads a@ now"}
+    )
+    assert refused.status_code == 401
+    # A link asked for the new address still works.
+    await client.post("/api/auth/forgot-password", json={"email": "b@example.com"})
+    fresh = (await outbox(engine, "password_reset"))[-1]
+    assert fresh.to_address == "b@example.com"
+    ok = await client.post(
+        "/api/auth/reset-password",
+        json={"token": token_in(fresh), "new_password": "the owner's new passphrase"},
+    )
+    assert ok.status_code == 204
+
+
 async def test_export_holds_everything_about_the_person(
     client: httpx.AsyncClient, make_user: Any
 ) -> None:

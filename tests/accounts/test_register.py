@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -154,3 +155,45 @@ async def test_bad_registrations_are_4xx_and_write_nothing(
     assert response.headers["content-type"] == "application/problem+json"
     assert await users(engine) == 0
     assert await outbox(engine) == []
+
+
+def _blank_name(email: str) -> dict[str, Any]:
+    return {"email": email, "password": PASSWORD, "display_name": " "}
+
+
+INVALID_REGISTRATIONS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "blank name": _blank_name,
+    "ideographic blank name": lambda e: {**_blank_name(e), "display_name": "\u3000 "},
+    "name with a line break": lambda e: {
+        **_blank_name(e),
+        "display_name": "Ann\nhttps://x.example",
+    },
+    "name with a bidi override": lambda e: {**_blank_name(e), "display_name": "Ann \u202egnp.exe"},
+    "name with a zero-width joiner": lambda e: {**_blank_name(e), "display_name": "An\u200dn"},
+    "empty name": lambda e: {**_blank_name(e), "display_name": ""},
+    "name too long": lambda e: {**_blank_name(e), "display_name": "n" * 101},
+    "weak password": lambda e: {**_blank_name(e), "password": "password1", "display_name": "X"},
+    "short password": lambda e: {**_blank_name(e), "password": "short", "display_name": "X"},
+    "long password": lambda e: {**_blank_name(e), "password": "p" * 129, "display_name": "X"},
+    "password of the address": lambda e: {**_blank_name(e), "password": e, "display_name": "X"},
+    "bad email syntax": lambda e: {**_blank_name(e), "email": e + ".", "display_name": "X"},
+    "email with a NUL": lambda e: {**_blank_name(e), "email": e + "\x00", "display_name": "X"},
+    "unknown field": lambda e: {**_blank_name(e), "display_name": "X", "role": "admin"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INVALID_REGISTRATIONS))
+async def test_invalid_input_is_refused_alike_for_known_and_unknown_addresses(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any, kind: str
+) -> None:
+    await make_user("taken@example.com", display_name="Taken")
+    build = INVALID_REGISTRATIONS[kind]
+    known = await client.post("/api/auth/register", json=build("taken@example.com"))
+    unknown = await client.post("/api/auth/register", json=build("fresh@example.com"))
+    assert 400 <= known.status_code < 500, known.text
+    assert known.headers["content-type"] == "application/problem+json"
+    assert known.status_code == unknown.status_code
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "request_id"}  # noqa: E731
+    assert strip(known) == strip(unknown)
+    assert await users(engine) == 1
+    assert await outbox(engine) == []  # not even the notice to the owner of the known address

@@ -19,6 +19,7 @@ def test_every_route_family_has_a_policy() -> None:
         "resend_verification",
         "forgot_password",
         "reset_password",
+        "email_change",
         "refresh",
         "upload",
         "chat_message",
@@ -37,6 +38,7 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "resend_verification",
         "forgot_password",
         "reset_password",
+        "email_change",
         "refresh",
     }
     for name, policy in DEFAULTS.items():

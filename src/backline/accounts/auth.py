@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import throttle
 from backline.accounts.models import AuthSession, RefreshToken, User
+from backline.accounts.names import addressee
 from backline.accounts.passwords import hasher, verify_password
 from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, issue_access, now, refresh_successor
@@ -55,6 +56,8 @@ class Person(Protocol):
     def email(self) -> str: ...
     @property
     def display_name(self) -> str: ...
+    @property
+    def is_verified(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ async def count_failure(
             settings=settings,
             template="account_locked",
             to_address=user.email,
-            to_name=user.display_name,
+            to_name=addressee(user),
             context={
                 "failures": settings.lockout_threshold,
                 "locked_until": f"{outcome.locked_until:%Y-%m-%d %H:%M} UTC",

@@ -8,6 +8,8 @@ The owner of a known address is told by email instead.
 One-time tokens are 32 random bytes, stored hashed (see `tokens`): verification lasts 24 hours,
 a reset 1 hour; each works once, and a new reset request voids the older ones. A reset sets the
 password, unlocks the account, ends every session, and mails a notice; it does not sign in.
+A confirmed change of address voids every other outstanding token, those mailed to the old
+address included.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from backline.accounts import throttle
 from backline.accounts.auth import end_sessions
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import AccountToken, TokenPurpose, User
+from backline.accounts.names import addressee, check_display_name
 from backline.accounts.passwords import check_password, hash_password
 from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, new_opaque, now
@@ -81,7 +84,8 @@ async def void_tokens(session: AsyncSession, *, user_id: uuid.UUID) -> None:
     """Void every unused one-time token of the user, whatever its purpose.
 
     A password reset or change must also cancel a pending email change: else whoever knew the
-    old password keeps a way back into the account.
+    old password keeps a way back into the account. A confirmed email change voids the links
+    sent to the old address, the same way.
     """
     await session.execute(
         update(AccountToken)
@@ -124,7 +128,7 @@ async def send_verification(session: AsyncSession, *, settings: Settings, user: 
         settings=settings,
         template="verify_email",
         to_address=user.email,
-        to_name=user.display_name,
+        to_name=None,  # the address is unconfirmed: no name the registrant typed (see `names`)
         context={"token": token, "expires_hours": VERIFY_HOURS},
     )
 
@@ -139,10 +143,12 @@ async def register(
     display_name: str,
     client: ClientInfo,
 ) -> None:
+    # Every check of the input comes before the address is looked up: a bad name, password
+    # or address is refused alike whether or not the address has an account.
     normalized = normalize_email(email)
-    # The policy is checked first, so a weak password is refused alike for a known address.
+    name = check_display_name(display_name)
     await check_password(
-        password, email=normalized, display_name=display_name, settings=settings, http=http
+        password, email=normalized, display_name=name, settings=settings, http=http
     )
     existing = await accounts.get_by_email(session, email=normalized)
     if existing is not None:
@@ -152,7 +158,7 @@ async def register(
             settings=settings,
             template="signup_attempt",
             to_address=existing.email,
-            to_name=existing.display_name,
+            to_name=addressee(existing),
             # At most one notice per address per day, however often someone tries.
             idempotency_key=f"signup-attempt:{existing.id}:{now():%Y-%m-%d}",
         )
@@ -163,9 +169,7 @@ async def register(
             client=client,
         )
         return
-    user = await accounts.create(
-        session, email=normalized, password=password, display_name=display_name
-    )
+    user = await accounts.create(session, email=normalized, password=password, display_name=name)
     await audit.record(session, event="registered", user_id=user.id, client=client)
     await send_verification(session, settings=settings, user=user)
 
@@ -198,6 +202,9 @@ async def verify_email(session: AsyncSession, *, token: str, client: ClientInfo)
             raise Conflict(
                 "That address now belongs to another account.", code="email_taken"
             ) from None
+        # Links mailed to the old address (a reset, a verification) must not outlive it:
+        # whoever reads that inbox no longer speaks for the account.
+        await void_tokens(session, user_id=user.id)
         row.used_at = now()
         await audit.record(
             session,
@@ -231,7 +238,7 @@ async def forgot_password(
         settings=settings,
         template="password_reset",
         to_address=user.email,
-        to_name=user.display_name,
+        to_name=addressee(user),
         context={"token": token, "expires_minutes": RESET_MINUTES},
     )
     await audit.record(
@@ -256,7 +263,7 @@ async def _set_password(
         settings=settings,
         template="password_changed",
         to_address=user.email,
-        to_name=user.display_name,
+        to_name=addressee(user),
         context={"changed_at": f"{user.password_changed_at:%Y-%m-%d %H:%M} UTC"},
     )
 
@@ -347,7 +354,7 @@ async def request_email_change(
         settings=settings,
         template="email_change_requested",
         to_address=user.email,
-        to_name=user.display_name,
+        to_name=addressee(user),
         context={"new_email": normalized},
     )
     await audit.record(
@@ -370,6 +377,6 @@ async def request_email_change(
         settings=settings,
         template="verify_email",
         to_address=normalized,
-        to_name=user.display_name,
+        to_name=None,  # not yet shown to belong to this person: no name in it (see `names`)
         context={"token": token, "expires_hours": VERIFY_HOURS},
     )

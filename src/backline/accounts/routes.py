@@ -28,6 +28,7 @@ from backline.accounts.deps import (
     check_csrf,
 )
 from backline.accounts.models import Role, User
+from backline.accounts.names import check_display_name
 from backline.accounts.revocation import Revocations
 from backline.accounts.schemas import (
     Accepted,
@@ -56,7 +57,7 @@ from backline.deps import (
     StoragesDep,
 )
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
-from backline.ratelimit.deps import RateLimit
+from backline.ratelimit.deps import RateLimit, charge
 from backline.routing import router
 from backline.tracks import service as tracks
 from backline.tracks.verifier import discard
@@ -427,12 +428,17 @@ async def update_me(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Any:
+    # The name is checked before anything is done, so a bad one leaves no mail queued.
+    name = None if body.display_name is None else check_display_name(body.display_name)
     if body.email is not None:
         if body.current_password is None:
             raise Forbidden(
                 "Changing the email address needs the current password.",
                 code="password_required",
             )
+        # Each change mails the new address and the old one: counted per account and per
+        # new address, so that nobody can fill an inbox with confirmation requests.
+        await charge(request, "email_change")
         client = client_info(request)
         failure = await auth.check_password_again(
             session, settings=settings, user=user, password=body.current_password, client=client
@@ -442,7 +448,7 @@ async def update_me(
         await recovery.request_email_change(
             session, settings=settings, user=user, new_email=body.email, client=client
         )
-    await accounts.update(session, user=user, display_name=body.display_name)
+    await accounts.update(session, user=user, display_name=name)
     return _public(user)
 
 

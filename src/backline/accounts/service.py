@@ -13,12 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backline.accounts.emails import normalize_email
 from backline.accounts.models import AuthSession, Role, User
+from backline.accounts.names import check_display_name
 from backline.accounts.passwords import check_length, hash_password
 from backline.accounts.schemas import UserPublic
 from backline.audit.models import AuditEvent
 from backline.db import utcnow
 from backline.email.models import OutboxEmail
-from backline.errors import Conflict, Unprocessable
+from backline.errors import Conflict
 
 _users = User.__table__
 # Built once, on the table's columns: no ORM entities to compile or load (a third of the cost).
@@ -61,11 +62,7 @@ async def create(
     """Add a user; `Conflict` (409 `email_taken`) when the address is already registered."""
     normalized = normalize_email(email)
     check_length(password)
-    name = display_name.strip()
-    if not 1 <= len(name) <= 100:
-        raise Unprocessable(
-            "A display name of 1 to 100 characters is required.", code="invalid_display_name"
-        )
+    name = check_display_name(display_name)
     if await get_by_email(session, email=normalized) is not None:
         raise Conflict("An account with this email already exists.", code="email_taken")
     user = User(
@@ -85,12 +82,7 @@ async def create(
 
 async def update(session: AsyncSession, *, user: User, display_name: str | None) -> User:
     if display_name is not None:
-        name = display_name.strip()
-        if not 1 <= len(name) <= 100:
-            raise Unprocessable(
-                "A display name of 1 to 100 characters is required.", code="invalid_display_name"
-            )
-        user.display_name = name
+        user.display_name = check_display_name(display_name)
     return user
 
 

@@ -79,6 +79,10 @@ class Account:
     password_hash: str
     verified: bool
 
+    @property
+    def is_verified(self) -> bool:
+        return self.verified
+
 
 @dataclass(frozen=True)
 class Attempt:

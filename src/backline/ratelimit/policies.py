@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Policy] = {
         Policy("resend_verification", "5/hour", ("ip", "email"), "closed"),
         Policy("forgot_password", "5/hour", ("ip", "email"), "closed"),
         Policy("reset_password", "5/hour", ("ip",), "closed"),
+        # A change of address mails the new address: per account, and per new address so
+        # that many accounts together cannot fill one stranger's inbox.
+        Policy("email_change", "5/hour", ("user", "email"), "closed"),
         Policy("refresh", "60/minute", ("ip",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
