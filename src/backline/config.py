@@ -40,6 +40,7 @@ _DB_DRIVERS = {
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")  # noqa: S104 - names, not a bind
 MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN = 24
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
@@ -136,6 +137,15 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
         default_factory=list, description="proxies whose X-Forwarded-For is believed"
     )
+    rate_limit_ipv6_prefix: int = Field(
+        64, ge=32, le=128, description="IPv6 clients are counted per network of this length"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token for /metrics (404 outside development without it)"
+    )
+    max_sessions: int = Field(
+        50, ge=1, le=10_000, description="open sessions per account; the least recently used go"
+    )
 
     request_timeout: float = Field(30.0, gt=0, description="whole-request deadline, seconds")
     http_timeout: float = Field(30.0, gt=0, description="outbound HTTP calls, seconds")
@@ -149,6 +159,7 @@ class Settings(BaseSettings):
         "resend_api_key",
         "encryption_keys",
         "chat_api_key",
+        "metrics_token",
         "redis_url",
         "smtp_host",
         "s3_bucket",
@@ -330,6 +341,7 @@ class Settings(BaseSettings):
                 self.resend_api_key,
                 self.encryption_keys,
                 self.chat_api_key,
+                self.metrics_token,
             )
             if s is not None
         ]
@@ -372,6 +384,13 @@ class Settings(BaseSettings):
             )
         if self.storage_backend == "s3" and not self.s3_bucket:
             found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
+        token_length = len(self.metrics_token.get_secret_value()) if self.metrics_token else 0
+        if 0 < token_length < MIN_METRICS_TOKEN:
+            # /metrics is not rate limited (scrapers poll it): its token must not be guessable.
+            found.append(
+                f"BACKLINE_METRICS_TOKEN is too short: {token_length} characters, "
+                f"needs at least {MIN_METRICS_TOKEN}"
+            )
         if not self.is_production:
             return found
         if self.secret_key is None:
