@@ -446,24 +446,59 @@ class Settings(BaseSettings):
             notes.append(f"storage: local directory {self.effective_storage_dir}")
         return notes
 
+    def _defaults_in_use(self) -> dict[str, tuple[Any, str]]:
+        """What each unset setting stands for, and why: the value check-config shows."""
+        for_env = f"default for {self.env}"
+        key = {"test": "random per process", "production": "required"}.get(
+            self.env, f"generated, kept in {self.var_dir / SECRET_KEY_FILE}"
+        )
+        metrics = "served to anyone" if self.env == "development" else "not served (404)"
+        return {
+            "database_url": (self.db_url, "default"),
+            "outbox_worker": (self.effective_outbox_worker, for_env),
+            "log_format": (self.effective_log_format, for_env),
+            "email_file_dir": (self.effective_email_file_dir, "default"),
+            "storage_dir": (self.effective_storage_dir, "default"),
+            "allowed_origins": (self.cors_origins, for_env),
+            "secret_key": (f"(unset: {key})", for_env),
+            "metrics_token": (f"(unset: /metrics {metrics})", for_env),
+            "redis_url": ("(unset: rate limits and revocation in process memory)", "default"),
+        }
+
     def masked(self) -> dict[str, str]:
-        """The effective settings as text, secrets masked, for `backline check-config`."""
+        """The effective settings as text, each with where it came from, secrets masked.
+
+        `(environment)` marks a value set in the environment (or `.env`); `(default)` a
+        built-in one, `(default for production)` one that depends on BACKLINE_ENV. A setting
+        that is unset and has no default in its place shows `(unset)`.
+        """
+        from backline.ratelimit.policies import load
+
+        defaults = self._defaults_in_use()
+        urls = self._urls()
         shown: dict[str, str] = {}
         for name in type(self).model_fields:
+            variable = f"BACKLINE_{name.upper()}"
             value = getattr(self, name)
+            source = "environment"
+            if name not in self.model_fields_set:
+                value, source = defaults.get(name, (value, "default"))
+            if name == "rate_limits":
+                value = ", ".join(f"{p.name}={p.limits}" for p in load(self.rate_limits).values())
+                if self.rate_limits:
+                    source = f"environment for {', '.join(self.rate_limits)}; default for the rest"
             if isinstance(value, SecretStr):
                 text = f"******** ({len(value.get_secret_value())} chars)"
             elif value is None:
-                text = "(unset)"
+                shown[variable] = "(unset)"
+                continue
             elif isinstance(value, list):
                 text = ",".join(map(str, value)) or "(empty)"
+            elif variable in urls:
+                text = mask_url(urls[variable])
             else:
                 text = str(value)
-            shown[f"BACKLINE_{name.upper()}"] = text
-        for name, url in self._urls().items():
-            shown[name] = mask_url(url)
-        if not self.database_url:
-            shown["BACKLINE_DATABASE_URL"] = f"(unset: {self.db_url})"
+            shown[variable] = f"{text} ({source})"
         return shown
 
 
