@@ -2,12 +2,13 @@
 
 `create_app` serves `POST /api/auth/login` as a bare ASGI callable doing what a right password
 costs in Backline, no more: the global limit and the login route's two policies (Backline's
-`RateLimiter`, on Redis), the sign-in's two statements (Backline's, compiled once by SQLAlchemy
-and sent by asyncpg itself), the Argon2id check (Backline's hashing threads), the session's
-refresh token and audit event, and a signed access token. Left out is all a product needs
-around that: middleware (request IDs, access log, security headers, CORS, deadlines, body
-limits, problem+json errors), validation, SQLAlchemy's type handling, the throttle's rules on
-a refused or paused sign-in, cookies.
+`RateLimiter`, on Redis), the sign-in's two statements and the session cap's one (Backline's,
+compiled once by SQLAlchemy and sent by asyncpg itself), the Argon2id check (Backline's hashing
+threads), the session's refresh token and audit event, and a signed access token. Left out is
+all a product needs around that: middleware (request IDs, access log, security headers, CORS,
+deadlines, body limits, problem+json errors), validation, SQLAlchemy's type handling, the
+throttle's rules on a refused or paused sign-in, cookies, and what the cap does on the rare
+sign-in that ends sessions (their audit event and revocation markers).
 
 It is never served by Backline and exists for one comparison in `bench.auth`: how close to the
 raw Argon2id rate a sign-in gets on this machine when nothing but its own round trips and
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql import ClauseElement
 from starlette.types import Receive, Scope, Send
 
-from backline.accounts import signin, throttle
+from backline.accounts import sessions, signin, throttle
 from backline.accounts.emails import normalize_email
 from backline.accounts.passwords import verify_password
 from backline.accounts.tokens import digest, issue_access, new_opaque, now
@@ -54,6 +55,7 @@ class _Statement:
 
 _START = _Statement(signin._START)
 _OPEN = _Statement(signin._OPEN_ALL)
+_CAP = _Statement(sessions._CAP)
 
 
 async def _body(receive: Receive) -> bytes:
@@ -146,6 +148,9 @@ class _Floor:
         async with pool.acquire() as connection:
             if await connection.fetchrow(_OPEN.sql, *_OPEN.arguments(params)) is None:
                 return 401, b"{}"
+            keep = self.settings.max_sessions - 1
+            cap = {"owner": row["id"], "kept": session_id, "now": moment, "keep": keep}
+            await connection.fetch(_CAP.sql, *_CAP.arguments(cap))
         minutes = self.settings.access_token_minutes
         access = issue_access(
             self.settings.signing_key, user_id=row["id"], session_id=session_id, minutes=minutes

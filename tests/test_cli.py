@@ -63,6 +63,47 @@ def test_check_config_fails_where_production_would_not_start(
     assert "short" not in result.stdout.replace("too short", "")
 
 
+def test_check_config_shows_the_default_in_place_of_each_unset_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BACKLINE_LOG_FORMAT")
+    monkeypatch.setenv("BACKLINE_LOG_LEVEL", "warning")
+    monkeypatch.setenv("BACKLINE_RATE_LIMITS", '{"login": "5/minute"}')
+    result = runner.invoke(app, ["check-config"])
+    assert result.exit_code == 0, result.output
+    shown = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert shown["BACKLINE_OUTBOX_WORKER"] == "inline (default for development)"
+    assert shown["BACKLINE_LOG_FORMAT"] == "console (default for development)"
+    assert shown["BACKLINE_LOG_LEVEL"] == "WARNING (environment)"
+    assert shown["BACKLINE_MAX_SESSIONS"] == "50 (default)"
+    assert shown["BACKLINE_DATABASE_URL"].startswith("sqlite+aiosqlite:///var/backline.db (")
+    limits = shown["BACKLINE_RATE_LIMITS"]
+    assert "login=5/minute," in limits
+    assert "forgot_password=5/hour" in limits
+    assert limits.endswith("(environment for login; default for the rest)")
+    assert not any(
+        value.startswith("(unset)")
+        for value in (shown["BACKLINE_OUTBOX_WORKER"], shown["BACKLINE_LOG_FORMAT"], limits)
+    )
+
+
+def test_check_config_ends_a_refusal_with_one_summary_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BACKLINE_LOG_FORMAT")
+    monkeypatch.setenv("BACKLINE_ENV", "production")
+    monkeypatch.setenv("BACKLINE_METRICS_TOKEN", "a-metrics-token-long-enough-9")
+    result = runner.invoke(app, ["check-config"])
+    assert result.exit_code == 1
+    *problems, summary = result.stderr.strip().splitlines()
+    assert summary == f"backline: configuration refused for production: {len(problems)} problems"
+    assert len(problems) > 1
+    assert "BACKLINE_OUTBOX_WORKER=external (default for production)" in result.stdout
+    assert "BACKLINE_LOG_FORMAT=json (default for production)" in result.stdout
+    assert "BACKLINE_METRICS_TOKEN=******** (29 chars) (environment)" in result.stdout
+    assert "a-metrics-token-long-enough-9" not in result.output
+
+
 def test_invalid_values_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKLINE_EMAIL_BACKEND", "pigeon")
     result = runner.invoke(app, ["check-config"])

@@ -244,3 +244,16 @@ def test_concurrent_first_starts_agree_on_one_development_key(tmp_path: Path) ->
     assert len(keys) == 1
     assert len(next(iter(keys))) >= 32
     assert [p.name for p in (tmp_path / "shared").iterdir()] == ["secret.key"]
+
+
+def test_masked_settings_say_where_each_value_came_from() -> None:
+    settings = Settings(**{**PRODUCTION, "metrics_token": "metrics-token-value-0123456789"})
+    shown = settings.masked()
+    assert shown["BACKLINE_METRICS_TOKEN"] == "******** (30 chars) (environment)"
+    assert shown["BACKLINE_SECRET_KEY"] == "******** (48 chars) (environment)"
+    assert shown["BACKLINE_OUTBOX_WORKER"] == "external (default for production)"
+    assert shown["BACKLINE_LOG_FORMAT"] == "json (default for production)"
+    assert shown["BACKLINE_ALLOWED_ORIGINS"] == "https://app.example.com (environment)"
+    assert shown["BACKLINE_RATE_LIMIT_IPV6_PREFIX"] == "64 (default)"
+    assert shown["BACKLINE_SMTP_HOST"] == "(unset)"
+    assert "metrics-token-value" not in "\n".join(shown.values())

@@ -133,7 +133,8 @@ def check_config() -> None:
         typer.echo(f"{name}={value}")
     problems = settings.problems()
     if problems:
-        fail(problems, status=1)
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        fail([*problems, f"configuration refused for {settings.env}: {count}"], status=1)
     typer.echo(f"configuration OK for {settings.env}")
 
 

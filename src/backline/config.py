@@ -40,6 +40,7 @@ _DB_DRIVERS = {
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")  # noqa: S104 - names, not a bind
 MIN_SECRET_BYTES = 32
+MIN_METRICS_TOKEN = 24
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
@@ -136,6 +137,15 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
         default_factory=list, description="proxies whose X-Forwarded-For is believed"
     )
+    rate_limit_ipv6_prefix: int = Field(
+        64, ge=32, le=128, description="IPv6 clients are counted per network of this length"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token for /metrics (404 outside development without it)"
+    )
+    max_sessions: int = Field(
+        50, ge=1, le=10_000, description="open sessions per account; the least recently used go"
+    )
 
     request_timeout: float = Field(30.0, gt=0, description="whole-request deadline, seconds")
     http_timeout: float = Field(30.0, gt=0, description="outbound HTTP calls, seconds")
@@ -149,6 +159,7 @@ class Settings(BaseSettings):
         "resend_api_key",
         "encryption_keys",
         "chat_api_key",
+        "metrics_token",
         "redis_url",
         "smtp_host",
         "s3_bucket",
@@ -330,6 +341,7 @@ class Settings(BaseSettings):
                 self.resend_api_key,
                 self.encryption_keys,
                 self.chat_api_key,
+                self.metrics_token,
             )
             if s is not None
         ]
@@ -372,6 +384,13 @@ class Settings(BaseSettings):
             )
         if self.storage_backend == "s3" and not self.s3_bucket:
             found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
+        token_length = len(self.metrics_token.get_secret_value()) if self.metrics_token else 0
+        if 0 < token_length < MIN_METRICS_TOKEN:
+            # /metrics is not rate limited (scrapers poll it): its token must not be guessable.
+            found.append(
+                f"BACKLINE_METRICS_TOKEN is too short: {token_length} characters, "
+                f"needs at least {MIN_METRICS_TOKEN}"
+            )
         if not self.is_production:
             return found
         if self.secret_key is None:
@@ -427,24 +446,59 @@ class Settings(BaseSettings):
             notes.append(f"storage: local directory {self.effective_storage_dir}")
         return notes
 
+    def _defaults_in_use(self) -> dict[str, tuple[Any, str]]:
+        """What each unset setting stands for, and why: the value check-config shows."""
+        for_env = f"default for {self.env}"
+        key = {"test": "random per process", "production": "required"}.get(
+            self.env, f"generated, kept in {self.var_dir / SECRET_KEY_FILE}"
+        )
+        metrics = "served to anyone" if self.env == "development" else "not served (404)"
+        return {
+            "database_url": (self.db_url, "default"),
+            "outbox_worker": (self.effective_outbox_worker, for_env),
+            "log_format": (self.effective_log_format, for_env),
+            "email_file_dir": (self.effective_email_file_dir, "default"),
+            "storage_dir": (self.effective_storage_dir, "default"),
+            "allowed_origins": (self.cors_origins, for_env),
+            "secret_key": (f"(unset: {key})", for_env),
+            "metrics_token": (f"(unset: /metrics {metrics})", for_env),
+            "redis_url": ("(unset: rate limits and revocation in process memory)", "default"),
+        }
+
     def masked(self) -> dict[str, str]:
-        """The effective settings as text, secrets masked, for `backline check-config`."""
+        """The effective settings as text, each with where it came from, secrets masked.
+
+        `(environment)` marks a value set in the environment (or `.env`); `(default)` a
+        built-in one, `(default for production)` one that depends on BACKLINE_ENV. A setting
+        that is unset and has no default in its place shows `(unset)`.
+        """
+        from backline.ratelimit.policies import load
+
+        defaults = self._defaults_in_use()
+        urls = self._urls()
         shown: dict[str, str] = {}
         for name in type(self).model_fields:
+            variable = f"BACKLINE_{name.upper()}"
             value = getattr(self, name)
+            source = "environment"
+            if name not in self.model_fields_set:
+                value, source = defaults.get(name, (value, "default"))
+            if name == "rate_limits":
+                value = ", ".join(f"{p.name}={p.limits}" for p in load(self.rate_limits).values())
+                if self.rate_limits:
+                    source = f"environment for {', '.join(self.rate_limits)}; default for the rest"
             if isinstance(value, SecretStr):
                 text = f"******** ({len(value.get_secret_value())} chars)"
             elif value is None:
-                text = "(unset)"
+                shown[variable] = "(unset)"
+                continue
             elif isinstance(value, list):
                 text = ",".join(map(str, value)) or "(empty)"
+            elif variable in urls:
+                text = mask_url(urls[variable])
             else:
                 text = str(value)
-            shown[f"BACKLINE_{name.upper()}"] = text
-        for name, url in self._urls().items():
-            shown[name] = mask_url(url)
-        if not self.database_url:
-            shown["BACKLINE_DATABASE_URL"] = f"(unset: {self.db_url})"
+            shown[variable] = f"{text} ({source})"
         return shown
 
 

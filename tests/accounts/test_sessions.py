@@ -104,7 +104,7 @@ async def test_sessions_are_listed_and_revoked_one_by_one(
     await make_user()
     laptop = await login(client, "ann@example.com")
     phone = await login(client, "ann@example.com")
-    listed = (await client.get("/api/auth/sessions", headers=bearer(laptop))).json()
+    listed = (await client.get("/api/auth/sessions", headers=bearer(laptop))).json()["items"]
     assert len(listed) == 2
     [current] = [s for s in listed if s["current"]]
     other = next(s for s in listed if not s["current"])
@@ -122,7 +122,7 @@ async def test_another_users_session_is_404(client: httpx.AsyncClient, make_user
     await make_user("bob@example.com", display_name="Bob")
     ann = await login(client, "ann@example.com")
     bob = await login(client, "bob@example.com")
-    bobs = (await client.get("/api/auth/sessions", headers=bearer(bob))).json()[0]["id"]
+    bobs = (await client.get("/api/auth/sessions", headers=bearer(bob))).json()["items"][0]["id"]
     response = await client.delete(f"/api/auth/sessions/{bobs}", headers=bearer(ann))
     assert response.status_code == 404
     assert (await client.get("/api/me", headers=bearer(bob))).status_code == 200

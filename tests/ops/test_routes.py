@@ -107,10 +107,17 @@ async def test_readyz_names_missing_storage(
     assert response.json()["checks"]["storage"].startswith("error")
 
 
-async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
-    await client.get("/test/slow?seconds=0")
-    await client.get("/no/such/path/123")
-    text = (await client.get("/metrics")).text
+async def test_metrics_count_requests_by_route_template(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    token = "scraper-token-0123456789-abcdef"
+    settings = make_settings(database_url=database_url, metrics_token=token)
+    async for client in serve(app_factory(settings)):
+        await client.get("/test/slow?seconds=0")
+        await client.get("/no/such/path/123")
+        text = (await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
     assert 'backline_http_requests_total{method="GET",route="/test/slow",status="200"}' in text
     assert 'route="<unmatched>",status="404"' in text
     assert "/no/such/path/123" not in text

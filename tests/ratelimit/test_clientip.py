@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backline.ratelimit.clientip import client_ip
+from backline.ratelimit.clientip import client_ip, rate_key
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("2001:db8::/32")]
 
@@ -39,3 +39,19 @@ def test_client_ip(
     peer: str | None, forwarded: list[str], trusted: list[Any], expected: str
 ) -> None:
     assert client_ip(scope(peer, *forwarded), trusted) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "expected"),
+    [
+        ("203.0.113.9", 64, "203.0.113.9"),
+        ("::ffff:203.0.113.9", 64, "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 56, "2001:db8:1::/56"),
+        ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"),
+        ("unknown", 64, "unknown"),
+    ],
+)
+def test_rate_key_groups_ipv6_by_network(address: str, prefix: int, expected: str) -> None:
+    assert rate_key(address, prefix) == expected

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+import redis.asyncio
 from asgi_lifespan import LifespanManager
 
 from backline.app import Backline
@@ -60,8 +61,9 @@ async def test_the_global_limit_covers_every_path_but_probes(client: httpx.Async
     assert refused.headers["retry-after"]
     assert refused.headers["ratelimit-policy"] == '"global";q=8;w=60'
     assert refused.headers["ratelimit"].startswith('"global";r=0;t=')
-    for probe in ("/healthz", "/readyz", "/metrics"):
+    for probe in ("/healthz", "/readyz"):
         assert (await client.get(probe)).status_code == 200
+    assert (await client.get("/metrics")).status_code == 404  # not served here, yet not limited
 
 
 async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
@@ -133,3 +135,116 @@ async def test_one_unsendable_key_spoils_no_one_elses_check(
     assert statuses == [200] * 5 + [422] + [200] * 3  # the address is refused, not a 500
     assert answers[5].headers["content-type"] == "application/problem+json"
     assert all("ratelimit" in answer.headers for answer in answers[5:])  # all counted
+
+
+async def _from(app: Backline, address: str, path: str, **kwargs: object) -> int:
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        if path == "/test/credential":
+            return (await client.post(path, json={"email": f"{len(address)}@x.io"})).status_code
+        return (await client.get(path)).status_code
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/test/credential"])
+async def test_an_ipv6_client_is_counted_by_its_64_network(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    path: str,
+) -> None:
+    limits = {"global": "3/minute", "login": "3/minute"}
+    if path == "/test/credential":
+        limits["global"] = "100/minute"
+    settings = make_settings(database_url=database_url, rate_limits=limits)
+    app = app_factory(settings)
+    async with LifespanManager(app):
+        # One host, three addresses of its /64: one budget between them.
+        first = [await _from(app, "2001:db8:aa:1::1", path) for _ in range(2)]
+        second = [await _from(app, "2001:db8:aa:1:ffff:1234:5678:9abc", path) for _ in range(2)]
+        # The next /64 is someone else.
+        neighbour = await _from(app, "2001:db8:aa:2::1", path)
+    assert first == [200, 200]
+    assert second == [200, 429]
+    assert neighbour == 200
+
+
+async def test_the_ipv6_network_length_is_a_setting_and_mapped_ipv4_is_ipv4(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        rate_limits={"global": "2/minute"},
+        rate_limit_ipv6_prefix=48,
+    )
+    app = app_factory(settings)
+    async with LifespanManager(app):
+        wide = [
+            await _from(app, "2001:db8:bb:1::1", "/openapi.json"),
+            await _from(app, "2001:db8:bb:2::1", "/openapi.json"),
+            await _from(app, "2001:db8:bb:3::1", "/openapi.json"),
+        ]
+        mapped = [
+            await _from(app, "198.51.100.7", "/openapi.json"),
+            await _from(app, "::ffff:198.51.100.7", "/openapi.json"),
+            await _from(app, "::ffff:198.51.100.7", "/openapi.json"),
+        ]
+        other_v4 = await _from(app, "198.51.100.8", "/openapi.json")
+    assert wide == [200, 200, 429]
+    assert mapped == [200, 200, 429]
+    assert other_v4 == 200
+
+
+@pytest.mark.redis
+async def test_redis_keys_hold_no_email_address_yet_count_each_address_once(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    redis_url: str,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        rate_limits={"forgot_password": "2/hour", "login_account": "2/minute"},
+    )
+    app = app_factory(settings)
+    spellings = [
+        "Zelda.Keymaker@Example.COM",
+        "zelda.keymaker@example.com ",
+        "ZELDA.KEYMAKER@example.com",
+    ]
+
+    async def ask(address: str, path: str, email: str) -> int:
+        transport = httpx.ASGITransport(app=app, client=(address, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body = {"email": email}
+            if path == "/api/auth/login":
+                body["password"] = "not the password 9"
+            return (await client.post(path, json=body)).status_code
+
+    async with LifespanManager(app):
+        # Each from an address of its own: only the account email's budget is shared.
+        forgot = [
+            await ask(f"198.51.100.{i}", "/api/auth/forgot-password", email)
+            for i, email in enumerate(spellings)
+        ]
+        login = [
+            await ask(f"198.51.100.{10 + i}", "/api/auth/login", email)
+            for i, email in enumerate(spellings)
+        ]
+        other = await ask("198.51.100.20", "/api/auth/forgot-password", "someone@example.com")
+    assert forgot == [202, 202, 429]
+    assert login == [401, 401, 429]
+    assert other == 202
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        keys = [key.decode() async for key in client.scan_iter(match=f"{settings.redis_prefix}*")]
+    finally:
+        await client.aclose()
+    assert any("forgot_password" in key for key in keys)
+    assert any("login_account" in key for key in keys)
+    for key in keys:
+        for part in ("zelda", "keymaker", "@", "example.com", "someone"):
+            assert part not in key.lower(), key

@@ -4,7 +4,8 @@
   `lower(email)`, so no path around the service can create a second account for
   `Ann@Example.com`. (Failed-password state is kept per address in `throttle`.)
 * `auth_sessions`: one per login (device); access tokens name their session (`sid`), so
-  revoking a session revokes its access tokens too.
+  revoking a session revokes its access tokens too. Open ones are indexed by last use, for the
+  cap on sessions per account.
 * `refresh_tokens`: opaque, stored as SHA-256 hashes, one family per session. Each use
   rotates: the token is marked used and names its successor.
 * `account_tokens`: one-time tokens for email verification, password reset and email change,
@@ -70,6 +71,16 @@ class AuthSession(IdMixin, Base):
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and self.expires_at > now
+
+
+# Ended sessions stay on record: the cap on open sessions (`accounts.sessions`) reads only these.
+Index(
+    "ix_auth_sessions_open",
+    AuthSession.user_id,
+    AuthSession.last_used_at,
+    postgresql_where=AuthSession.revoked_at.is_(None),
+    sqlite_where=AuthSession.revoked_at.is_(None),
+)
 
 
 class RefreshToken(IdMixin, Base):

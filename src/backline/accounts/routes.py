@@ -13,11 +13,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, Body, Depends, Request, Response, status
+from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from backline import pagination
 from backline.accounts import auth, recovery, signin
 from backline.accounts import service as accounts
+from backline.accounts import sessions as open_sessions
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
 from backline.accounts.deps import (
     REFRESH_COOKIE,
@@ -39,6 +41,7 @@ from backline.accounts.schemas import (
     RefreshRequest,
     RegisterRequest,
     ResetPasswordRequest,
+    SessionPage,
     SessionPublic,
     TokenRequest,
     TokenResponse,
@@ -207,6 +210,15 @@ async def login(
             outcome = await signin.admit(
                 connection, settings=settings, checked=checked, client=client
             )
+            if isinstance(outcome, auth.TokenPair) and checked.attempt.account is not None:
+                await open_sessions.cap(
+                    connection,
+                    revocations=_revocations(request),
+                    user_id=checked.attempt.account.id,
+                    session_id=outcome.session_id,
+                    limit=settings.max_sessions,
+                    client=client,
+                )
     else:  # the count is committed before the failure is answered
         async with sessions() as session, session.begin():
             outcome = await signin.refuse(
@@ -345,14 +357,29 @@ async def logout_all(
 
 
 @signed_in.get("/sessions")
-async def sessions(principal: CurrentPrincipal, session: SessionDep) -> list[SessionPublic]:
-    rows = await auth.list_sessions(session, user_id=principal.user.id)
-    return [
+async def sessions(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> SessionPage:
+    rows = await open_sessions.page(
+        session,
+        user_id=principal.user.id,
+        before=pagination.decode(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    items = [
         SessionPublic.model_validate(row).model_copy(
             update={"current": row.id == principal.session_id}
         )
-        for row in rows
+        for row in rows[:limit]
     ]
+    more = len(rows) > limit
+    last = items[-1] if more and items else None
+    return SessionPage(
+        items=items, next_cursor=pagination.encode(last.created_at, last.id) if last else None
+    )
 
 
 @signed_in.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -97,3 +97,8 @@ class SessionPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime
     current: bool = False
+
+
+class SessionPage(BaseModel):
+    items: list[SessionPublic]
+    next_cursor: str | None

@@ -11,7 +11,8 @@
    own (`writing`): the session, its refresh token and its audit event, then the count cleared
    (not a pause that other attempts set meanwhile: the session is then not opened).
    On PostgreSQL the three rows are one statement, run without a transaction around it; on
-   SQLite, three INSERTs in one transaction.
+   SQLite, three INSERTs in one transaction. On the same connection the route then ends the
+   account's sessions past BACKLINE_MAX_SESSIONS (`sessions.cap`): one UPDATE more.
 
 An Argon2id check takes tens of milliseconds. Held across it, a pooled connection would sit
 idle in a transaction, and a burst of sign-ins would take every connection of the pool from

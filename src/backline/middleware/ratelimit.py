@@ -10,7 +10,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backline.errors import ProblemError, problem_response
-from backline.ratelimit.clientip import client_ip
+from backline.ratelimit.clientip import client_ip, rate_key
 from backline.ratelimit.deps import add_headers, record, refusal
 
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -32,7 +32,8 @@ class RateLimitMiddleware:
             await send(message)
 
         limiter = self.state.ratelimiter
-        ip = client_ip(scope, self.state.settings.trusted_proxies)
+        settings = self.state.settings
+        ip = rate_key(client_ip(scope, settings.trusted_proxies), settings.rate_limit_ipv6_prefix)
         try:
             decision = await limiter.check("global", {"ip": ip}, stats=False)
         except ProblemError as exc:  # storage down and the policy fails closed

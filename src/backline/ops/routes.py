@@ -1,17 +1,21 @@
 """`GET /healthz` (the process is alive), `GET /readyz` (its dependencies answer), `GET /metrics`.
 
-All three are public: load balancers and scrapers call them without credentials. They hold
-nothing personal; `/metrics` should still be kept off the public internet by the proxy.
+Health and readiness are public: load balancers call them without credentials. `/metrics` is
+not: its counters move with what people do (emails delivered, say), so outside development it
+answers only a scraper presenting `Authorization: Bearer <BACKLINE_METRICS_TOKEN>`, and is 404
+when no token is set. Where a token is set it is required in development too.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from backline.errors import problem_response
+from backline.config import Settings
+from backline.errors import NotFound, Unauthorized, problem_response
 from backline.ops.checks import run_checks
 from backline.routing import router
 
@@ -42,6 +46,23 @@ async def readyz(request: Request) -> Any:
     return {"status": "ok", "checks": results}
 
 
+def _allow_scrape(settings: Settings, authorization: str | None) -> None:
+    """Let the request read the metrics, or raise 404 (none served) or 401 (wrong token)."""
+    if settings.metrics_token is None:
+        if settings.env == "development":
+            return
+        raise NotFound("Not Found")  # as any unknown path: nothing here to find
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    # Constant time: how much of a guess matched must not show in the time of the answer.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthorized(
+            "The metrics need the scraper's bearer token.",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+
+
 @public_router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    _allow_scrape(request.app.state.settings, request.headers.get("authorization"))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

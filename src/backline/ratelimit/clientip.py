@@ -4,13 +4,17 @@ The TCP peer is the client unless it is a trusted proxy (BACKLINE_TRUSTED_PROXIE
 or networks, none by default). Then `X-Forwarded-For` is read from the right, skipping trusted
 proxies, and the first address that is not one is the client: entries further left were
 written by the client itself and prove nothing.
+
+Rate limits count an IPv6 client by its network (`rate_key`, a /64 by default): one host is
+handed a whole /64 and can change its address within it at will, so counting per address would
+give it billions of budgets. IPv4 (and IPv4-mapped IPv6) is counted per address.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from starlette.datastructures import Headers
 from starlette.types import Scope
@@ -52,3 +56,17 @@ def client_ip(scope: Scope, trusted: Sequence[Network] = ()) -> str:
 def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
     parsed = ip_address(address)
     return any(parsed in network for network in trusted)
+
+
+@lru_cache(maxsize=16384)
+def rate_key(address: str, ipv6_prefix: int = 64) -> str:
+    """What the rate limits count for a client address: itself, or its IPv6 network."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address  # "unknown": no address to group
+    if not isinstance(parsed, IPv6Address):
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(IPv6Network((parsed, ipv6_prefix), strict=False))

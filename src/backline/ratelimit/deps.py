@@ -13,6 +13,9 @@ refuses, to keep its check to one round trip):
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Depends, Request
@@ -21,7 +24,7 @@ from starlette.types import Message, Scope
 
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.errors import TooManyRequests
-from backline.ratelimit.clientip import client_ip
+from backline.ratelimit.clientip import client_ip, rate_key
 from backline.ratelimit.limiter import Decision, RateLimiter
 from backline.ratelimit.policies import Key
 
@@ -55,7 +58,9 @@ def refusal(decision: Decision) -> TooManyRequests:
 
 async def identities(request: Request, keys: tuple[Key, ...]) -> dict[Key, str]:
     settings = request.app.state.settings
-    ip = client_ip(request.scope, settings.trusted_proxies)
+    ip = rate_key(
+        client_ip(request.scope, settings.trusted_proxies), settings.rate_limit_ipv6_prefix
+    )
     found: dict[Key, str] = {}
     for key in keys:
         if key == "ip":
@@ -64,8 +69,24 @@ async def identities(request: Request, keys: tuple[Key, ...]) -> dict[Key, str]:
             user_id = getattr(request.state, "user_id", None)
             found["user"] = str(user_id) if user_id is not None else f"ip:{ip}"
         elif key == "email" and (email := await _body_email(request)) is not None:
-            found["email"] = email
+            found["email"] = email_key(settings.signing_key, email)
     return found
+
+
+@lru_cache(maxsize=8)
+def _email_key_secret(signing_key: bytes) -> bytes:
+    """A key of its own for counting addresses, derived from the secret key."""
+    return hmac.new(signing_key, b"backline rate-limit email keys", hashlib.sha256).digest()
+
+
+def email_key(signing_key: bytes, email: str) -> str:
+    """What Redis holds for an address: a keyed hash, never the address itself.
+
+    Keyed, so that nobody who reads the keys can test a list of addresses against them; 128
+    bits of it keep two addresses from sharing a budget by chance.
+    """
+    secret = _email_key_secret(signing_key)
+    return hmac.new(secret, email.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
 
 
 async def _body_email(request: Request) -> str | None:

@@ -5,7 +5,8 @@ more keys, each counted on its own, all of which must admit a request:
 
 * `ip`: the client address (see `clientip`);
 * `user`: the signed-in user, or the address when nobody is signed in;
-* `email`: the `email` field of the JSON body, normalized; absent, the key is skipped.
+* `email`: the `email` field of the JSON body, normalized and counted by a keyed hash (Redis
+  holds no address); absent, the key is skipped.
 
 When Redis is unreachable a credential policy fails closed (503, nothing checked is let
 through) and the rest fail open (the request proceeds unlimited), so an outage neither opens
