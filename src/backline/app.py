@@ -49,12 +49,15 @@ from backline.redis import create_redis
 from backline.routing import JSONRoute
 from backline.runtime import tune_for_serving
 from backline.storage import create_storages
+from backline.tracks import holdings as tracks_holdings
 from backline.tracks import routes as tracks_routes
 from backline.tracks import upload_routes
 from backline.tracks.verifier import Verifier
 from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
+# Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
+HOLDINGS = (tracks_holdings,)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 

@@ -17,7 +17,7 @@ from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response, st
 from fastapi.responses import JSONResponse
 
 from backline import pagination
-from backline.accounts import auth, recovery, signin
+from backline.accounts import auth, holdings, recovery, signin
 from backline.accounts import service as accounts
 from backline.accounts import sessions as open_sessions
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
@@ -62,8 +62,6 @@ from backline.deps import (
 from backline.errors import Conflict, Forbidden, NotFound, Unauthorized, problem_response
 from backline.ratelimit.deps import RateLimit, charge
 from backline.routing import router
-from backline.tracks import service as tracks
-from backline.tracks.verifier import discard
 
 public = router(public=True, prefix="/api/auth", tags=["auth"])
 signed_in = router(prefix="/api/auth", tags=["auth"])
@@ -508,9 +506,10 @@ async def delete_me(
         user_id=user.id,
         client=client,
     )
-    drafts = await tracks.delete_drafts(session, owner_id=user.id)
+    later = await holdings.erase(session, user=user, storages=storages)
     await accounts.delete(session, user=user)
-    background.add_task(discard, storages, drafts)  # after the commit
+    for work in later:
+        background.add_task(work)  # after the commit
     clear_session_cookies(response, settings=settings)
     return None
 
@@ -518,7 +517,7 @@ async def delete_me(
 @me.get("/export")
 async def export_me(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     exported = await accounts.export(session, user=user)
-    exported["tracks"] = await tracks.export(session, owner_id=user.id)
+    exported.update(await holdings.export(session, user=user))
     return exported
 
 
