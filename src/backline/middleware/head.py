@@ -2,6 +2,12 @@
 
 FastAPI, unlike Starlette's plain routes, answers HEAD with 405; load balancers and uptime
 checkers probe with HEAD.
+
+The application sees a copy of the request's scope with the method GET. The server's own scope
+keeps HEAD: the server reads it to know that the response has headers and no body (without it,
+a `Content-Length` promises bytes that never come and the connection is dropped). What routing
+adds to the copy (the matched route, for the access log and metrics) is copied back before the
+response starts and again at the end.
 """
 
 from __future__ import annotations
@@ -17,13 +23,21 @@ class HeadAsGet:
         if scope["type"] != "http" or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
+        inner = {**scope, "method": "GET"}
+
+        def copy_back() -> None:
+            scope.update((key, value) for key, value in inner.items() if key != "method")
 
         async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
+            if message["type"] == "http.response.start":
+                copy_back()
+            elif message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        scope["method"] = "GET"  # in place, so outer middleware still sees the matched route
-        await self.app(scope, receive, send_headers_only)
+        try:
+            await self.app(inner, receive, send_headers_only)
+        finally:
+            copy_back()
