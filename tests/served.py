@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -101,3 +102,61 @@ def _wait_until_healthy(server: Served) -> None:
             pass
         assert time.monotonic() < deadline, f"backline serve did not start:\n{server.output}"
         time.sleep(0.05)
+
+
+def create_user(server: Served, email: str, *, role: str = "user") -> dict[str, str]:
+    """A verified user in the served database; answers a bearer header from a real login."""
+    import asyncio
+
+    from backline.accounts import service as accounts
+    from backline.accounts.models import Role
+    from backline.config import Settings
+    from backline.db import create_engine, create_sessionmaker
+    from tests.conftest import DEFAULT_PASSWORD
+
+    async def create() -> None:
+        engine = create_engine(Settings(env="test", database_url=server.database_url))
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await accounts.create(
+                    session,
+                    email=email,
+                    password=DEFAULT_PASSWORD,
+                    display_name=email.partition("@")[0],
+                    role=Role(role),
+                    verified=True,
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    response = httpx.post(
+        f"{server.url}/api/auth/login",
+        json={"email": email, "password": DEFAULT_PASSWORD},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def read_response(reader: BinaryIO, *, head: bool = False) -> RawResponse:
+    """One HTTP/1.1 response from a socket's file: the status, the headers, and the body its
+    Content-Length announces (none after a HEAD, whose headers describe the GET's body)."""
+    status_line = reader.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers: dict[str, str] = {}
+    for _ in range(200):
+        line = reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get("content-length", "0"))
+    return RawResponse(int(status_line.split()[1]), headers, reader.read(length))
