@@ -111,7 +111,7 @@ def serve(
     if mailbox:
         typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
     elif not settings.is_production:
-        typer.echo("Dev mailbox: off (listening beyond loopback, or BACKLINE_DEV_MAILBOX)", err=True)
+        typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
     uvicorn.run(
         "backline.app:create_app",
         factory=True,

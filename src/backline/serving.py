@@ -90,16 +90,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_timer: asyncio.TimerHandle | None = None
         self.refused = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
             self.refused = True
             CONNECTIONS_REFUSED.labels("connection_limit").inc()
             _warn_at_capacity(self.max_connections)
-            assert isinstance(transport, asyncio.WriteTransport)
             transport.write(REFUSAL)
             transport.close()
             return
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(transport)
         self._start_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:

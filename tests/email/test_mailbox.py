@@ -121,4 +121,3 @@ def test_serve_offers_the_mailbox_only_on_loopback(
     banner = f"Dev mailbox: {server.url}/dev/mailbox"
     assert (banner in output) is served_there
     assert ("Dev mailbox: off" in output) is not served_there
-
