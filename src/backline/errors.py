@@ -9,8 +9,8 @@ and the `request_id`; clients branch on `code`, never on `detail`, whose wording
     ├── Forbidden         403    forbidden
     ├── NotFound          404    not_found
     ├── Conflict          409    conflict
-    ├── Unprocessable     422    validation_failed
     ├── PayloadTooLarge   413    payload_too_large (with max_bytes)
+    ├── Unprocessable     422    validation_failed
     ├── TooManyRequests   429    rate_limited (with Retry-After)
     └── ServiceUnavailable 503   unavailable (with Retry-After)
 
