@@ -92,9 +92,12 @@ async def test_the_mailbox_does_not_exist_in_production(
 
 
 async def test_the_mailbox_is_not_served_unless_asked(
-    app_factory: Callable[[Settings], Backline], make_settings: Callable[..., Settings]
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
 ) -> None:
-    app = app_factory(make_settings(env="development"))  # not started by `serve`: unknown bind
+    # Built without `serve`, the app does not know what it listens on: no mailbox.
+    app = app_factory(make_settings(env="development", database_url=database_url))
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
