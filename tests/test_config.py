@@ -51,6 +51,7 @@ def test_a_valid_production_configuration_has_no_problems() -> None:
         ({"email_backend": "console"}, "BACKLINE_EMAIL_BACKEND", "console"),
         ({"email_backend": "file"}, "BACKLINE_EMAIL_BACKEND", "file"),
         ({"storage_backend": "local"}, "BACKLINE_STORAGE_BACKEND", "local"),
+        ({"dev_mailbox": True}, "BACKLINE_DEV_MAILBOX", "never"),
     ],
 )
 def test_production_refuses_each_misconfiguration_in_one_line(
@@ -257,3 +258,24 @@ def test_masked_settings_say_where_each_value_came_from() -> None:
     assert shown["BACKLINE_RATE_LIMIT_IPV6_PREFIX"] == "64 (default)"
     assert shown["BACKLINE_SMTP_HOST"] == "(unset)"
     assert "metrics-token-value" not in "\n".join(shown.values())
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "host", "served"),
+    [
+        ("development", None, "127.0.0.1", True),
+        ("development", None, "::1", True),
+        ("development", None, "localhost", True),
+        ("development", None, "0.0.0.0", False),  # noqa: S104
+        ("development", None, "192.0.2.10", False),
+        ("development", None, "backline.internal", False),
+        ("test", None, "127.0.0.1", False),
+        ("development", False, "127.0.0.1", False),
+        ("development", True, "0.0.0.0", True),  # noqa: S104 - asked for explicitly
+        ("test", True, "127.0.0.1", True),
+    ],
+)
+def test_the_dev_mailbox_is_on_by_default_only_in_development_on_loopback(
+    env: str, setting: bool | None, host: str, served: bool
+) -> None:
+    assert Settings(env=env, dev_mailbox=setting).dev_mailbox_on(host) is served

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backline.accounts.models import User
 from backline.config import Settings
 from backline.email.models import OutboxEmail
+from tests.served import create_user, served
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 VALID = {"email": "ann@example.com", "display_name": "Ann", "age": 30}
@@ -236,3 +238,59 @@ async def test_unparseable_json_is_malformed_not_an_encoding_error(
             "/test/signup", content=content, headers={"content-type": "application/json"}
         )
     assert_problem(response, 400, "malformed_json")
+
+
+def _without_request_id(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    assert body.pop("request_id") == response.headers["x-request-id"]
+    return body
+
+
+@pytest.mark.slow
+def test_one_413_whichever_limit_refuses_and_however_the_body_is_sent(tmp_path: Path) -> None:
+    body = b'{"email": "' + b"a" * 20_000 + b'"}'
+
+    def chunked() -> Iterator[bytes]:
+        for start in range(0, len(body), 1024):
+            yield body[start : start + 1024]
+
+    with served(
+        tmp_path,
+        BACKLINE_ENV="test",
+        BACKLINE_MAX_JSON_BODY="4096",
+        BACKLINE_MAX_AUDIO_BYTES="2048",
+    ) as server:
+        artist = create_user(server, "artist@example.com", role="artist")
+        json_headers = {"Content-Type": "application/json"}
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            sized = client.post("/api/auth/login", content=body, headers=json_headers)
+            streamed = client.post("/api/auth/login", content=chunked(), headers=json_headers)
+            track = client.post("/api/tracks", json={"title": "Song"}, headers=artist).json()
+            upload = client.put(
+                f"/api/tracks/{track['id']}/audio",
+                content=b"\x00" * 10_000,
+                headers={"Content-Type": "audio/wav", **artist},
+            )
+
+    assert "content-length" in sized.request.headers
+    assert streamed.request.headers["transfer-encoding"] == "chunked"
+    for response in (sized, streamed, upload):
+        assert_problem(response, 413, "payload_too_large")
+    expected = {
+        "type": "urn:backline:problem:payload_too_large",
+        "title": "Content Too Large",
+        "status": 413,
+        "detail": "The content is larger than this endpoint accepts: at most 4096 bytes.",
+        "code": "payload_too_large",
+        "max_bytes": 4096,
+    }
+    assert _without_request_id(sized) == expected
+    assert _without_request_id(streamed) == expected
+    assert sized.content.replace(sized.headers["x-request-id"].encode(), b"") == (
+        streamed.content.replace(streamed.headers["x-request-id"].encode(), b"")
+    )
+    assert _without_request_id(upload) == {
+        **expected,
+        "detail": "The content is larger than this endpoint accepts: at most 2048 bytes.",
+        "max_bytes": 2048,
+    }

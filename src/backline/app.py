@@ -110,7 +110,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.ratelimiter = RateLimiter.from_settings(settings)
     app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
     tune_for_serving()
-    log.info("started", env=settings.env, version=__version__)
+    log.info(
+        "started", env=settings.env, version=__version__, dev_mailbox=settings.serves_dev_mailbox
+    )
     if not settings.is_production:
         for note in settings.describe_defaults():
             log.info("development_default", setting=note)
@@ -169,6 +171,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(tracks_routes.media_router)
     app.include_router(upload_routes.uploads_router)
     app.include_router(upload_routes.signed_uploads_router)
-    if not settings.is_production:
+    if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     return app

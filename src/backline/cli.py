@@ -16,6 +16,7 @@ status 2; nothing starts.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Annotated, NoReturn
@@ -94,18 +95,31 @@ def serve(
     """Run the HTTP server. Outside production, SQLite is migrated first."""
     import uvicorn
 
+    from backline.serving import GuardedHttpToolsProtocol
+
     settings = load_settings()
     configure_logging(settings)
     _prepare_embedded_database(settings)
     settings.signing_key  # noqa: B018 - a development key is made once, before the workers
+    # The app (built by each worker from the environment) learns whether to serve the dev
+    # mailbox, which depends on the address listened on, through its own setting.
+    mailbox = settings.dev_mailbox_on(host)
+    os.environ["BACKLINE_DEV_MAILBOX"] = "true" if mailbox else "false"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    typer.echo(f"Backline ({settings.env}) is running at http://{shown}:{port}/", err=True)
+    base = f"http://{shown}:{port}"
+    typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
+    if mailbox:
+        typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
+    elif not settings.is_production:
+        typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
     uvicorn.run(
         "backline.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
         log_config=None,
         access_log=False,
         proxy_headers=False,

@@ -21,7 +21,7 @@ import secrets
 import tempfile
 from email.utils import parseaddr
 from functools import cached_property
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,6 +42,15 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")  # noqa: S104 - names, 
 MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN = 24
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -152,6 +161,16 @@ class Settings(BaseSettings):
     upload_timeout: float = Field(120.0, gt=0, description="upload idle time, seconds")
     email_timeout: float = Field(10.0, gt=0, description="one email delivery, seconds")
     max_json_body: int = Field(1024 * 1024, ge=1024, description="bytes")
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a client has to send a request's line and headers"
+    )
+    keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle connection is kept")
+    max_connections: int = Field(1000, ge=1, description="open connections per server process")
+    dev_mailbox: bool | None = Field(
+        None,
+        description="serve /dev/mailbox (never in production); unset: `serve` decides, "
+        "on in development when it listens on loopback only",
+    )
 
     @field_validator(
         "secret_key",
@@ -423,7 +442,20 @@ class Settings(BaseSettings):
             )
         if self.storage_backend == "local":
             found.append("BACKLINE_STORAGE_BACKEND is local: production needs s3")
+        if self.dev_mailbox:
+            found.append("BACKLINE_DEV_MAILBOX is true: production never serves the dev mailbox")
         return found
+
+    @property
+    def serves_dev_mailbox(self) -> bool:
+        return bool(self.dev_mailbox) and not self.is_production
+
+    def dev_mailbox_on(self, host: str) -> bool:
+        """Whether a server bound to `host` serves /dev/mailbox: as set, else only in
+        development and only on a loopback address (the mailbox shows everyone's links)."""
+        if self.dev_mailbox is not None:
+            return self.serves_dev_mailbox
+        return self.env == "development" and _is_loopback(host)
 
     def require_startable(self) -> None:
         """Raise `ConfigError` when this configuration must not start."""
@@ -441,7 +473,8 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             notes.append("rate limits and revocation: in-process memory (this process only)")
         if self.email_backend == "console":
-            notes.append("email: printed to the console, listed at /dev/mailbox")
+            listed = ", listed at /dev/mailbox" if self.serves_dev_mailbox else ""
+            notes.append(f"email: printed to the console{listed}")
         if self.storage_backend == "local":
             notes.append(f"storage: local directory {self.effective_storage_dir}")
         return notes

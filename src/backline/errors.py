@@ -9,6 +9,7 @@ and the `request_id`; clients branch on `code`, never on `detail`, whose wording
     ├── Forbidden         403    forbidden
     ├── NotFound          404    not_found
     ├── Conflict          409    conflict
+    ├── PayloadTooLarge   413    payload_too_large (with max_bytes)
     ├── Unprocessable     422    validation_failed
     ├── TooManyRequests   429    rate_limited (with Retry-After)
     └── ServiceUnavailable 503   unavailable (with Retry-After)
@@ -32,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import ClientDisconnect
 
 from backline.context import current_request_id
@@ -158,10 +160,27 @@ class ServiceUnavailable(ProblemError):
     status, code = 503, "unavailable"
 
 
+class PayloadTooLarge(ProblemError):
+    """413, one body whichever limit refused: the framework's on request bodies (JSON bodies,
+    `BACKLINE_MAX_JSON_BODY`), or Backline's own on uploads; `max_bytes` is the limit."""
+
+    status, code, title = 413, "payload_too_large", "Content Too Large"
+
+    def __init__(self, max_bytes: int | None) -> None:
+        limit = f": at most {max_bytes} bytes" if max_bytes is not None else ""
+        super().__init__(
+            f"The content is larger than this endpoint accepts{limit}.", max_bytes=max_bytes
+        )
+
+
+def problem_of(exc: ProblemError) -> dict[str, Any]:
+    return problem_body(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+
+
 def _problem_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(
-        exc.status, exc.code, exc.detail, headers=exc.headers, title=exc.title, **exc.extra
+    return JSONResponse(
+        problem_of(exc), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
     )
 
 
@@ -178,7 +197,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
             "The request body could not be read as JSON (too deeply nested, or a number too long).",
         )
     if status == 413:
-        detail = "The request body is larger than this endpoint accepts."
+        return _problem_error(request, PayloadTooLarge(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)))
     return problem_response(status, None, detail, headers=exc.headers)
 
 

@@ -32,3 +32,8 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
 RATE_LIMIT_DEGRADED = Gauge(
     "backline_ratelimit_degraded", "1 while rate-limit storage is unreachable"
 )
+CONNECTIONS_REFUSED = Counter(
+    "backline_http_connections_refused_total",
+    "Connections closed by the server's own guards: over the cap, or headers too slow",
+    ["reason"],
+)

@@ -1,15 +1,24 @@
-"""The development mailbox: recent messages with clickable links; absent in production."""
+"""The development mailbox: recent messages with clickable links; served only where asked,
+by default only in development on a loopback address, and never in production."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 
 from backline.app import Backline
 from backline.config import Settings
+from tests.served import served
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url, dev_mailbox=True)
 
 
 async def test_the_mailbox_lists_messages_with_clickable_links(client: httpx.AsyncClient) -> None:
@@ -80,3 +89,38 @@ async def test_the_mailbox_does_not_exist_in_production(
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "strict-transport-security" in response.headers
+
+
+async def test_the_mailbox_is_not_served_unless_asked(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    # Built without `serve`, the app does not know what it listens on: no mailbox.
+    app = app_factory(make_settings(env="development", database_url=database_url))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        response = await client.get("/dev/mailbox")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "served_there"),
+    [
+        ("127.0.0.1", True),
+        ("0.0.0.0", False),  # noqa: S104 - every interface; the test connects on loopback
+    ],
+)
+@pytest.mark.slow
+def test_serve_offers_the_mailbox_only_on_loopback(
+    tmp_path: Path, host: str, served_there: bool
+) -> None:
+    with served(tmp_path, host=host, BACKLINE_ENV="development") as server:
+        response = httpx.get(f"{server.url}/dev/mailbox", timeout=5)
+        output = server.output
+    assert response.status_code == (200 if served_there else 404)
+    banner = f"Dev mailbox: {server.url}/dev/mailbox"
+    assert (banner in output) is served_there
+    assert ("Dev mailbox: off" in output) is not served_there

@@ -52,6 +52,19 @@ async def test_a_write_is_hashed_and_reads_back(storage: Storage, length: int) -
     assert await storage.size(key) is None
 
 
+@pytest.mark.parametrize(
+    ("start", "length"), [(0, 10), (5, None), (1024 * 1024 - 3, 10), (299_990, 10), (0, 0)]
+)
+async def test_a_read_starts_and_stops_where_asked(
+    storage: Storage, start: int, length: int | None
+) -> None:
+    data = os.urandom(1024 * 1024 + 300_000)  # more than one read chunk
+    key = new_key("audio")
+    await storage.put(key, stream(data), content_type="audio/wav", max_size=10**7)
+    part = b"".join([chunk async for chunk in storage.read(key, start=start, length=length)])
+    assert part == data[start : None if length is None else start + length]
+
+
 async def test_a_multipart_upload_keeps_the_whole_file_hash(storage: Storage) -> None:
     data = os.urandom(PART_SIZE * 2 + 12345)
     key = new_key("audio")

@@ -1,7 +1,9 @@
 """The development mailbox: `/dev/mailbox` lists recent outbox messages with clickable links.
 
-A newcomer verifies an account or resets a password without any mail server. The router is
-mounted only outside production (see `backline.app`); in production these paths are 404.
+A newcomer verifies an account or resets a password without any mail server. The pages show
+every account's links to anyone who can reach them, so the router is mounted only when
+`BACKLINE_DEV_MAILBOX` says so, never in production; `backline serve` sets it, unless it is set
+already, to on in development when listening on loopback only (see `Settings.dev_mailbox_on`).
 """
 
 from __future__ import annotations

@@ -8,14 +8,27 @@ problem nor an HTML page for the problem of the same status, keeping its other h
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backline.errors import PROBLEM_JSON, problem_body
+from backline.errors import PROBLEM_JSON, PayloadTooLarge, problem_body, problem_of
 
 _KEEP_AS_IS = (PROBLEM_JSON, "text/html", "text/event-stream")
+
+
+def _problem_for(status: int, scope: Scope) -> dict[str, Any]:
+    if status == 413:  # the framework's own refusal of a body over its limit
+        return problem_of(PayloadTooLarge(scope.get(MAX_BODY_SIZE_SCOPE_KEY)))
+    return problem_body(status)
+
+
+def _render(problem: dict[str, Any]) -> bytes:
+    """Encoded as every other problem is (JSONResponse's compact JSON)."""
+    return bytes(JSONResponse(problem).body)
 
 
 class ProblemGuard:
@@ -35,7 +48,7 @@ class ProblemGuard:
                 content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
                 if status >= 400 and not content_type.startswith(_KEEP_AS_IS):
                     replaced = True
-                    body = json.dumps(problem_body(status)).encode()
+                    body = _render(_problem_for(status, scope))
                     start: Message = {"type": "http.response.start", "status": status}
                     start["headers"] = list(message.get("headers", []))
                     headers = MutableHeaders(scope=start)

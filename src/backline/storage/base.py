@@ -18,7 +18,7 @@ from typing import Protocol
 
 import anyio
 
-from backline.errors import Conflict, ProblemError, ServiceUnavailable, Unprocessable
+from backline.errors import Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class StoredObject:
     sha256: str  # hex
 
 
-class TooLarge(ProblemError):
-    status, code = 413, "payload_too_large"
+class TooLarge(PayloadTooLarge):
+    """An object over its cap, refused at the first byte over."""
 
 
 class DigestMismatch(Unprocessable):
@@ -65,7 +65,9 @@ class Storage(Protocol):
         """Store a complete local file already hashed as it arrived; it may be moved away."""
         ...
 
-    def read(self, key: str) -> AsyncIterator[bytes]: ...
+    def read(self, key: str, *, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes from `start`, `length` of them (None: to the end)."""
+        ...
 
     async def size(self, key: str) -> int | None: ...
 
@@ -99,7 +101,7 @@ class Hasher:
     def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.max_size:
-            raise TooLarge(f"The file is larger than {self.max_size} bytes.")
+            raise TooLarge(self.max_size)
         self._sha.update(chunk)
 
     @property

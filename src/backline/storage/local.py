@@ -100,13 +100,24 @@ class LocalStorage:
             )
         return StoredObject(key=key, size=size, sha256=sha256)
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, *, start: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         target = self.path(key)
         descriptor = await anyio.to_thread.run_sync(
             lambda: os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
         )
+        remaining = length
         with os.fdopen(descriptor, "rb") as file:
-            while chunk := await anyio.to_thread.run_sync(file.read, CHUNK):
+            if start:
+                await anyio.to_thread.run_sync(file.seek, start)
+            while remaining is None or remaining > 0:
+                size = CHUNK if remaining is None else min(CHUNK, remaining)
+                chunk = await anyio.to_thread.run_sync(file.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
                 yield chunk
 
     async def size(self, key: str) -> int | None:

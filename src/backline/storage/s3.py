@@ -169,10 +169,18 @@ class S3Storage:
         )
         return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, *, start: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         validate(key)
+        if length == 0:
+            return
+        span: dict[str, str] = {}
+        if start or length is not None:
+            last = "" if length is None else str(start + length - 1)
+            span["Range"] = f"bytes={start}-{last}"
         async with self.client() as s3:
-            answer = await s3.get_object(Bucket=self.bucket, Key=key)
+            answer = await s3.get_object(Bucket=self.bucket, Key=key, **span)
             body = answer["Body"]  # aiobotocore's StreamingBody
             try:
                 while chunk := await body.read(READ_CHUNK):

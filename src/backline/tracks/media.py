@@ -2,8 +2,9 @@
 
 S3 gives presigned URLs of its own; the local backend offers the same two through the app:
 
-* `GET /media/<key>?expires=<unix time>&type=<content type>&signature=<mac>` reads one object,
-  served as `type`;
+* `GET /media/<key>?expires=<unix time>&type=<content type>&sha256=<hex>&signature=<mac>`
+  reads one object, served as `type`, with its recorded SHA-256 as ETag (byte ranges too: see
+  `backline.storage.delivery`);
 * `PUT /media/<key>?expires=<unix time>&size=<bytes>&signature=<mac>` writes one object, whose
   `Content-Type` and `x-amz-checksum-sha256` headers must be the ones signed, as S3 does it.
 
@@ -27,19 +28,29 @@ def _mac(key_material: bytes, *fields: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def signed_path(key_material: bytes, object_key: str, *, seconds: int, content_type: str) -> str:
+def signed_path(
+    key_material: bytes, object_key: str, *, seconds: int, content_type: str, sha256: str
+) -> str:
     expires = int(time.time()) + seconds
-    signature = _mac(key_material, "GET", object_key, str(expires), content_type)
-    query = urlencode({"expires": expires, "type": content_type, "signature": signature})
+    signature = _mac(key_material, "GET", object_key, str(expires), content_type, sha256)
+    query = urlencode(
+        {"expires": expires, "type": content_type, "sha256": sha256, "signature": signature}
+    )
     return f"/media/{object_key}?{query}"
 
 
 def valid(
-    key_material: bytes, object_key: str, expires: int, content_type: str, signature: str
+    key_material: bytes,
+    object_key: str,
+    *,
+    expires: int,
+    content_type: str,
+    sha256: str,
+    signature: str,
 ) -> bool:
     if expires < time.time():
         return False
-    expected = _mac(key_material, "GET", object_key, str(expires), content_type)
+    expected = _mac(key_material, "GET", object_key, str(expires), content_type, sha256)
     return hmac.compare_digest(expected, signature)
 
 

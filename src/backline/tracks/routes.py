@@ -18,6 +18,7 @@ from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
 from backline.deps import SessionDep, SettingsDep, StoragesDep
 from backline.errors import NotFound
 from backline.routing import router
+from backline.storage.delivery import object_response
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
 from backline.tracks import artwork, media, review
@@ -99,7 +100,11 @@ async def audio_url(
         )
     else:
         path = media.signed_path(
-            settings.signing_key, track.audio_key, seconds=LINK_SECONDS, content_type=content_type
+            settings.signing_key,
+            track.audio_key,
+            seconds=LINK_SECONDS,
+            content_type=content_type,
+            sha256=track.audio_sha256 or "",
         )
         url = f"{settings.public_url}{path}"
     return SignedURL(url=url, expires_in=LINK_SECONDS)
@@ -190,29 +195,40 @@ async def reject_track(
 @media_router.get("/media/{object_key:path}")
 async def signed_media(
     object_key: str,
+    request: Request,
     storages: StoragesDep,
     settings: SettingsDep,
     expires: int = 0,
     content_type: Annotated[str, Query(alias="type", max_length=100)] = "",
+    sha256: Annotated[str, Query(max_length=64)] = "",
     signature: Annotated[str, Query(max_length=100)] = "",
-) -> StreamingResponse:
+) -> Response:
+    """A local object by signed link; byte ranges and ETag as in `backline.storage.delivery`."""
     refused = NotFound("This link is not valid, or has expired.", code="invalid_link")
     try:
         validate(object_key)
     except InvalidKey:
         raise refused from None
     if "local" not in storages or not media.valid(
-        settings.signing_key, object_key, expires, content_type, signature
+        settings.signing_key,
+        object_key,
+        expires=expires,
+        content_type=content_type,
+        sha256=sha256,
+        signature=signature,
     ):
         raise refused
     storage = storages["local"]
     size = await storage.size(object_key)
     if size is None:
         raise refused
-    return StreamingResponse(
-        storage.read(object_key),
+    return object_response(
+        request,
+        lambda start, length: storage.read(object_key, start=start, length=length),
+        size=size,
         media_type=content_type or "application/octet-stream",
-        headers={"Content-Length": str(size), "Cache-Control": "private, max-age=60"},
+        etag=f'"{sha256}"' if sha256 else None,
+        headers={"Cache-Control": "private, max-age=60"},
     )
 
 

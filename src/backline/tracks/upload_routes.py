@@ -262,7 +262,7 @@ async def upload_url(
 ) -> UploadURLPublic:
     limit = min(settings.max_audio_bytes, PRESIGNED_PUT_LIMIT)
     if body.size > limit:
-        raise TooLarge(f"The file is larger than {limit} bytes.")
+        raise TooLarge(limit)
     storage = storages.primary
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
     stale_backend = track.upload_backend
