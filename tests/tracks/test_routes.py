@@ -19,6 +19,11 @@ from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
 from tests.tracks.conftest import COMPLETE, digest_header, draft, upload_cover, wav
 
 
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
 def objects(settings: Settings) -> list[Path]:
     root = settings.effective_storage_dir
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
