@@ -150,7 +150,7 @@ async def test_0005_records_each_objects_backend_with_rows_in_place(
     assert await migrate.current_revision(empty_engine) == "0004"
     async with empty_engine.connect() as connection:
         rows = await connection.execute(text("SELECT title, audio_size FROM tracks"))
-        sizes = dict(rows)
+        sizes = dict(rows.all())
     assert sizes == {"both": 2147483647, "audio": 2000, "neither": None}
 
     # Upgraded without a backend named (not through `backline migrate`), the columns stay
