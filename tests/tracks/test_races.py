@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from backline.config import Settings
 from backline.db import create_engine
 from backline.tracks.models import Track
 from backline.tracks.verifier import Verifier
+from tests.accounts.conftest import GENEROUS_LIMITS
 from tests.conftest import LogCapture
 from tests.tracks.conftest import draft, wav
 from tests.tracks.test_uploads import completed, stored_files
@@ -35,20 +37,32 @@ def database_url(any_database_url: str) -> str:
     return any_database_url
 
 
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    # Waiting on the test's lock counts against the statement timeout: give it room.
+    return make_settings(
+        database_url=database_url, rate_limits=GENEROUS_LIMITS, db_statement_timeout=30
+    )
+
+
 WAITING_ON_LOCKS = text(
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
 )
 
 
-async def all_waiting(engine: AsyncEngine, count: int) -> None:
-    """Until `count` sessions wait on a lock the test holds (bounded: about 10 s)."""
+async def all_waiting(engine: AsyncEngine, tasks: list[asyncio.Task[Any]]) -> None:
+    """Until every task's session waits on a lock the test holds (bounded: about 10 s)."""
     async with engine.connect() as watcher:
         for _ in range(200):
-            if (await watcher.execute(WAITING_ON_LOCKS)).scalar() == count:
+            early = [task.result() for task in tasks if task.done()]
+            assert not early, f"finished before reaching the held lock: {early}"
+            waiting = (await watcher.execute(WAITING_ON_LOCKS)).scalar()
+            await watcher.rollback()  # PostgreSQL keeps one activity snapshot per transaction
+            if waiting == len(tasks):
                 return
             await asyncio.sleep(0.05)
-    pytest.fail(f"{count} sessions never all reached the held lock")
+    pytest.fail(f"{len(tasks)} sessions never all reached the held lock")
 
 
 async def test_two_uploads_released_together_one_claims_the_other_is_refused(
@@ -85,7 +99,7 @@ async def test_two_uploads_released_together_one_claims_the_other_is_refused(
                 text("SELECT id FROM tracks WHERE id = :id FOR UPDATE"), {"id": track["id"]}
             )
             racers = {"a": put("a"), "b": put("b")}
-            await all_waiting(engine, 2)
+            await all_waiting(engine, list(racers.values()))
             await transaction.rollback()  # release them together
         try:
             done, _ = await asyncio.wait(
@@ -142,7 +156,7 @@ async def test_verifiers_claiming_at_once_take_different_uploads_each_verified_o
             # Blocks row locks (and writes) on tracks, not plain reads.
             await holder.execute(text("LOCK TABLE tracks IN EXCLUSIVE MODE"))
             claims = [asyncio.create_task(each.claim()) for each in verifiers]
-            await all_waiting(engine, len(claims))
+            await all_waiting(engine, claims)
             await transaction.rollback()
         jobs = await asyncio.wait_for(asyncio.gather(*claims), 10)
     finally:
