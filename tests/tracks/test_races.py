@@ -1,4 +1,4 @@
-"""Contention on PostgreSQL: two uploads claiming one track at once, two verifiers at one queue.
+"""Contention on PostgreSQL: two uploads claiming one track at once, verifiers sharing a queue.
 
 These run on PostgreSQL only: row locks are what decide them, and SQLite has none (a writer
 there locks the whole database, which serializes everything by itself).
