@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     s3_request_checksum: Literal["when_required", "when_supported"] = "when_required"
     max_audio_bytes: int = Field(500 * 1024 * 1024, ge=1024)
     max_artwork_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_artwork_decoded_bytes: int = Field(
+        6000 * 6000 * 4,
+        ge=1400 * 1400 * 3,
+        description="artwork whose pixels would take more than this decoded is refused",
+    )
+    artwork_check_concurrency: int = Field(
+        2, ge=1, le=64, description="artwork images checked at once in one process"
+    )
 
     encryption_keys: SecretStr | None = None
 

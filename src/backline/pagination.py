@@ -4,14 +4,16 @@ A cursor is the (created_at, id) of the last row returned, base64url-encoded; th
 every row strictly older in that order (`older_than`), or strictly newer for a list read
 oldest first (`newer_than`). Unlike an offset, it stays right while rows are added,
 and costs one index range scan however deep the page. A cursor this server did not give out is
-400 `invalid_cursor`.
+400 `invalid_cursor`: only the exact text `encode` writes is accepted (a UTC instant and a
+canonical id), so no crafted position (an offset that pushes year 1 or 9999 past what a datetime
+holds, a date without a zone, stray characters) ever reaches the database.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
@@ -32,7 +34,7 @@ def decode(cursor: str) -> Position:
         moment, position = datetime.fromisoformat(created), uuid.UUID(last)
     except ValueError:
         raise invalid from None
-    if moment.tzinfo is None:
+    if moment.utcoffset() != timedelta(0) or encode(moment, position) != cursor:
         raise invalid
     return moment, position
 

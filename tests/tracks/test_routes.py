@@ -19,6 +19,11 @@ from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
 from tests.tracks.conftest import COMPLETE, digest_header, draft, upload_cover, wav
 
 
+@pytest.fixture
+def database_url(any_database_url: str) -> str:
+    return any_database_url
+
+
 def objects(settings: Settings) -> list[Path]:
     root = settings.effective_storage_dir
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
@@ -222,6 +227,30 @@ async def test_listing_pages_by_cursor(client: httpx.AsyncClient, artist: dict[s
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 5
+
+
+@pytest.mark.parametrize(
+    "splits", [[100], [33.33, 33.33, 33.34], [12.5, 87.5], [0, 99.99, 0.01], ["60", "40"]]
+)
+async def test_splits_are_numbers_out_whatever_way_in(
+    client: httpx.AsyncClient, artist: dict[str, str], splits: list[Any]
+) -> None:
+    credits = [{"name": f"N{i}", "role": "writer", "split": s} for i, s in enumerate(splits)]
+    created = await draft(client, artist, credits=credits)
+    numbers = [float(s) for s in splits]
+    listed = (await client.get("/api/tracks", headers=artist)).json()["items"][0]
+    read = (await client.get(f"/api/tracks/{created['id']}", headers=artist)).json()
+    for body in (created, listed, read):
+        out = [credit["split"] for credit in body["credits"]]
+        assert all(isinstance(split, int | float) for split in out), out
+        assert out == numbers
+    changed = await client.patch(
+        f"/api/tracks/{created['id']}",
+        json={"credits": [{"name": "Solo", "role": "writer", "split": 100}]},
+        headers=artist,
+    )
+    assert changed.json()["credits"] == [{"name": "Solo", "role": "writer", "split": 100}]
+    assert '"split":100}' in changed.text
 
 
 async def test_a_listed_track_reads_exactly_as_the_track_itself(

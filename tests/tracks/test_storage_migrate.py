@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import boto3
@@ -117,6 +118,7 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
     damaged_path = sorted(settings.effective_storage_dir.rglob("*.wav"))[0]
     damaged_key = str(damaged_path.relative_to(settings.effective_storage_dir))
     data = bytearray(damaged_path.read_bytes())
+    damaged_sha = hashlib.sha256(data).hexdigest()
     data[60] ^= 0xFF
     damaged_path.write_bytes(bytes(data))
 
@@ -132,14 +134,25 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
     in_s3 = bucket(s3_endpoint)
     assert sorted(in_s3) == sorted(where)
 
-    # Served from S3 now, while the app still writes new objects locally.
+    # Served from S3 now, while the app still writes new objects locally: every moved track's
+    # link is its own backend's, and it serves that track's bytes; the damaged one stays local.
+    served_from_s3 = 0
     for track in made:
-        if track["audio"] and track["audio"]["sha256"]:
-            link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=artist)).json()
-            if link["url"].startswith(s3_endpoint):
-                async with httpx.AsyncClient() as outside:
-                    fetched = await outside.get(link["url"])
-                assert hashlib.sha256(fetched.content).hexdigest() == track["audio"]["sha256"]
+        link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=artist)).json()
+        if track["audio"]["sha256"] == damaged_sha:
+            assert not link["url"].startswith(s3_endpoint), link
+            local = urlsplit(link["url"])
+            fetched = await client.get(f"{local.path}?{local.query}")
+            assert fetched.status_code == 200
+            assert fetched.content == bytes(data)  # the local copy, damaged as it was left
+            continue
+        assert link["url"].startswith(s3_endpoint), link
+        async with httpx.AsyncClient() as outside:
+            fetched = await outside.get(link["url"])
+        assert fetched.status_code == 200
+        assert hashlib.sha256(fetched.content).hexdigest() == track["audio"]["sha256"]
+        served_from_s3 += 1
+    assert served_from_s3 == 2
 
     again = await invoke(settings, monkeypatch, "storage", "migrate", "--to", "s3")
     assert "moved 0 objects to s3: 0 missing, 1 damaged" in again.stdout  # idempotent

@@ -7,7 +7,7 @@ import binascii
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from stdnum import isrc as stdnum_isrc
@@ -22,6 +22,22 @@ class Credit(BaseModel):
     name: Name
     role: Annotated[str, Field(min_length=1, max_length=50)]
     split: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+
+
+def split_number(value: str | Decimal | float) -> int | float:
+    """A split as a JSON number, however it is kept: 100 reads back as 100, 33.33 as 33.33.
+
+    Splits are stored as exact decimal strings; at two decimal places up to 100, a float's
+    shortest form is that same decimal, so the number sent is the number received.
+    """
+    exact = Decimal(str(value))
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
+
+
+class CreditPublic(BaseModel):
+    name: str
+    role: str
+    split: int | float
 
 
 class TrackFields(BaseModel):
@@ -103,7 +119,7 @@ class TrackPublic(BaseModel):
     language: str | None
     release_date: date | None
     isrc: str | None
-    credits: list[dict[str, Any]]
+    credits: list[CreditPublic]
     status: str
     rejection_reason: str | None
     audio: AudioPublic | None

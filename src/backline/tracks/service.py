@@ -29,6 +29,7 @@ from backline.tracks.schemas import (
     TrackCreate,
     TrackPublic,
     TrackUpdate,
+    split_number,
 )
 
 REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release_date", "isrc")
@@ -89,7 +90,9 @@ def public_dict(track: Track | TrackRow) -> dict[str, Any]:
         "language": track.language,
         "release_date": track.release_date,
         "isrc": track.isrc,
-        "credits": builtins.list(track.credits or []),
+        "credits": [
+            {**credit, "split": split_number(credit["split"])} for credit in track.credits or []
+        ],
         "status": track.status,
         "rejection_reason": track.rejection_reason,
         "audio": audio,

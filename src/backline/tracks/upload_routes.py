@@ -145,7 +145,10 @@ async def _receive(
             if is_audio:
                 info = await anyio.to_thread.run_sync(audio.inspect_file, path)
             else:
-                info = await anyio.to_thread.run_sync(artwork.inspect_image, path)
+                checks = artwork.checks(settings.artwork_check_concurrency)
+                info = await checks.inspect(
+                    path, max_decoded_bytes=settings.max_artwork_decoded_bytes
+                )
             key = new_key(kind, info.format)
             stored = await storage.put_file(
                 key, path, content_type=info.mime_type, size=hasher.size, sha256=hasher.hexdigest
