@@ -141,7 +141,7 @@ async def claim(
         raise Conflict(
             f"A {application.status} application is not waiting for review.",
             code="already_decided",
-            status=application.status,
+            application_status=application.status,
         )
     await audit.record(
         session,
@@ -179,7 +179,7 @@ async def decide(
         raise Conflict(
             f"This application was already {application.status}.",
             code="already_decided",
-            status=application.status,
+            application_status=application.status,
         )
     details: dict[str, Any] = {"application_id": str(application.id)}
     if approve and applicant.role == Role.USER.value:  # staff promoted meanwhile keep their role
