@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts import holdings
 from backline.accounts.models import Role
-from tests.accounts.conftest import PASSWORD, bearer, login
+from tests.accounts.conftest import bearer, login
 from tests.artists.conftest import applications, apply, audit_events
+from tests.conftest import DEFAULT_PASSWORD as PASSWORD
 
 
 def test_the_application_registers_the_artists_domain() -> None:

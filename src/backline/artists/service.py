@@ -5,8 +5,8 @@ Applying is refused (409) to someone who already holds a role above `user`
 (`already_artist`), to someone with an application still open (`application_open`), and,
 for BACKLINE_ARTIST_REAPPLY_DAYS after a rejection, with `reapply_too_soon` and the moment
 it lifts (`reapply_after`). Only a submitted application may be withdrawn; once a reviewer
-has claimed it, it waits for their decision. Each change is audited and confirmed by email in
-the same transaction.
+has claimed it, it waits for their decision. Each change is audited in the transaction that
+makes it, and a submission's confirmation email is queued in the outbox in it too.
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ async def _cooling_down(session: AsyncSession, *, user_id: uuid.UUID, days: int)
     )
     if last is None:
         return
-    if last.tzinfo is None:  # SQLite hands back an aggregate without the column's type
-        last = datetime.fromisoformat(str(last)).replace(tzinfo=utcnow().tzinfo)
     lifts = last + timedelta(days=days)
     now = utcnow()
     if lifts > now:
