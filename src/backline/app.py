@@ -25,6 +25,8 @@ from starlette.types import ASGIApp
 from backline import __version__
 from backline.accounts import routes as accounts_routes
 from backline.accounts.revocation import Revocations
+from backline.artists import holdings as artists_holdings
+from backline.artists import routes as artists_routes
 from backline.audit.routes import staff as audit_router
 from backline.config import Settings
 from backline.context import REQUEST_ID_HEADER
@@ -57,7 +59,7 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings,)
+HOLDINGS = (tracks_holdings, artists_holdings)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -166,6 +168,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         app.include_router(account_router)
     app.include_router(audit_router)
     app.include_router(web_pages)
+    app.include_router(artists_routes.applicant_router)
+    app.include_router(artists_routes.review_router)
     app.include_router(tracks_routes.tracks_router)
     app.include_router(tracks_routes.review_router)
     app.include_router(tracks_routes.media_router)

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     max_sessions: int = Field(
         50, ge=1, le=10_000, description="open sessions per account; the least recently used go"
     )
+    artist_reapply_days: int = Field(
+        30, ge=0, le=3650, description="days after a rejection before a new artist application"
+    )
 
     request_timeout: float = Field(30.0, gt=0, description="whole-request deadline, seconds")
     http_timeout: float = Field(30.0, gt=0, description="outbound HTTP calls, seconds")

@@ -2,6 +2,7 @@
 
 from backline.accounts.models import AccountToken, AuthSession, RefreshToken, User
 from backline.accounts.throttle import LoginThrottle
+from backline.artists.models import ArtistApplication
 from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
@@ -11,6 +12,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AccountToken",
+    "ArtistApplication",
     "AuditEvent",
     "AuthSession",
     "LoginThrottle",

@@ -54,7 +54,11 @@ CATALOGUE: dict[str, EmailTemplate] = {
     ),
     "application_rejected": EmailTemplate(
         "About your artist application",
-        {"artist_name": "The Sample Band", "reason": "We need a longer biography."},
+        {
+            "artist_name": "The Sample Band",
+            "reason": "We need a longer biography.",
+            "reapply_after": "2027-01-02",
+        },
     ),
     "track_approved": EmailTemplate(
         "Your track “{{ title }}” was approved", {"title": "Sample Song"}

@@ -1,0 +1,1 @@
+"""Artist applications: a person asks to become an artist, and staff decide."""
