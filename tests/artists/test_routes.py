@@ -47,6 +47,18 @@ async def test_applying_stores_the_application_and_mails_a_confirmation(
     assert event.details == {"application_id": created["id"]}
 
 
+async def test_a_name_and_a_bio_are_enough_to_apply(
+    client: httpx.AsyncClient, make_user: Any
+) -> None:
+    fan = await signed_in(client, make_user, "fan@example.com")
+    response = await client.post(
+        "/api/artist-applications", json={"artist_name": "Owls", "bio": "We play."}, headers=fan
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["genres"], created["country"], created["links"]) == ([], None, [])
+
+
 async def test_one_open_application_at_a_time(
     client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
 ) -> None:

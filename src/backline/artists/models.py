@@ -54,7 +54,7 @@ class ArtistApplication(IdMixin, TimestampMixin, Base):
     artist_name: Mapped[str] = mapped_column(String(100))
     bio: Mapped[str] = mapped_column(String(2000))
     genres: Mapped[list[str]] = mapped_column(JSON, default=list)
-    country: Mapped[str] = mapped_column(String(2))
+    country: Mapped[str | None] = mapped_column(String(2))
     links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.SUBMITTED.value)
     rejection_reason: Mapped[str | None] = mapped_column(String(1000))

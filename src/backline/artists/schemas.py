@@ -1,8 +1,8 @@
 """Artist application bodies, named by direction. Rules of shape live here.
 
 An application names the act (`artist_name`), tells about it (`bio`, at most 2,000
-characters), picks one to five genres from `Genre`, gives the country it is based in (ISO
-3166-1 alpha-2) and up to ten web links (http or https only), of which up to three may be
+characters); optionally it picks up to five genres from `Genre`, gives the country it is based
+in (ISO 3166-1 alpha-2) and up to ten web links (http or https only), of which up to three may be
 marked `sample`: an applicant cannot upload tracks yet, so samples are how staff hear them.
 Rule breaches are 422 `validation_failed`, each error's `type` naming the rule.
 """
@@ -100,8 +100,10 @@ class ApplicationCreate(BaseModel):
 
     artist_name: Annotated[str, Field(min_length=1, max_length=100)]
     bio: Annotated[str, Field(min_length=1, max_length=MAX_BIO)]
-    genres: Annotated[list[Genre], Field(min_length=1, max_length=MAX_GENRES)]
-    country: Annotated[str, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")]
+    genres: Annotated[list[Genre], Field(max_length=MAX_GENRES)] = []
+    country: Annotated[
+        str | None, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+    ] = None
     links: Annotated[list[Link], Field(max_length=MAX_LINKS)] = []
 
     @field_validator("artist_name")
@@ -123,7 +125,9 @@ class ApplicationCreate(BaseModel):
 
     @field_validator("country")
     @classmethod
-    def _country(cls, value: str) -> str:
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         code = value.upper()
         if code not in COUNTRY_CODES:
             raise PydanticCustomError("unknown_country", "not an ISO 3166-1 alpha-2 country code")
@@ -161,7 +165,7 @@ class ApplicationPublic(BaseModel):
     artist_name: str
     bio: str
     genres: list[str]
-    country: str
+    country: str | None
     links: list[LinkPublic]
     status: str
     rejection_reason: str | None

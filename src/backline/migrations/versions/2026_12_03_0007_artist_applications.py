@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("artist_name", sa.String(length=100), nullable=False),
         sa.Column("bio", sa.String(length=2000), nullable=False),
         sa.Column("genres", sa.JSON(), nullable=False),
-        sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("country", sa.String(length=2), nullable=True),
         sa.Column("links", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("rejection_reason", sa.String(length=1000), nullable=True),
