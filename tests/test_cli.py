@@ -231,6 +231,7 @@ def test_serve_refuses_a_production_misconfiguration(workdir: Path) -> None:
             BACKLINE_PUBLIC_URL="https://app.example.com",
             BACKLINE_EMAIL_BACKEND="resend",
             BACKLINE_RESEND_API_KEY="re_x",
+            BACKLINE_ENCRYPTION_KEYS="k1:" + "A" * 43,
             BACKLINE_STORAGE_BACKEND="local",
         ),
         capture_output=True,
