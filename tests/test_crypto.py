@@ -83,7 +83,8 @@ def test_settings_refuse_a_bad_ring_in_one_line_without_the_key() -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(env="test", encryption_keys="k1:not-a-real-key-value")
     errors = caught.value.errors()
-    assert len(errors) == 1 and errors[0]["loc"] == ("encryption_keys",)
+    assert len(errors) == 1
+    assert errors[0]["loc"] == ("encryption_keys",)
     assert "not-a-real-key-value" not in errors[0]["msg"]
 
 

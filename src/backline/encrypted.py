@@ -15,7 +15,7 @@ second run over finished work changes nothing. `census` counts the values under 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,30 +62,19 @@ class Rotation:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # table, column, row id
 
 
-async def _batches(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    entry: EncryptedTable,
-    batch_size: int,
-    *,
-    lock: bool,
-) -> AsyncIterator[tuple[AsyncSession, Sequence[Row[Any]]]]:
-    """Each batch of rows in a transaction of its own, which commits when the caller is done."""
+async def _batch(
+    session: AsyncSession, entry: EncryptedTable, *, after: Any, size: int, lock: bool
+) -> Sequence[Row[Any]]:
+    """Up to `size` rows (ID first, then the sealed columns) with IDs above `after`."""
     ident = entry.table.c[entry.id_column]
     columns = [entry.table.c[name] for name in entry.columns]
-    last: Any = None
-    while True:
-        async with sessionmaker() as session, session.begin():
-            query = select(ident, *columns).order_by(ident).limit(batch_size)
-            if last is not None:
-                query = query.where(ident > last)
-            if lock and session.get_bind().dialect.name == "postgresql":
-                # Held until the batch commits: a concurrent change to a row waits for it.
-                query = query.with_for_update(of=entry.table)
-            rows = (await session.execute(query)).all()
-            if not rows:
-                return
-            yield session, rows
-        last = rows[-1][0]
+    query = select(ident, *columns).order_by(ident).limit(size)
+    if after is not None:
+        query = query.where(ident > after)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        # Held until the batch commits: a concurrent change to one of its rows waits for it.
+        query = query.with_for_update(of=entry.table)
+    return (await session.execute(query)).all()
 
 
 async def rotate(
@@ -95,22 +84,27 @@ async def rotate(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> Rotation:
-    """Re-encrypt every registered value under `ring.primary`, one committed batch at a time."""
+    """Re-encrypt every registered value under `ring.primary`, one committed batch at a time.
+
+    `progress` is called with each batch's row count once that batch has committed."""
     result = Rotation()
     for entry in registered():
-        table, ident = entry.table, entry.table.c[entry.id_column]
+        ident = entry.table.c[entry.id_column]
         statement = (
-            update(table)
+            update(entry.table)
             .where(ident == bindparam("_row_id"))
             .values({name: bindparam(f"_{name}") for name in entry.columns})
         )
-        async for session, rows in _batches(sessionmaker, entry, batch_size, lock=True):
-            changes = [
-                change for row in rows if (change := _reseal(ring, entry, row, result)) is not None
-            ]
-            if changes:
-                connection = await session.connection()
-                await connection.execute(statement, changes)
+        last: Any = None
+        while True:
+            async with sessionmaker() as session, session.begin():
+                rows = await _batch(session, entry, after=last, size=batch_size, lock=True)
+                changes = [c for row in rows if (c := _reseal(ring, entry, row, result))]
+                if changes:
+                    await (await session.connection()).execute(statement, changes)
+            if not rows:
+                break
+            last = rows[-1][0]
             if progress is not None:
                 progress(len(rows))
     return result
@@ -159,7 +153,13 @@ async def census(
     found: dict[tuple[str, str], Counter[str]] = {}
     for entry in registered():
         counts = {name: Counter[str]() for name in entry.columns}
-        async for _session, rows in _batches(sessionmaker, entry, batch_size, lock=False):
+        last: Any = None
+        while True:
+            async with sessionmaker() as session:
+                rows = await _batch(session, entry, after=last, size=batch_size, lock=False)
+            if not rows:
+                break
+            last = rows[-1][0]
             for row in rows:
                 cells: tuple[bytes | None, ...] = tuple(row[1:])
                 for name, sealed in zip(entry.columns, cells, strict=True):

@@ -5,6 +5,7 @@ from backline.accounts.throttle import LoginThrottle
 from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
 metadata = Base.metadata
@@ -16,6 +17,7 @@ __all__ = [
     "LoginThrottle",
     "OutboxEmail",
     "RefreshToken",
+    "TaxForm",
     "Track",
     "User",
     "metadata",
