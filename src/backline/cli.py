@@ -76,6 +76,7 @@ def serve(
     configure_logging(settings)
     _prepare_embedded_database(settings)
     settings.signing_key  # noqa: B018 - a development key is made once, before the workers
+    settings.key_ring  # noqa: B018 - and so is a development key ring
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     typer.echo(f"Backline ({settings.env}) is running at http://{shown}:{port}/", err=True)
     uvicorn.run(
