@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -55,6 +56,20 @@ async def test_a_new_submission_supersedes_and_keeps_the_previous(
     assert rows[0].superseded_at is not None
     assert rows[1].superseded_at is None
     assert (await client.get("/api/me/tax-form", headers=headers)).json()["city"] == "Queens"
+
+
+async def test_concurrent_submissions_leave_one_current_form(
+    client: httpx.AsyncClient, artist: Person, engine: AsyncEngine
+) -> None:
+    async def submit(n: int) -> int:
+        form = w9(address_line2=f"Apt {n}")
+        return (await client.put("/api/me/tax-form", json=form, headers=artist[1])).status_code
+
+    statuses = await asyncio.gather(*(submit(n) for n in range(5)))
+    assert set(statuses) <= {200, 409}
+    rows = await forms(engine)
+    assert len([f for f in rows if f.superseded_at is None]) == 1
+    assert len(rows) == statuses.count(200)
 
 
 @pytest.mark.parametrize(
