@@ -9,7 +9,7 @@ from fastapi import Request
 
 from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
 from backline.context import client_info
-from backline.deps import SessionDep, SettingsDep
+from backline.deps import EnginesDep, SessionDep, SettingsDep
 from backline.routing import router
 from backline.tax import service as tax
 from backline.tax.schemas import RevealedTin, TaxFormIn, TaxFormPublic, TaxFormStaff
@@ -35,9 +35,12 @@ async def submit_tax_form(
 
 @me_router.get("")
 async def get_tax_form(
-    user_id: CurrentUserId, session: SessionDep, settings: SettingsDep
+    user_id: CurrentUserId, engines: EnginesDep, settings: SettingsDep
 ) -> TaxFormPublic:
-    return tax.public(settings.key_ring, await tax.current(session, user_id=user_id))
+    # One read on a bare autocommit connection, like `GET /api/me`.
+    async with engines.autocommit.connect() as connection:
+        row = await tax.current_view(connection, user_id=user_id)
+    return tax.public(settings.key_ring, row)
 
 
 @staff_router.get("/{user_id}/tax-form")
