@@ -382,9 +382,10 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
-        if self.encryption_keys is not None:  # each key of the ring on its own, too
+        if self.encryption_keys is not None:  # each key of the ring on its own, too (its
+            # ID is not secret: logs name it when a value is under a key the ring lacks)
             for entry in re.split(r"[\s,;]+", self.encryption_keys.get_secret_value()):
-                values.extend(entry.split(":"))
+                values.append(entry.partition(":")[2])
         for url in self._urls().values():
             values.extend(url_secrets(url))
         aws_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
