@@ -112,6 +112,18 @@ def test_invalid_values_are_one_line_naming_the_variable(monkeypatch: pytest.Mon
     assert line.startswith("backline: BACKLINE_EMAIL_BACKEND is invalid")
 
 
+def test_a_malformed_key_ring_is_one_line_without_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BACKLINE_ENCRYPTION_KEYS", "k1:too-short-key-material")
+    result = runner.invoke(app, ["check-config"])
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("backline: BACKLINE_ENCRYPTION_KEYS is invalid")
+    assert "key 'k1' is not 32 bytes" in line
+    assert "too-short-key-material" not in result.output
+
+
 def test_migrate_then_create_user_then_refuse_a_duplicate(workdir: Path) -> None:
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
@@ -231,6 +243,7 @@ def test_serve_refuses_a_production_misconfiguration(workdir: Path) -> None:
             BACKLINE_PUBLIC_URL="https://app.example.com",
             BACKLINE_EMAIL_BACKEND="resend",
             BACKLINE_RESEND_API_KEY="re_x",
+            BACKLINE_ENCRYPTION_KEYS="k1:" + "A" * 43,
             BACKLINE_STORAGE_BACKEND="local",
         ),
         capture_output=True,

@@ -22,6 +22,7 @@ PRODUCTION: dict[str, Any] = {
     "resend_api_key": "re_live_abcdef",
     "storage_backend": "s3",
     "s3_bucket": "backline-audio",
+    "encryption_keys": "k1:" + "A" * 43,
 }
 
 
@@ -209,6 +210,10 @@ def test_production_needs_https_origins_and_a_public_address(
     assert problem.startswith(variable)
 
 
+FIRST_KEY = "first-key-material".ljust(43, "A")  # 32 bytes in URL-safe base64
+SECOND_KEY = "second-key-material".ljust(43, "B")
+
+
 def test_secrets_in_urls_and_key_rings_are_known_to_redaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -217,20 +222,20 @@ def test_secrets_in_urls_and_key_rings_are_known_to_redaction(
         database_url="postgresql://u@h/d?password=query-pw-1",
         s3_endpoint_url="https://ak:endpoint-pw-1@s3.example.com",
         chat_base_url="https://chat.example.com/v1?api_key=chat-key-1",
-        encryption_keys="k1:first-key-material,k2:second-key-material",
+        encryption_keys=f"k1:{FIRST_KEY},k2:{SECOND_KEY}",
     )
     known = settings.secret_values()
     for secret in (
         "query-pw-1",
         "endpoint-pw-1",
         "chat-key-1",
-        "first-key-material",
-        "second-key-material",
+        FIRST_KEY,
+        SECOND_KEY,
         "aws-secret-value-1",
     ):
         assert secret in known
     shown = "\n".join(settings.masked().values())
-    for secret in ("query-pw-1", "endpoint-pw-1", "chat-key-1", "first-key-material"):
+    for secret in ("query-pw-1", "endpoint-pw-1", "chat-key-1", FIRST_KEY):
         assert secret not in shown
 
 

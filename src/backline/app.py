@@ -51,6 +51,8 @@ from backline.redis import create_redis
 from backline.routing import JSONRoute
 from backline.runtime import tune_for_serving
 from backline.storage import create_storages
+from backline.tax import holdings as tax_holdings
+from backline.tax import routes as tax_routes
 from backline.tracks import holdings as tracks_holdings
 from backline.tracks import routes as tracks_routes
 from backline.tracks import upload_routes
@@ -59,7 +61,7 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings, artists_holdings)
+HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -103,8 +105,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.effective_storage_dir.mkdir(parents=True, exist_ok=True)
     app.state.engine = engine
     app.state.engines = Engines.of(engine)
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(app.state.engines)
+    app.state.sessionmaker = create_sessionmaker(engine, settings=settings)
+    app.state.read_sessionmaker = create_read_sessionmaker(app.state.engines, settings=settings)
     app.state.redis = redis
     app.state.http = http
     app.state.storages = create_storages(settings)
@@ -175,6 +177,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(tracks_routes.media_router)
     app.include_router(upload_routes.uploads_router)
     app.include_router(upload_routes.signed_uploads_router)
+    app.include_router(tax_routes.me_router)
+    app.include_router(tax_routes.staff_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     return app

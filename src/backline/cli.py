@@ -8,6 +8,9 @@
     backline email preview [NAME] [--html]              render an email from its sample
     backline storage verify                              re-hash every object, report damage
     backline storage migrate --to s3 [--keep-source]     move every object to S3, resumably
+    backline keys generate                               print a new key-ring entry
+    backline keys rotate [--check]                       re-encrypt data at rest, newest key
+    backline tax purge                                   delete tax forms past retention
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -19,19 +22,21 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from backline.accounts import service as accounts
 from backline.accounts.models import Role
-from backline.config import ConfigError, Settings
+from backline.cli_keys import keys_app
+from backline.commands import fail, load_settings
+from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
 from backline.logging import configure_logging
 from backline.storage.migrate import Report as MigrateReport
 from backline.storage.verify import Report, recorded, verify
+from backline.tax.cli import tax_app
 
 app = typer.Typer(
     help="Backline: the artist platform back end.",
@@ -39,33 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def fail(lines: list[str], status: int = 2) -> NoReturn:
-    for line in lines:
-        typer.echo(f"backline: {line}", err=True)
-    raise typer.Exit(status)
-
-
-def load_settings(*, startable: bool = True) -> Settings:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        fail([_describe(error) for error in exc.errors()])
-    if startable:
-        try:
-            settings.require_startable()
-        except ConfigError as exc:
-            fail(exc.problems)
-    return settings
-
-
-def _describe(error: object) -> str:
-    assert isinstance(error, dict)
-    loc = error.get("loc") or ("?",)
-    name = str(loc[0])
-    variable = name if name.startswith("BACKLINE_") else f"BACKLINE_{name.upper()}"
-    return f"{variable} is invalid: {error.get('msg')}"
 
 
 async def _migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
@@ -101,6 +79,7 @@ def serve(
     configure_logging(settings)
     _prepare_embedded_database(settings)
     settings.signing_key  # noqa: B018 - a development key is made once, before the workers
+    settings.key_ring  # noqa: B018 - and so is a development key ring
     # The app (built by each worker from the environment) learns whether to serve the dev
     # mailbox, which depends on the address listened on, through its own setting.
     mailbox = settings.dev_mailbox_on(host)
@@ -348,6 +327,10 @@ async def _migrate_storage(settings: Settings, to: str, *, keep_source: bool) ->
             )
     finally:
         await engine.dispose()
+
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(tax_app, name="tax")
 
 
 def main() -> None:

@@ -19,15 +19,19 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from email.utils import parseaddr
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from backline.crypto import KeyRing
 
 Environment = Literal["development", "test", "production"]
 _DB_DRIVERS = {
@@ -42,6 +46,7 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")  # noqa: S104 - names, 
 MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN = 24
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+ENCRYPTION_KEYS_FILE = "encryption.keys"
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,7 +135,12 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="artwork images checked at once in one process"
     )
 
-    encryption_keys: SecretStr | None = None
+    encryption_keys: SecretStr | None = Field(
+        None, description="key ring for data at rest: id:key,... (the first encrypts)"
+    )
+    tax_retention_years: int = Field(
+        4, ge=1, le=100, description="years a superseded tax form is kept before purging"
+    )
 
     chat_base_url: str | None = None
     chat_api_key: SecretStr | None = None
@@ -243,6 +253,18 @@ class Settings(BaseSettings):
         load(value)  # raises a ValueError naming the policy or the limit
         return value
 
+    @field_validator("encryption_keys")
+    @classmethod
+    def _key_ring_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        from backline.crypto import KeyRing, KeyRingError
+
+        if value is not None:
+            try:
+                KeyRing.parse(value.get_secret_value())
+            except KeyRingError as exc:  # its message names the entry, never the key
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -351,6 +373,21 @@ class Settings(BaseSettings):
             return secrets.token_bytes(MIN_SECRET_BYTES)
         return _development_key(self.var_dir / SECRET_KEY_FILE)
 
+    @cached_property
+    def key_ring(self) -> KeyRing:
+        """The key ring for data at rest.
+
+        Production insists on a configured ring (see `problems`). Elsewhere an unset ring is
+        generated once and kept in `var/encryption.keys`, so what the development server
+        encrypted still reads after a restart.
+        """
+        from backline.crypto import KeyRing, generate_entry
+
+        if self.encryption_keys is not None:
+            return KeyRing.parse(self.encryption_keys.get_secret_value())
+        path = self.var_dir / ENCRYPTION_KEYS_FILE
+        return KeyRing.parse(_development_key(path, generate_entry).decode())
+
     def _urls(self) -> dict[str, str]:
         urls = {
             "BACKLINE_DATABASE_URL": self.database_url,
@@ -375,9 +412,10 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
-        if self.encryption_keys is not None:  # each key of the ring on its own, too
+        if self.encryption_keys is not None:  # each key of the ring on its own, too (its
+            # ID is not secret: logs name it when a value is under a key the ring lacks)
             for entry in re.split(r"[\s,;]+", self.encryption_keys.get_secret_value()):
-                values.extend(entry.split(":"))
+                values.append(entry.partition(":")[2])
         for url in self._urls().values():
             values.extend(url_secrets(url))
         aws_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
@@ -427,6 +465,11 @@ class Settings(BaseSettings):
             found.append(
                 "BACKLINE_SECRET_KEY is missing: set at least 32 random bytes, for example "
                 "the output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if self.encryption_keys is None:
+            found.append(
+                "BACKLINE_ENCRYPTION_KEYS is missing: set a key ring, for example the output "
+                "of `backline keys generate`"
             )
         if self.is_sqlite:
             found.append(
@@ -481,6 +524,10 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             where = "random per process" if self.env == "test" else str(self.var_dir)
             notes.append(f"secret key: generated ({where})")
+        if self.encryption_keys is None:
+            notes.append(
+                f"encryption key ring: generated, kept in {self.var_dir / ENCRYPTION_KEYS_FILE}"
+            )
         if self.redis_url is None:
             notes.append("rate limits and revocation: in-process memory (this process only)")
         if self.email_backend == "console":
@@ -496,6 +543,11 @@ class Settings(BaseSettings):
         key = {"test": "random per process", "production": "required"}.get(
             self.env, f"generated, kept in {self.var_dir / SECRET_KEY_FILE}"
         )
+        ring = (
+            "required"
+            if self.is_production
+            else (f"generated, kept in {self.var_dir / ENCRYPTION_KEYS_FILE}")
+        )
         metrics = "served to anyone" if self.env == "development" else "not served (404)"
         return {
             "database_url": (self.db_url, "default"),
@@ -506,6 +558,7 @@ class Settings(BaseSettings):
             "allowed_origins": (self.cors_origins, for_env),
             "secret_key": (f"(unset: {key})", for_env),
             "metrics_token": (f"(unset: /metrics {metrics})", for_env),
+            "encryption_keys": (f"(unset: {ring})", for_env),
             "redis_url": ("(unset: rate limits and revocation in process memory)", "default"),
         }
 
@@ -573,7 +626,7 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def _development_key(path: Path) -> bytes:
+def _development_key(path: Path, make: Callable[[], str] | None = None) -> bytes:
     """Read the development key, creating it first if needed, safely among several processes.
 
     The key is written to a private temporary file and linked into place: `os.link` fails if
@@ -585,7 +638,7 @@ def _development_key(path: Path) -> bytes:
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
         try:
             with os.fdopen(descriptor, "w") as file:  # mkstemp makes it 0600
-                file.write(secrets.token_urlsafe(48))
+                file.write(make() if make else secrets.token_urlsafe(48))
             os.link(temporary, path)
         except FileExistsError:
             pass

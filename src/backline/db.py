@@ -165,8 +165,14 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, settings: Settings | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of `engine`; given `settings`, each session carries them in
+    `session.info["settings"]` for code reached with a session alone (account deletion and
+    export visit every domain so; see `accounts.holdings`)."""
+    info = {"settings": settings} if settings is not None else None
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
@@ -187,9 +193,22 @@ class Engines:
         return cls(engine, autocommit_engine(engine))
 
 
-def create_read_sessionmaker(engines: Engines) -> async_sessionmaker[AsyncSession]:
+def create_read_sessionmaker(
+    engines: Engines, *, settings: Settings | None = None
+) -> async_sessionmaker[AsyncSession]:
     """Sessions for requests that only read, in autocommit mode."""
-    return async_sessionmaker(engines.autocommit, expire_on_commit=False, autoflush=False)
+    info = {"settings": settings} if settings is not None else None
+    return async_sessionmaker(
+        engines.autocommit, expire_on_commit=False, autoflush=False, info=info
+    )
+
+
+def settings_of(session: AsyncSession) -> Settings:
+    """The settings a session was made with (`create_sessionmaker(..., settings=...)`)."""
+    settings = session.info.get("settings")
+    if not isinstance(settings, Settings):
+        raise RuntimeError("this session was made without settings")
+    return settings
 
 
 async def connection_of(db: AsyncSession | AsyncConnection) -> AsyncConnection:

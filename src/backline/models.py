@@ -6,6 +6,7 @@ from backline.artists.models import ArtistApplication
 from backline.audit.models import AuditEvent
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
 metadata = Base.metadata
@@ -18,6 +19,7 @@ __all__ = [
     "LoginThrottle",
     "OutboxEmail",
     "RefreshToken",
+    "TaxForm",
     "Track",
     "User",
     "metadata",

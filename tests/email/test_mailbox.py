@@ -77,6 +77,7 @@ async def test_the_mailbox_does_not_exist_in_production(
         public_url="https://app.example.com",
         email_backend="resend",
         resend_api_key="re_x",
+        encryption_keys="k1:" + "A" * 43,
         storage_backend="s3",
         s3_bucket="b",
     )

@@ -64,6 +64,7 @@ PRODUCTION: dict[str, Any] = {
     "resend_api_key": "re_x",
     "storage_backend": "s3",
     "s3_bucket": "b",
+    "encryption_keys": "k1:" + "A" * 43,
 }
 
 
