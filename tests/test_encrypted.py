@@ -3,9 +3,15 @@ checkable (`backline keys rotate [--check]`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import pytest
 from sqlalchemy import select, update
@@ -155,3 +161,44 @@ async def test_the_commands(
     generated = await run("generate")
     assert generated.exit_code == 0
     KeyRing.parse(generated.stdout.strip())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_server", ["postgres"], indirect=True)
+async def test_a_rotation_killed_halfway_resumes(
+    engine: AsyncEngine, sealed_forms: list[TaxForm], settings: Settings, tmp_path: Path
+) -> None:
+    """`keys rotate` is killed (SIGKILL, no chance to clean up) while blocked on its third
+    batch: the two batches before it stay rotated, and a second run finishes the rest."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BACKLINE_")},
+        "BACKLINE_ENV": "test",
+        "BACKLINE_DATABASE_URL": settings.database_url,
+        "BACKLINE_ENCRYPTION_KEYS": f"{NEW},{OLD}",
+        "BACKLINE_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "backline", "keys", "rotate", "--batch-size", "1"]
+    third = sorted(form.id for form in sealed_forms)[2]
+    holder = await engine.connect()
+    transaction = await holder.begin()
+    await holder.execute(select(TaxForm.id).where(TaxForm.id == third).with_for_update())
+    process = await anyio.open_process(command, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # bounded: 20 s at most
+            if (await key_ids(engine)).get(NEW_ID) == 4 or process.returncode is not None:
+                break
+            await anyio.sleep(0.1)
+        assert process.returncode is None, "the rotation ended instead of waiting on the lock"
+        process.kill()
+        with anyio.fail_after(10):
+            await process.wait()
+    finally:
+        await transaction.rollback()
+        await holder.close()
+    assert await key_ids(engine) == {NEW_ID: 4, OLD_ID: 2 * ROWS - 4}
+    finished = await anyio.to_thread.run_sync(
+        partial(subprocess.run, command, env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert await key_ids(engine) == {NEW_ID: 2 * ROWS}
+    assert await readable(engine, KeyRing.parse(NEW)) == ROWS
