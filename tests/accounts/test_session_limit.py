@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,10 +15,13 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backline.accounts import sessions as open_sessions_service
 from backline.accounts.models import AuthSession
+from backline.accounts.revocation import Revocations
 from backline.app import Backline
 from backline.audit.models import AuditEvent
 from backline.config import Settings
+from backline.context import ClientInfo
 from backline.db import create_sessionmaker
 from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
 
@@ -158,3 +163,49 @@ async def test_sessions_are_listed_in_pages_newest_first(
     assert bad.status_code == 400
     assert bad.json()["code"] == "invalid_cursor"
     assert too_many.status_code == 422
+
+
+@pytest.mark.parametrize("database_server", ["postgres"], indirect=True)
+async def test_caps_run_at_once_on_one_account_neither_wait_nor_deadlock(
+    engine: AsyncEngine, make_user: Any, settings: Settings
+) -> None:
+    """Eight sign-ins at once on an account with 100 open sessions, each capping them while
+    keeping its own new one: each waiting on the others' row locks, PostgreSQL found
+    deadlocks among them."""
+    account = await make_user()
+    revocations = Revocations(settings, None, create_sessionmaker(engine))
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def opened(count: int, age: int = 0) -> list[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        start = datetime.now(UTC) - timedelta(minutes=age)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            session.add_all(
+                AuthSession(
+                    id=session_id,
+                    user_id=account.user.id,
+                    last_used_at=start - timedelta(seconds=n),
+                    expires_at=start + timedelta(days=1),
+                )
+                for n, session_id in enumerate(ids)
+            )
+        return ids
+
+    async def cap(kept: uuid.UUID) -> list[uuid.UUID]:
+        async with autocommit.connect() as connection:
+            return await open_sessions_service.cap(
+                connection,
+                revocations=revocations,
+                user_id=account.user.id,
+                session_id=kept,
+                limit=3,
+                client=ClientInfo("127.0.0.1", None),
+            )
+
+    await opened(100, age=10)
+    for _ in range(12):  # bounded rounds: a deadlock needs the plans to meet
+        await asyncio.gather(*(cap(kept) for kept in await opened(8)))
+    [last] = await opened(1)
+    await cap(last)
+    assert await open_sessions(engine) == 3
+    await revocations.aclose()

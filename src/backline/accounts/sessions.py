@@ -5,7 +5,8 @@ sessions (and refresh tokens) without end. When a sign-in takes an account past 
 sessions used least recently are ended, in one UPDATE that finds them itself: a sign-in well
 under the cap pays for that one statement and nothing else. The ended sessions are announced to
 the revocation check (their access tokens stop at once) and recorded as one `sessions_capped`
-audit event.
+audit event. Sessions locked by a concurrent sign-in or refresh are skipped rather than waited
+for, so that sign-ins to one account never wait on each other (or deadlock) over the cap.
 
 The list is newest first, paged by `backline.pagination` cursors on (created_at, id): unlike
 the last use, those never change, so a page boundary holds while sessions are refreshed.
@@ -48,6 +49,10 @@ _BEYOND_CAP = (
     )
     .order_by(_sessions.c.last_used_at.desc(), _sessions.c.created_at.desc(), _sessions.c.id.desc())
     .offset(bindparam("keep"))
+    # Concurrent sign-ins to one account would each lock the same sessions, in whatever order
+    # their plans meet them, and deadlock; a session another sign-in (or a refresh) holds is
+    # left to it. The cap may then be passed for a moment; the next sign-in restores it.
+    .with_for_update(skip_locked=True)
 )
 _CAP = (
     update(_sessions)
