@@ -97,3 +97,43 @@ def events(text: str) -> list[tuple[str, Any]]:
                 data = line[6:]
         found.append((name, json.loads(data)))
     return found
+
+
+@asynccontextmanager
+async def live(
+    app_factory: Callable[[Settings], Backline], settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under a real uvicorn server on loopback (streams arrive as they are sent), with
+    a client of its own."""
+    import asyncio
+
+    import uvicorn
+
+    app = app_factory(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, log_level="critical", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def messages_of(engine: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    from backline.chat.models import ChatMessage
+    from backline.db import create_sessionmaker
+
+    async with create_sessionmaker(engine)() as session:
+        query = select(ChatMessage).order_by(ChatMessage.created_at, ChatMessage.id)
+        return list((await session.scalars(query)).all())
