@@ -8,6 +8,7 @@
     backline email preview [NAME] [--html]              render an email from its sample
     backline storage verify                              re-hash every object, report damage
     backline storage migrate --to s3 [--keep-source]     move every object to S3, resumably
+    backline chat ping                                   ask the chat provider for one answer
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -348,6 +349,23 @@ async def _migrate_storage(settings: Settings, to: str, *, keep_source: bool) ->
             )
     finally:
         await engine.dispose()
+
+
+chat_app = typer.Typer(help="The assistant's chat provider.", no_args_is_help=True)
+app.add_typer(chat_app, name="chat")
+
+
+@chat_app.command("ping")
+def chat_ping() -> None:
+    """Call the configured chat provider once; exit 1 unless it answers."""
+    from backline.chat.ping import ping
+
+    settings = load_settings()
+    configure_logging(settings)
+    answered, line = asyncio.run(ping(settings))
+    if not answered:
+        fail([line], status=1)
+    typer.echo(line)
 
 
 def main() -> None:
