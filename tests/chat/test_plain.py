@@ -179,3 +179,28 @@ async def test_an_unreachable_provider_is_502(
         response = await c.post("/api/chat", json={"message": "hi", "stream": False}, headers=who)
     assert response.status_code == 502
     assert response.json()["code"] == "chat_upstream_error"
+
+
+async def test_the_key_is_in_no_response_and_no_log_line(
+    client: httpx.AsyncClient, make_user: Any, upstream: Upstream, logs: LogCapture
+) -> None:
+    who = await signed_in(client, make_user, "ann@example.com")
+    upstream.then(Plan(status=401), Plan(status=400), Plan(status=500), Plan(status=500))
+    texts: list[str] = []
+    for body in (
+        {"message": "a", "stream": False},  # 401 upstream
+        {"message": "b", "stream": False},  # 400 upstream
+        {"message": "c"},  # 500, retried, then answered
+        {"message": "d"},
+        {"message": ""},
+    ):
+        response = await client.post("/api/chat", json=body, headers=who)
+        texts.append(response.text + str(response.headers))
+    listing = await client.get("/api/chat/conversations", headers=who)
+    texts.append(listing.text + str(listing.headers))
+    export = await client.get("/api/me/export", headers=who)
+    texts.append(export.text)
+    assert logs.text.count("\n") > 10
+    for text in [*texts, *logs.text.splitlines()]:
+        assert API_KEY not in text
+        assert UPSTREAM_SECRET not in text
