@@ -200,3 +200,32 @@ async def test_a_client_that_leaves_cancels_the_provider_call_at_once(
         await asyncio.wait_for(upstream.closed_event.wait(), 5)
         assert upstream.closed_by_caller == 1
         assert await _stored(engine) == [("Hello, ", "cut")]
+
+
+async def test_a_client_that_never_reads_is_let_go(
+    app_factory: App,
+    chat_settings: Callable[..., Settings],
+    engine: AsyncEngine,
+    make_user: Any,
+    upstream: Upstream,
+) -> None:
+    import json as jsonlib
+
+    settings = chat_settings(chat_idle_timeout=0.5, chat_total_timeout=60)
+    async with live(app_factory, settings) as client:
+        who = await signed_in(client, make_user, "ann@example.com")
+        port = client.base_url.port
+        upstream.then(Plan(tokens=["x" * 8192] * 4000))  # far more than socket buffers hold
+        body = jsonlib.dumps({"message": "Hi"}).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + f"Authorization: {who['Authorization']}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        stored = await _stored(engine)  # never reading a byte
+        writer.close()
+    assert stored and stored[0][1] == "cut"
+    assert 0 < len(stored[0][0]) < 8192 * 4000
