@@ -1,19 +1,25 @@
 """`POST /api/chat` and the user's conversations under `/api/chat/conversations`.
 
-The route checks the message and the limits, stores the user's message in a short
-transaction of its own (no connection is held while the provider thinks), then either waits
-for the whole answer (`stream: false`, within BACKLINE_CHAT_TIMEOUT) or hands the provider's
-stream to `EventStream`, lifting the request deadline: the stream keeps its own limits.
+The route checks the message and the limits, reads the context, stores the user's message in
+a short transaction of its own (no connection is held while the provider thinks), then either
+waits for the whole answer (`stream: false`, within BACKLINE_CHAT_TIMEOUT) or hands the
+provider's stream to `EventStream`, lifting the request deadline: the stream keeps its own
+limits. A streamed answer is asked for while the question is being stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.accounts.deps import CurrentUserId
 from backline.accounts.models import User
@@ -53,23 +59,45 @@ def _checked(message: str, settings: Settings) -> str:
     return text
 
 
-async def _prepare(
+async def _context(
     session: AsyncSession, *, user_id: uuid.UUID, body: ChatRequest, text: str, budget: int
-) -> tuple[uuid.UUID, list[Any]]:
-    """Find or start the conversation, build what is sent, store the user's message."""
+) -> list[Any]:
+    """What is sent: the system prompt, the turns that fit, the new message (reads only)."""
+    past: list[tuple[str, str]] = []
     if body.conversation_id is not None:
-        conversation = await service.own(
-            session, conversation_id=body.conversation_id, user_id=user_id
-        )
-    else:
-        conversation = await service.start(session, user_id=user_id, message=text)
+        await service.own(session, conversation_id=body.conversation_id, user_id=user_id)
+        rows = await context.history(session, conversation_id=body.conversation_id)
+        past = [(m.role, m.content) for m in rows]
     user = await session.get(User, user_id)
     name = user.display_name if user is not None else ""
-    past = await context.history(session, conversation_id=conversation.id)
     system = await context.system_prompt(session, user_id=user_id, display_name=name)
-    messages = context.fit(system, [(m.role, m.content) for m in past], text, budget=budget)
-    await service.add_message(session, conversation=conversation, role="user", content=text)
-    return conversation.id, messages
+    return context.fit(system, past, text, budget=budget)
+
+
+async def _store_question(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    text: str,
+) -> uuid.UUID:
+    """Store the user's message (starting a conversation if none is named); its id."""
+    async with sessions() as session, session.begin():
+        if conversation_id is None:
+            conversation = await service.start(session, user_id=user_id, message=text)
+        else:
+            conversation = await service.own(
+                session, conversation_id=conversation_id, user_id=user_id
+            )
+        await service.add_message(session, conversation=conversation, role="user", content=text)
+        return conversation.id
+
+
+async def _abandon(opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]) -> None:
+    """Stop a provider call being opened, closing its stream if it had opened already."""
+    opening.cancel()
+    with contextlib.suppress(BaseException):
+        await (await opening).close()
 
 
 @chat_router.post("", response_model=None)
@@ -83,12 +111,16 @@ async def chat(
     provider = _provider(request, settings)
     text = _checked(body.message, settings)
     who = await limits.admit(request)
-    async with sessions() as session, session.begin():
-        conversation_id, messages = await _prepare(
+    async with request.app.state.read_sessionmaker() as session:
+        messages = await _context(
             session, user_id=user_id, body=body, text=text, budget=settings.chat_context_tokens
         )
     prompt = "".join(str(m.get("content", "")) for m in messages)
+    store = partial(
+        _store_question, sessions, user_id=user_id, conversation_id=body.conversation_id, text=text
+    )
     if not body.stream:
+        conversation_id = await store()
         set_deadline(request, settings.chat_timeout + DEADLINE_MARGIN)
         answer = await provider.complete(messages)
         async with sessions() as session, session.begin():
@@ -122,7 +154,14 @@ async def chat(
             }
         )
     set_deadline(request, settings.chat_total_timeout + settings.chat_first_byte_timeout)
-    stream = await provider.open_stream(messages)
+    # The provider starts thinking while the question is stored: the two overlap.
+    opening = asyncio.ensure_future(provider.open_stream(messages))
+    try:
+        conversation_id = await store()
+    except BaseException:
+        await _abandon(opening)
+        raise
+    stream = await opening
     set_deadline(request, None)  # the relay enforces the stream's own limits from here
     relay = Relay(
         settings=settings,
