@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
 from string import Template
+from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
-from sqlalchemy import select
+from sqlalchemy import Select, String, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backline.accounts.models import User
 from backline.artists.models import ArtistApplication
 from backline.chat.models import ChatMessage
 from backline.tracks.models import Track
@@ -41,42 +43,69 @@ def template(version: str = PROMPT_VERSION) -> Template:
     return Template(text)
 
 
-async def statuses(session: AsyncSession, *, user_id: uuid.UUID) -> str:
-    """The user's own application and track statuses, one line each."""
+def _facts_query(user_id: uuid.UUID) -> Select[Any]:
+    """The user's name, latest application and newest tracks in one query: one round trip
+    instead of three, since every message waits on it before the provider is asked."""
+    nothing = literal(None, String)
+    name = select(
+        literal("user").label("kind"),
+        nothing.label("status"),
+        nothing.label("reason"),
+        User.display_name.label("title"),
+        User.created_at.label("at"),
+    ).where(User.id == user_id)
     application = (
-        await session.execute(
-            select(ArtistApplication.status, ArtistApplication.rejection_reason)
-            .where(ArtistApplication.user_id == user_id)
-            .order_by(ArtistApplication.created_at.desc())
-            .limit(1)
+        select(
+            literal("application").label("kind"),
+            ArtistApplication.status.label("status"),
+            ArtistApplication.rejection_reason.label("reason"),
+            nothing.label("title"),
+            ArtistApplication.created_at.label("at"),
         )
-    ).first()
+        .where(ArtistApplication.user_id == user_id)
+        .order_by(ArtistApplication.created_at.desc())
+        .limit(1)
+        .subquery()
+    )
+    tracks = (
+        select(
+            literal("track").label("kind"),
+            Track.status.label("status"),
+            Track.rejection_reason.label("reason"),
+            Track.title.label("title"),
+            Track.created_at.label("at"),
+        )
+        .where(Track.owner_id == user_id)
+        .order_by(Track.created_at.desc())
+        .limit(MAX_TRACKS)
+        .subquery()
+    )
+    return select(union_all(name, select(application), select(tracks)).subquery())
+
+
+async def facts(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[str, str]:
+    """The user's display name, and their application and track statuses one line each."""
+    rows = (await session.execute(_facts_query(user_id))).all()
+    name = next((row.title for row in rows if row.kind == "user"), "")
     lines: list[str] = []
+    application = next((row for row in rows if row.kind == "application"), None)
     if application is None:
         lines.append("- Artist application: none sent yet.")
     else:
-        status, reason = application
-        given = f" (reason given: {reason})" if reason else ""
-        lines.append(f"- Artist application: {status}{given}.")
-    tracks = (
-        await session.execute(
-            select(Track.title, Track.status, Track.rejection_reason)
-            .where(Track.owner_id == user_id)
-            .order_by(Track.created_at.desc())
-            .limit(MAX_TRACKS)
-        )
-    ).all()
+        given = f" (reason given: {application.reason})" if application.reason else ""
+        lines.append(f"- Artist application: {application.status}{given}.")
+    tracks = sorted((row for row in rows if row.kind == "track"), key=lambda r: r.at, reverse=True)
     if not tracks:
         lines.append("- Tracks: none yet.")
-    for title, track_status, track_reason in tracks:
-        why = f" (reason given: {track_reason})" if track_reason else ""
-        lines.append(f'- Track "{title}": {track_status}{why}.')
-    return "\n".join(lines)
+    for track in tracks:
+        why = f" (reason given: {track.reason})" if track.reason else ""
+        lines.append(f'- Track "{track.title}": {track.status}{why}.')
+    return name, "\n".join(lines)
 
 
-async def system_prompt(session: AsyncSession, *, user_id: uuid.UUID, display_name: str) -> str:
-    facts = await statuses(session, user_id=user_id)
-    return template().safe_substitute(display_name=display_name, statuses=facts)
+async def system_prompt(session: AsyncSession, *, user_id: uuid.UUID) -> str:
+    name, statuses = await facts(session, user_id=user_id)
+    return template().safe_substitute(display_name=name, statuses=statuses)
 
 
 async def history(session: AsyncSession, *, conversation_id: uuid.UUID) -> list[ChatMessage]:

@@ -22,7 +22,6 @@ from openai.types.chat import ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.accounts.deps import CurrentUserId
-from backline.accounts.models import User
 from backline.chat import context, limits, service
 from backline.chat.provider import Provider, missing_setting, not_configured
 from backline.chat.relay import Relay
@@ -68,9 +67,7 @@ async def _context(
         await service.own(session, conversation_id=body.conversation_id, user_id=user_id)
         rows = await context.history(session, conversation_id=body.conversation_id)
         past = [(m.role, m.content) for m in rows]
-    user = await session.get(User, user_id)
-    name = user.display_name if user is not None else ""
-    system = await context.system_prompt(session, user_id=user_id, display_name=name)
+    system = await context.system_prompt(session, user_id=user_id)
     return context.fit(system, past, text, budget=budget)
 
 
