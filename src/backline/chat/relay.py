@@ -119,7 +119,7 @@ class Relay:
         except (TimeoutError, openai.APITimeoutError):
             log.warning("chat_stream_timeout", first_byte=first)
             return "chat_upstream_timeout", "The assistant's provider stopped answering in time."
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:  # ValueError: a chunk that is not JSON
             log.warning("chat_stream_failed", error=type(exc).__name__)
             return "chat_upstream_error", "The assistant's provider failed mid-answer."
 
