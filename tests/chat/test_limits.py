@@ -80,3 +80,21 @@ async def test_streamed_answers_count_against_the_budget_too(
         assert first.status_code == 200
         refused = await client.post("/api/chat", json={"message": "hi"}, headers=ann)
         assert refused.status_code == 429
+
+
+async def test_an_answer_without_reported_usage_is_counted_by_estimate(
+    app_factory: Callable[[Settings], Backline],
+    chat_settings: Callable[..., Settings],
+    make_user: Any,
+    upstream: Upstream,
+) -> None:
+    # The system prompt alone is estimated at far more than 100 tokens.
+    settings = chat_settings(rate_limits={**CHAT_LIMITS, "chat_tokens": "100/day"})
+    async with running(app_factory, settings) as client:
+        ann = await signed_in(client, make_user, "ann@example.com")
+        upstream.then(Plan(usage=None), Plan(usage=None))
+        body = {"message": "hi", "stream": False}
+        first = await client.post("/api/chat", json=body, headers=ann)
+        assert first.status_code == 200
+        assert first.json()["usage"] is None
+        assert (await client.post("/api/chat", json=body, headers=ann)).status_code == 429
