@@ -28,6 +28,9 @@ from backline.accounts.revocation import Revocations
 from backline.artists import holdings as artists_holdings
 from backline.artists import routes as artists_routes
 from backline.audit.routes import staff as audit_router
+from backline.chat import holdings as chat_holdings
+from backline.chat.provider import Provider, missing_setting
+from backline.chat.routes import chat_router
 from backline.config import Settings
 from backline.context import REQUEST_ID_HEADER
 from backline.db import Engines, create_engine, create_read_sessionmaker, create_sessionmaker
@@ -61,7 +64,7 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings)
+HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -109,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_read_sessionmaker(app.state.engines, settings=settings)
     app.state.redis = redis
     app.state.http = http
+    app.state.chat = Provider(settings, http) if missing_setting(settings) is None else None
     app.state.storages = create_storages(settings)
     app.state.readiness_checks = build_checks(engine, redis, app.state.storages.primary)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
@@ -179,6 +183,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(upload_routes.signed_uploads_router)
     app.include_router(tax_routes.me_router)
     app.include_router(tax_routes.staff_router)
+    app.include_router(chat_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     return app

@@ -11,6 +11,7 @@
     backline keys generate                               print a new key-ring entry
     backline keys rotate [--check]                       re-encrypt data at rest, newest key
     backline tax purge                                   delete tax forms past retention
+    backline chat ping                                   ask the chat provider for one answer
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
@@ -331,6 +332,21 @@ async def _migrate_storage(settings: Settings, to: str, *, keep_source: bool) ->
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(tax_app, name="tax")
+chat_app = typer.Typer(help="The assistant's chat provider.", no_args_is_help=True)
+app.add_typer(chat_app, name="chat")
+
+
+@chat_app.command("ping")
+def chat_ping() -> None:
+    """Call the configured chat provider once; exit 1 unless it answers."""
+    from backline.chat.ping import ping
+
+    settings = load_settings()
+    configure_logging(settings)
+    answered, line = asyncio.run(ping(settings))
+    if not answered:
+        fail([line], status=1)
+    typer.echo(line)
 
 
 def main() -> None:

@@ -145,6 +145,19 @@ class Settings(BaseSettings):
     chat_base_url: str | None = None
     chat_api_key: SecretStr | None = None
     chat_model: str | None = None
+    chat_connect_timeout: float = Field(5.0, gt=0, description="chat provider connect, seconds")
+    chat_first_byte_timeout: float = Field(
+        30.0, gt=0, description="seconds until the provider's first answer chunk"
+    )
+    chat_idle_timeout: float = Field(30.0, gt=0, description="longest pause between chunks")
+    chat_total_timeout: float = Field(300.0, gt=0, description="a whole streamed answer, seconds")
+    chat_timeout: float = Field(30.0, gt=0, description="a whole unstreamed answer, seconds")
+    chat_keepalive: float = Field(15.0, gt=0, description="keep-alive comment interval, seconds")
+    chat_max_retries: int = Field(2, ge=0, le=10, description="provider retries before any byte")
+    chat_max_message_chars: int = Field(4000, ge=1, le=100_000)
+    chat_context_tokens: int = Field(
+        6000, ge=500, description="estimated tokens of context sent with each message"
+    )
 
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -4,6 +4,7 @@ from backline.accounts.models import AccountToken, AuthSession, RefreshToken, Us
 from backline.accounts.throttle import LoginThrottle
 from backline.artists.models import ArtistApplication
 from backline.audit.models import AuditEvent
+from backline.chat.models import ChatMessage, Conversation
 from backline.db import Base
 from backline.email.models import OutboxEmail
 from backline.tax.models import TaxForm
@@ -16,6 +17,8 @@ __all__ = [
     "ArtistApplication",
     "AuditEvent",
     "AuthSession",
+    "ChatMessage",
+    "Conversation",
     "LoginThrottle",
     "OutboxEmail",
     "RefreshToken",
