@@ -1,0 +1,186 @@
+"""Portal pages over HTTP: forms posted the way a browser with JavaScript off posts them.
+
+The cookies are Secure outside development, so the client speaks https to the app.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from backline.accounts.models import Role
+from backline.app import Backline
+from backline.config import Settings
+from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD
+
+ORIGIN = "http://127.0.0.1:8000"  # the development public URL, allowed by default
+FOREIGN = "https://evil.example"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(
+        database_url=database_url, rate_limits=GENEROUS_LIMITS, lockout_threshold=3
+    )
+
+
+def new_client(app: Backline) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="https://testserver")
+
+
+@pytest.fixture
+async def portal(app: Backline) -> AsyncIterator[httpx.AsyncClient]:
+    async with new_client(app) as client:
+        yield client
+
+
+async def log_in(client: httpx.AsyncClient, email: str = "ann@example.com") -> None:
+    response = await client.post(
+        "/login", data={"email": email, "password": PASSWORD}, headers={"Origin": ORIGIN}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/dashboard"
+
+
+def csrf_in(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+async def test_pages_use_hashed_static_files_cached_for_a_year(portal: httpx.AsyncClient) -> None:
+    home = await portal.get("/")
+    assert home.status_code == 200
+    csp = home.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp
+    assert "script-src 'self'" in csp
+    assert "<script" not in home.text
+    assert "style=" not in home.text
+    assert "<style" not in home.text
+    match = re.search(r'href="(/static/portal\.[0-9a-f]{12}\.css)"', home.text)
+    assert match
+    sheet = await portal.get(match.group(1))
+    assert sheet.status_code == 200
+    assert sheet.headers["content-type"].startswith("text/css")
+    assert sheet.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert (await portal.get("/static/portal.css")).status_code == 404
+
+
+async def test_a_forged_cross_site_form_post_is_refused(
+    portal: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user()
+    await log_in(portal)
+    token = csrf_in((await portal.get("/apply")).text)
+    form = {"artist_name": "Forged", "bio": "Not sent by Ann."}
+    forged = {
+        "foreign origin": ({**form, "csrf_token": token}, {"Origin": FOREIGN}),
+        "no token": (form, {"Origin": ORIGIN}),
+        "wrong token": ({**form, "csrf_token": "x" * 43}, {"Origin": ORIGIN}),
+        "no origin": ({**form, "csrf_token": token}, {}),
+    }
+    for name, (data, headers) in forged.items():
+        refused = await portal.post("/apply", data=data, headers=headers)
+        assert refused.status_code == 403, name
+        assert refused.json()["code"] == "csrf_failed", name
+    assert "Forged" not in (await portal.get("/apply")).text
+    sent = await portal.post(
+        "/apply", data={**form, "csrf_token": token}, headers={"Origin": ORIGIN}
+    )
+    assert sent.status_code == 303
+    assert "Forged" in (await portal.get("/apply")).text
+
+
+async def test_a_log_in_form_posted_from_another_site_is_refused(
+    portal: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user()
+    refused = await portal.post(
+        "/login",
+        data={"email": "ann@example.com", "password": PASSWORD},
+        headers={"Origin": FOREIGN},
+    )
+    assert refused.status_code == 403
+    assert "backline_access" not in refused.headers.get("set-cookie", "")
+
+
+async def test_the_application_form_shows_the_apis_errors_beside_the_fields(
+    portal: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user()
+    await log_in(portal)
+    token = csrf_in((await portal.get("/apply")).text)
+    answer = await portal.post(
+        "/apply",
+        data={"artist_name": "Ann & Co", "bio": "Songs.", "country": "ZZ", "csrf_token": token},
+        headers={"Origin": ORIGIN},
+    )
+    assert answer.status_code == 422
+    assert 'id="country-error"' in answer.text
+    assert 'aria-describedby="country-hint country-error" aria-invalid="true"' in answer.text
+    assert 'value="Ann &amp; Co"' in answer.text  # kept, and escaped
+    assert 'role="alert"' in answer.text
+
+
+async def test_the_log_in_page_says_when_an_address_is_locked(
+    portal: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user()
+    wrong = {"email": "ann@example.com", "password": "not the password"}
+    for _ in range(3):
+        await portal.post("/login", data=wrong, headers={"Origin": ORIGIN})
+    locked = await portal.post(
+        "/login",
+        data={"email": "ann@example.com", "password": PASSWORD},
+        headers={"Origin": ORIGIN},
+    )
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) > 0
+    assert 'role="alert"' in locked.text
+    assert "ann@example.com" in locked.text
+    assert "backline_access" not in locked.headers.get("set-cookie", "")
+
+
+async def test_staff_pages_are_for_staff(
+    portal: httpx.AsyncClient, make_user: Any, app: Backline
+) -> None:
+    assert (await portal.get("/staff")).headers["location"] == "/login"
+    await make_user()
+    await log_in(portal)
+    assert (await portal.get("/staff")).status_code == 403
+    await make_user("sam@example.com", role=Role.STAFF)
+    async with new_client(app) as staff:
+        await log_in(staff, "sam@example.com")
+        assert (await staff.get("/staff")).status_code == 200
+
+
+async def test_sessions_mark_this_device_and_end_others(
+    portal: httpx.AsyncClient, make_user: Any, app: Backline
+) -> None:
+    await make_user()
+    await log_in(portal)
+    async with new_client(app) as other:
+        await log_in(other)
+        listed = await portal.get("/sessions")
+        assert listed.text.count("This device") == 1
+        ends = re.findall(r'action="(/sessions/[0-9a-f-]{36}/revoke)"', listed.text)
+        assert len(ends) == 1  # every session but this one
+        ended = await portal.post(
+            ends[0], data={"csrf_token": csrf_in(listed.text)}, headers={"Origin": ORIGIN}
+        )
+        assert ended.status_code == 303
+        assert (await other.get("/dashboard")).headers["location"] == "/login"
+        assert (await portal.get("/dashboard")).status_code == 200
+
+        everywhere = await portal.post(
+            "/sessions/end-all",
+            data={"csrf_token": csrf_in(listed.text)},
+            headers={"Origin": ORIGIN},
+        )
+        assert everywhere.status_code == 303
+        assert (await portal.get("/dashboard")).headers["location"] == "/login"
