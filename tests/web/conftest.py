@@ -1,14 +1,51 @@
-"""Fixtures of the portal's tests: a headless Chromium (see `browser`)."""
+"""Fixtures of the portal's browser tests: a PostgreSQL database for a served app, and a
+headless Chromium.
+
+Both are sync and module-wide: Playwright's sync API runs an event loop of its own while the
+browser is open, so the database is made (with `asyncio.run`) before the browser starts and
+dropped after it closes; pytest sets fixtures up in the order the test names them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import unavailable
+from backline import migrate
+from backline.config import Settings
+from backline.db import create_engine
+from tests.conftest import (
+    _postgres_reachable,
+    create_postgres_database,
+    drop_postgres_database,
+    unavailable,
+)
 from tests.web.browser import CHROMIUM
+
+
+async def _migrated_postgres() -> str:
+    url = await create_postgres_database()
+    engine = create_engine(Settings(env="test", database_url=url))
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def served_database() -> Iterator[str]:
+    """A migrated PostgreSQL database of the module's own, for a `backline serve` process."""
+    if reason := asyncio.run(_postgres_reachable()):
+        unavailable(reason)
+    url = asyncio.run(_migrated_postgres())
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_postgres_database(url))
 
 
 @pytest.fixture(scope="module")

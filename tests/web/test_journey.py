@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,17 @@ from tests.served import Served, serve_env, served
 from tests.web.browser import emailed_link, serious_violations, shoot, watch_csp
 
 pytestmark = pytest.mark.slow
-EMAIL = "nova@example.com"
 BACKLINE = (sys.executable, "-m", "backline")
 PASSWORD = "violet harbour lantern 42"
 
 
-def make_staff(server: Served, email: str) -> None:
+def make_staff(server: Served, email: str, database_url: str) -> None:
     """A staff account, made the way an operator does: `backline create-user`."""
     subprocess.run(
         [*BACKLINE, "create-user", "--email", email, "--role", "staff", "--password-stdin"],
         input=DEFAULT_PASSWORD.encode(),
         cwd=server.workdir,
-        env=serve_env(BACKLINE_DATABASE_URL=server.database_url),
+        env=serve_env(BACKLINE_DATABASE_URL=database_url),
         check=True,
         capture_output=True,
         timeout=60,
@@ -50,7 +50,9 @@ def checked(page: Any, csp: list[str]) -> None:
     assert csp == [], page.url
 
 
-def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
+def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    email, staff_email = f"nova-{run}@example.com", f"staff-{run}@example.com"
     shots = Path(os.environ.get("BACKLINE_TEST_SCREENSHOTS") or tmp_path / "screenshots")
     port = free_port()
     mail = tmp_path / "mail"
@@ -60,6 +62,7 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
         BACKLINE_PUBLIC_URL=f"http://127.0.0.1:{port}",
         BACKLINE_EMAIL_BACKEND="file",
         BACKLINE_EMAIL_FILE_DIR=str(mail),
+        BACKLINE_DATABASE_URL=served_database,
     ) as server:
         person = browser.new_context(viewport={"width": 1280, "height": 800})
         page = person.new_page()
@@ -70,12 +73,12 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
         page.get_by_role("link", name="Sign up").first.click()
         checked(page, csp)
         page.get_by_label("Your name").fill("Nova")
-        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Email address").fill(email)
         page.get_by_label("Password").fill("short")
         page.get_by_role("button", name="Sign up").click()
         # The API's password rule, beside the field; what was typed is kept, but the password.
         assert page.locator("#password-error").is_visible()
-        assert page.get_by_label("Email address").input_value() == EMAIL
+        assert page.get_by_label("Email address").input_value() == email
         assert page.get_by_label("Password").input_value() == ""
         checked(page, csp)
         shoot(page, shots, "signup-error")
@@ -85,7 +88,7 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
 
         # Logging in before confirming offers to send the link again.
         visit(page, server.url + "/login", csp)
-        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Email address").fill(email)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         assert page.get_by_role("button", name="Send a new link").is_visible()
@@ -98,7 +101,7 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
 
         visit(page, server.url + "/login", csp)
         shoot(page, shots, "login")
-        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Email address").fill(email)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/dashboard")
@@ -107,12 +110,13 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
 
         page.get_by_role("link", name="Artist application").click()
         checked(page, csp)
-        page.get_by_label("Artist name").fill("Nova and the Tides")
+        artist = f"Nova and the Tides {run}"
+        page.get_by_label("Artist name").fill(artist)
         page.get_by_label("About your music").fill("Tidal synth-pop from the coast.")
         page.get_by_label("Country (optional)").fill("ZZ")
         page.get_by_role("button", name="Send my application").click()
         assert page.locator("#country-error").is_visible()
-        assert page.get_by_label("Artist name").input_value() == "Nova and the Tides"
+        assert page.get_by_label("Artist name").input_value() == artist
         checked(page, csp)
         page.get_by_label("Country (optional)").fill("PT")
         page.get_by_role("button", name="Send my application").click()
@@ -124,22 +128,23 @@ def test_sign_up_to_approved_artist(browser: Any, tmp_path: Path) -> None:
         assert page.get_by_text("This device").is_visible()
         shoot(page, shots, "sessions")
 
-        make_staff(server, "staff@example.com")
+        make_staff(server, staff_email, served_database)
         staff = browser.new_context(viewport={"width": 1280, "height": 800})
         desk = staff.new_page()
         desk_csp = watch_csp(desk)
         visit(desk, server.url + "/login", desk_csp)
-        desk.get_by_label("Email address").fill("staff@example.com")
+        desk.get_by_label("Email address").fill(staff_email)
         desk.get_by_label("Password").fill(DEFAULT_PASSWORD)
         desk.get_by_role("button", name="Log in").click()
         desk.wait_for_url("**/dashboard")
         desk.get_by_role("link", name="Staff").click()
         checked(desk, desk_csp)
-        desk.get_by_role("button", name="Claim Nova and the Tides").click()
+        desk.get_by_role("button", name=f"Claim {artist}").click()
         checked(desk, desk_csp)
         shoot(desk, shots, "staff")
-        desk.get_by_role("button", name="Approve Nova and the Tides").click()
-        assert desk.get_by_text("No applications are waiting.").is_visible()
+        desk.get_by_role("button", name=f"Approve {artist}").click()
+        desk.wait_for_url("**/staff")
+        assert desk.get_by_role("heading", name=artist).count() == 0
         staff.close()
 
         visit(page, server.url + "/dashboard", csp)
