@@ -184,3 +184,36 @@ async def test_sessions_mark_this_device_and_end_others(
         )
         assert everywhere.status_code == 303
         assert (await portal.get("/dashboard")).headers["location"] == "/login"
+
+
+async def test_staff_reject_an_application_with_a_reason(
+    portal: httpx.AsyncClient, make_user: Any, app: Backline
+) -> None:
+    await make_user()
+    await log_in(portal)
+    token = csrf_in((await portal.get("/apply")).text)
+    form = {"artist_name": "Ann", "bio": "Songs.", "csrf_token": token}
+    assert (await portal.post("/apply", data=form, headers={"Origin": ORIGIN})).status_code == 303
+    await make_user("sam@example.com", role=Role.STAFF)
+    async with new_client(app) as staff:
+        await log_in(staff, "sam@example.com")
+        queue = (await staff.get("/staff")).text
+        claim = re.search(r'action="(/staff/applications/[0-9a-f-]{36})/claim"', queue)
+        assert claim
+        sent = {"csrf_token": csrf_in(queue)}
+        claimed = await staff.post(f"{claim.group(1)}/claim", data=sent, headers={"Origin": ORIGIN})
+        assert claimed.status_code == 303
+        short = await staff.post(
+            f"{claim.group(1)}/reject", data={**sent, "reason": "no"}, headers={"Origin": ORIGIN}
+        )
+        assert short.status_code == 422
+        assert 'role="alert"' in short.text
+        rejected = await staff.post(
+            f"{claim.group(1)}/reject",
+            data={**sent, "reason": "Send us a recording first."},
+            headers={"Origin": ORIGIN},
+        )
+        assert rejected.status_code == 303
+    mine = (await portal.get("/apply")).text
+    assert "rejected" in mine
+    assert "Send us a recording first." in mine

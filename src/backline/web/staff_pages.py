@@ -10,14 +10,17 @@ import uuid
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import User
 from backline.artists import review
 from backline.artists.models import ApplicationStatus
 from backline.artists.schemas import RejectRequest
+from backline.config import Settings
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
-from backline.errors import Forbidden
+from backline.errors import Forbidden, ProblemError
 from backline.routing import router
 from backline.web.render import page
 from backline.web.viewer import Viewer, checked_form, optional_viewer, to_sign_in
@@ -36,11 +39,19 @@ async def staff_page(request: Request, session: SessionDep, settings: SettingsDe
     if viewer is None:
         return to_sign_in()
     _staff_only(viewer)
+    return await _queue_page(session, settings=settings, viewer=viewer)
+
+
+async def _queue_page(
+    session: AsyncSession, *, settings: Settings, viewer: Viewer, status: int = 200, error: str = ""
+) -> HTMLResponse:
     shown = []
-    for status in (ApplicationStatus.IN_REVIEW, ApplicationStatus.SUBMITTED):
-        rows, _ = await review.queue(session, status=status.value, limit=50)
+    for state in (ApplicationStatus.IN_REVIEW, ApplicationStatus.SUBMITTED):
+        rows, _ = await review.queue(session, status=state.value, limit=50)
         shown += [review.view(found, applicant, settings=settings) for found, applicant in rows]
-    return page("staff.html", title="Staff", viewer=viewer, applications=shown)
+    return page(
+        "staff.html", status, title="Staff", viewer=viewer, applications=shown, error=error or None
+    )
 
 
 @pages.post("/staff/applications/{application_id}/{action}")
@@ -60,14 +71,26 @@ async def decide(
     if reviewer is None or action not in ("claim", "approve", "reject"):
         return RedirectResponse("/staff", status_code=303)
     client = client_info(request)
-    if action == "claim":
-        await review.claim(session, application_id=application_id, reviewer=reviewer, client=client)
-    else:
-        reason = None
-        if action == "reject":
-            reason = RejectRequest.model_validate({"reason": form.get("reason", "")[:1000]}).reason
-        await review.decide(
-            session, settings=settings, application_id=application_id, reviewer=reviewer,
-            approve=action == "approve", reason=reason, client=client,
-        )  # fmt: skip
+    try:
+        if action == "claim":
+            await review.claim(
+                session, application_id=application_id, reviewer=reviewer, client=client
+            )
+        else:
+            reason = None
+            if action == "reject":
+                given = {"reason": form.get("reason", "")[:1000]}
+                reason = RejectRequest.model_validate(given).reason
+            await review.decide(
+                session, settings=settings, application_id=application_id, reviewer=reviewer,
+                approve=action == "approve", reason=reason, client=client,
+            )  # fmt: skip
+    except ValidationError:
+        error = "A reason for rejecting needs 3 to 1,000 characters."
+        return await _queue_page(session, settings=settings, viewer=viewer, status=422, error=error)
+    except ProblemError as exc:
+        await session.rollback()
+        return await _queue_page(
+            session, settings=settings, viewer=viewer, status=exc.status, error=exc.detail
+        )
     return RedirectResponse("/staff", status_code=303)
