@@ -21,6 +21,7 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 MAIL_SECONDS = 20
+MAX_PAGE_BYTES = 100_000  # a page and its stylesheet, before media
 
 
 def watch_csp(page: Any) -> list[str]:
@@ -49,6 +50,28 @@ def serious_violations(page: Any) -> list[str]:
         ".map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
     )
     return list(results)
+
+
+def page_bytes(page: Any) -> int:
+    """What the page weighs before media: its HTML, scripts and stylesheets as transferred."""
+    return int(
+        page.evaluate(
+            "() => [performance.getEntriesByType('navigation')[0],"
+            " ...performance.getEntriesByType('resource')"
+            ".filter(r => ['script', 'link', 'css'].includes(r.initiatorType))]"
+            ".reduce((sum, r) => sum + (r.encodedBodySize || 0), 0)"
+        )
+    )
+
+
+def focus_is_visible(page: Any) -> bool:
+    """Whether the element the keyboard focused draws an outline."""
+    return bool(
+        page.evaluate(
+            "() => { const s = getComputedStyle(document.activeElement);"
+            " return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2; }"
+        )
+    )
 
 
 def shoot(page: Any, folder: Path, name: str) -> None:

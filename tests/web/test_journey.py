@@ -19,7 +19,15 @@ import pytest
 
 from tests.conftest import DEFAULT_PASSWORD, free_port
 from tests.served import Served, serve_env, served
-from tests.web.browser import emailed_link, serious_violations, shoot, watch_csp
+from tests.web.browser import (
+    MAX_PAGE_BYTES,
+    emailed_link,
+    focus_is_visible,
+    page_bytes,
+    serious_violations,
+    shoot,
+    watch_csp,
+)
 
 pytestmark = pytest.mark.slow
 BACKLINE = (sys.executable, "-m", "backline")
@@ -47,6 +55,7 @@ def visit(page: Any, url: str, csp: list[str]) -> None:
 def checked(page: Any, csp: list[str]) -> None:
     assert serious_violations(page) == [], page.url
     assert csp == [], page.url
+    assert 0 < page_bytes(page) < MAX_PAGE_BYTES, page.url
 
 
 def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path: Path) -> None:
@@ -99,9 +108,16 @@ def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path
 
         visit(page, server.url + "/login", csp)
         shoot(page, shots, "login")
-        page.get_by_label("Email address").fill(email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
+        # Keyboard only: the skip link comes first, then the form, each focus drawn.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
+        assert focus_is_visible(page)
+        page.get_by_label("Email address").focus()
+        page.keyboard.type(email)
+        page.keyboard.press("Tab")
+        assert focus_is_visible(page)
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
         page.wait_for_url("**/dashboard")
         checked(page, csp)
         assert page.locator("#role").inner_text() == "user"
