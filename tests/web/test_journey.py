@@ -163,6 +163,19 @@ def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path
 
         visit(page, server.url + "/dashboard", csp)
         assert page.locator("#role").inner_text() == "artist"
+
+        page.get_by_role("link", name="Tracks").click()
+        page.get_by_label("Title").fill("Low Tide")
+        page.get_by_role("button", name="Start the draft").click()
+        checked(page, csp)
+        page.get_by_role("button", name="Send for review: Low Tide").click()
+        # The API's refusal of an incomplete track, naming what it misses.
+        assert "audio" in page.get_by_role("alert").inner_text()
+        checked(page, csp)
+        shoot(page, shots, "tracks")
+
+        visit(page, server.url + "/dashboard", csp)
+        assert page.get_by_role("cell", name="Low Tide").is_visible()
         shoot(page, shots, "dashboard")
 
         # The person's page for staff is refused to anyone else.

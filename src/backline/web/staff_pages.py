@@ -89,8 +89,9 @@ async def decide(
         error = "A reason for rejecting needs 3 to 1,000 characters."
         return await _queue_page(session, settings=settings, viewer=viewer, status=422, error=error)
     except ProblemError as exc:
-        await session.rollback()
-        return await _queue_page(
-            session, settings=settings, viewer=viewer, status=exc.status, error=exc.detail
-        )
+        await session.rollback()  # nothing of the refused change is kept
+        async with request.app.state.sessionmaker() as fresh:
+            return await _queue_page(
+                fresh, settings=settings, viewer=viewer, status=exc.status, error=exc.detail
+            )
     return RedirectResponse("/staff", status_code=303)
