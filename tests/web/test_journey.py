@@ -180,4 +180,6 @@ def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path
 
         # The person's page for staff is refused to anyone else.
         assert page.goto(server.url + "/staff").status == 403
+        assert page.get_by_text("forbidden_role").is_visible()
+        checked(page, csp)
         person.close()

@@ -152,7 +152,11 @@ async def test_staff_pages_are_for_staff(
     assert (await portal.get("/staff")).headers["location"] == "/login"
     await make_user()
     await log_in(portal)
-    assert (await portal.get("/staff")).status_code == 403
+    assert (await portal.get("/staff")).json()["code"] == "forbidden_role"
+    shown = await portal.get("/staff", headers={"Accept": "text/html"})  # as a browser asks
+    assert shown.status_code == 403
+    assert shown.headers["content-type"].startswith("text/html")
+    assert "forbidden_role" in shown.text
     await make_user("sam@example.com", role=Role.STAFF)
     async with new_client(app) as staff:
         await log_in(staff, "sam@example.com")
