@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from backline.accounts.models import Role
 from backline.app import Backline
@@ -45,6 +46,11 @@ async def log_in(client: httpx.AsyncClient, email: str = "ann@example.com") -> N
     )
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/dashboard"
+
+
+async def post_login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    form = {"email": email, "password": password}
+    return await client.post("/login", data=form, headers={"Origin": ORIGIN})
 
 
 def csrf_in(html: str) -> str:
@@ -264,3 +270,35 @@ async def test_an_artist_starts_a_draft_and_is_told_what_it_misses(
     assert refused.status_code in (409, 422)
     assert 'role="alert"' in refused.text
     assert "audio" in refused.text
+
+
+async def test_the_log_in_form_counts_toward_the_addresss_own_limit(
+    make_settings: Callable[..., Settings],
+    app_factory: Callable[[Settings], Backline],
+    database_url: str,
+    make_user: Any,
+) -> None:
+    """The per-address login limit reads the address from the form, as from JSON."""
+    limits = {**GENEROUS_LIMITS, "login_account": "2/minute"}
+    app = app_factory(make_settings(database_url=database_url, rate_limits=limits))
+    await make_user()
+    async with LifespanManager(app), new_client(app) as client:
+        for _ in range(2):
+            await client.post(
+                "/login",
+                data={"email": "ann@example.com", "password": "wrong"},
+                headers={"Origin": ORIGIN},
+            )
+        third = await client.post(
+            "/login",
+            data={"email": "ANN@example.com", "password": PASSWORD},
+            headers={"Origin": ORIGIN},
+        )
+        assert third.status_code == 429
+        assert third.json()["code"] == "rate_limited"
+        other = await client.post(
+            "/login",
+            data={"email": "bob@example.com", "password": "wrong"},
+            headers={"Origin": ORIGIN},
+        )
+        assert other.status_code == 401  # another address has its own count
