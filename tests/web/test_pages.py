@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import Role
 from backline.app import Backline
 from backline.config import Settings
-from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD
+from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, outbox
 
 ORIGIN = "http://127.0.0.1:8000"  # the development public URL, allowed by default
 FOREIGN = "https://evil.example"
@@ -302,3 +303,32 @@ async def test_the_log_in_form_counts_toward_the_addresss_own_limit(
             headers={"Origin": ORIGIN},
         )
         assert other.status_code == 401  # another address has its own count
+
+
+async def test_signing_out_needs_the_form_and_ends_the_session(
+    portal: httpx.AsyncClient, make_user: Any
+) -> None:
+    await make_user()
+    await log_in(portal)
+    token = csrf_in((await portal.get("/dashboard")).text)
+    forged = await portal.post("/logout", headers={"Origin": FOREIGN}, data={"csrf_token": token})
+    assert forged.status_code == 403
+    assert (await portal.get("/dashboard")).status_code == 200
+    out = await portal.post("/logout", headers={"Origin": ORIGIN}, data={"csrf_token": token})
+    assert out.status_code == 303
+    assert (await portal.get("/dashboard")).headers["location"] == "/login"
+
+
+async def test_forgot_password_answers_alike_and_mails_only_an_account(
+    portal: httpx.AsyncClient, make_user: Any, engine: AsyncEngine
+) -> None:
+    await make_user()
+    answers = [
+        await portal.post("/forgot-password", data={"email": email}, headers={"Origin": ORIGIN})
+        for email in ("ann@example.com", "nobody@example.com")
+    ]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].text.replace("ann@", "") == answers[1].text.replace("nobody@", "")
+    sent = await outbox(engine, "password_reset")
+    assert [m.to_address for m in sent] == ["ann@example.com"]
+    assert "/reset-password?token=" in (sent[0].text_body or "")
