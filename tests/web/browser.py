@@ -13,6 +13,7 @@ import email.policy
 import os
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,13 @@ def shoot(page: Any, folder: Path, name: str) -> None:
     page.set_viewport_size(DESKTOP)
 
 
-def emailed_link(mail_dir: Path, path: str, *, after: int = 0) -> str:
-    """The first `path?token=...` link in the emails written after the first `after` files."""
+def emailed_link(mail_dir: Path, path: str, *, seen: Collection[Path] = ()) -> str:
+    """The first `path?token=...` link in the emails written, other than those `seen`."""
     pattern = re.compile(rf"https?://[^\s\"'<>]+{re.escape(path)}\?token=[A-Za-z0-9_-]+")
     deadline = time.monotonic() + MAIL_SECONDS
     while True:
         messages = sorted(mail_dir.glob("*.eml")) if mail_dir.exists() else []
-        for message in messages[after:]:
+        for message in (m for m in messages if m not in seen):
             parsed = email.message_from_bytes(message.read_bytes(), policy=email.policy.default)
             body = parsed.get_body(("plain",))  # type: ignore[attr-defined]
             text = body.get_content() if body is not None else ""

@@ -32,6 +32,7 @@ from tests.web.browser import (
 pytestmark = pytest.mark.slow
 BACKLINE = (sys.executable, "-m", "backline")
 PASSWORD = "violet harbour lantern 42"
+NEW_PASSWORD = "amber meadow compass 17"
 
 
 def make_staff(server: Served, email: str, database_url: str) -> None:
@@ -182,4 +183,27 @@ def test_sign_up_to_approved_artist(served_database: str, browser: Any, tmp_path
         assert page.goto(server.url + "/staff").status == 403
         assert page.get_by_text("forbidden_role").is_visible()
         checked(page, csp)
+
+        # Signed out, the password forgotten: a new one from the emailed link.
+        page.goto(server.url + "/dashboard")
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(server.url + "/")
+        sent_before = set(mail.glob("*.eml"))
+        visit(page, server.url + "/forgot-password", csp)
+        page.get_by_label("Email address").fill(email)
+        page.get_by_role("button", name="Email me a link").click()
+        assert page.get_by_role("status").is_visible()
+        page.goto(emailed_link(mail, "/reset-password", seen=sent_before))
+        checked(page, csp)
+        shoot(page, shots, "reset-password")
+        page.get_by_label("New password").fill(NEW_PASSWORD)
+        page.get_by_label("The same again").fill(NEW_PASSWORD)
+        page.get_by_role("button", name="Set the new password").click()
+        assert page.get_by_role("heading", name="Password changed").is_visible()
+        checked(page, csp)
+        visit(page, server.url + "/login", csp)
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(NEW_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/dashboard")
         person.close()
