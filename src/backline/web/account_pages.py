@@ -1,7 +1,8 @@
 """Portal pages for an account: home, sign up, log in and out, forgotten password, sessions.
 
 Each form posts back to its own page, and calls the same services as `/api/auth/*`; a refusal
-is shown beside the field it concerns, with what was typed kept (passwords never are).
+is shown beside the field it concerns, with what was typed kept (passwords never are). The forms
+that must not tell whether an address has an account answer in the same time as the API's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from backline.accounts import auth, recovery
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
 from backline.accounts.login import log_in
+from backline.accounts.routes import EQUAL_TIME
 from backline.accounts.schemas import SessionPublic
 from backline.accounts.sessions import page as session_page
 from backline.accounts.tokens import csrf_token
@@ -42,7 +44,9 @@ async def signup_page() -> HTMLResponse:
     return page("signup.html", title="Sign up")
 
 
-@pages.post("/signup", response_class=HTMLResponse, dependencies=[RateLimit("register")])
+@pages.post(
+    "/signup", response_class=HTMLResponse, dependencies=[EQUAL_TIME, RateLimit("register")]
+)
 async def signup(
     request: Request, session: SessionDep, settings: SettingsDep, http: HttpClientDep
 ) -> HTMLResponse:
@@ -108,7 +112,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
 @pages.post(
     "/resend-verification",
     response_class=HTMLResponse,
-    dependencies=[RateLimit("resend_verification")],
+    dependencies=[EQUAL_TIME, RateLimit("resend_verification")],
 )
 async def resend(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     form = await public_form(request)
@@ -125,7 +129,9 @@ async def forgot_page() -> HTMLResponse:
 
 
 @pages.post(
-    "/forgot-password", response_class=HTMLResponse, dependencies=[RateLimit("forgot_password")]
+    "/forgot-password",
+    response_class=HTMLResponse,
+    dependencies=[EQUAL_TIME, RateLimit("forgot_password")],
 )
 async def forgot(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     form = await public_form(request)
