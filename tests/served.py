@@ -70,10 +70,13 @@ def serve_env(**settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def served(workdir: Path, *, host: str = "127.0.0.1", **settings: str) -> Iterator[Served]:
-    """Run `backline serve --host HOST` in `workdir` with `settings` (`BACKLINE_*` names)."""
+def served(
+    workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, **settings: str
+) -> Iterator[Served]:
+    """Run `backline serve --host HOST` in `workdir` with `settings` (`BACKLINE_*` names), on
+    `port` when given (a test that must name the server's URL in a setting picks it first)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = workdir / "serve.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

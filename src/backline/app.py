@@ -60,6 +60,7 @@ from backline.tracks import holdings as tracks_holdings
 from backline.tracks import routes as tracks_routes
 from backline.tracks import upload_routes
 from backline.tracks.verifier import Verifier
+from backline.web.errors import install_page_errors
 from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     app.router.route_class = JSONRoute
     install_error_handlers(app)
+    install_page_errors(app)
     app.include_router(ops_router)
     for account_router in (
         accounts_routes.public,

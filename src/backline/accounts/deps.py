@@ -72,11 +72,22 @@ def _presented_token(request: Request) -> tuple[str, bool] | None:
     return None
 
 
-def check_csrf(request: Request, session_id: uuid.UUID) -> None:
+def check_csrf(request: Request, session_id: uuid.UUID, presented: str | None = None) -> None:
+    """Refuse a cookie-authenticated change not made by Backline's own pages.
+
+    `presented` is the token a portal form carries in a field; scripts send the header instead.
+    """
     settings: Settings = request.app.state.settings
-    presented = request.headers.get(CSRF_HEADER, "")
+    if presented is None:
+        presented = request.headers.get(CSRF_HEADER, "")
     if not presented or not csrf_valid(settings.signing_key, session_id, presented):
         raise Forbidden("The CSRF token is missing or wrong.", code="csrf_failed")
+    check_origin(request)
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a request whose `Origin` (or, lacking one, `Referer`) is not an allowed origin."""
+    settings: Settings = request.app.state.settings
     origin = request.headers.get("origin")
     if origin is None:
         referer = urlsplit(request.headers.get("referer", ""))
@@ -87,6 +98,17 @@ def check_csrf(request: Request, session_id: uuid.UUID) -> None:
 
 async def identify(request: Request) -> Identity:
     """Check the access token and its session; the check every signed-in route makes.
+
+    A cookie-authenticated change must also pass `check_csrf` with the header.
+    """
+    identity = await verify_session(request)
+    if identity.via_cookie and request.method not in SAFE_METHODS:
+        check_csrf(request, identity.session_id)
+    return identity
+
+
+async def verify_session(request: Request) -> Identity:
+    """The token and session check without CSRF: for portal forms, which check their field.
 
     It reads no database row: a deleted account's sessions were revoked when it went, so a
     token that passes names an account that exists. Routes that need the account itself (its
@@ -108,8 +130,6 @@ async def identify(request: Request) -> Identity:
         raise Unauthorized(
             "This session has ended; sign in again.", code="session_revoked", headers=_CHALLENGE
         )
-    if via_cookie and request.method not in SAFE_METHODS:
-        check_csrf(request, claims.session_id)
     request.state.user_id = claims.user_id
     bind_user(claims.user_id)
     return Identity(user_id=claims.user_id, session_id=claims.session_id, via_cookie=via_cookie)

@@ -17,7 +17,7 @@ from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response, st
 from fastapi.responses import JSONResponse
 
 from backline import pagination
-from backline.accounts import auth, holdings, recovery, signin
+from backline.accounts import auth, holdings, recovery
 from backline.accounts import service as accounts
 from backline.accounts import sessions as open_sessions
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
@@ -29,6 +29,7 @@ from backline.accounts.deps import (
     RequireRole,
     check_csrf,
 )
+from backline.accounts.login import log_in
 from backline.accounts.models import Role, User
 from backline.accounts.names import check_display_name
 from backline.accounts.revocation import Revocations
@@ -55,7 +56,6 @@ from backline.deps import (
     EnginesDep,
     HttpClientDep,
     SessionDep,
-    Sessions,
     SettingsDep,
     StoragesDep,
 )
@@ -189,39 +189,9 @@ async def resend_verification(
     responses={401: {}, 403: {}, 429: {}},
 )
 async def login(
-    body: LoginRequest,
-    request: Request,
-    response: Response,
-    engines: EnginesDep,
-    sessions: Sessions,
-    settings: SettingsDep,
+    body: LoginRequest, request: Request, response: Response, settings: SettingsDep
 ) -> Any:
-    async with signin.reading(engines) as connection:
-        attempt = await signin.start(connection, email=body.email)
-    if isinstance(attempt, auth.AuthFailure):
-        return _failure(attempt)
-    checked = await signin.check(attempt, body.password)  # no connection is held meanwhile
-    client = client_info(request)
-    outcome: auth.TokenPair | auth.AuthFailure
-    if checked.right:
-        async with signin.writing(engines) as connection:
-            outcome = await signin.admit(
-                connection, settings=settings, checked=checked, client=client
-            )
-            if isinstance(outcome, auth.TokenPair) and checked.attempt.account is not None:
-                await open_sessions.cap(
-                    connection,
-                    revocations=_revocations(request),
-                    user_id=checked.attempt.account.id,
-                    session_id=outcome.session_id,
-                    limit=settings.max_sessions,
-                    client=client,
-                )
-    else:  # the count is committed before the failure is answered
-        async with sessions() as session, session.begin():
-            outcome = await signin.refuse(
-                session, settings=settings, checked=checked, client=client
-            )
+    outcome = await log_in(request, email=body.email, password=body.password)
     if isinstance(outcome, auth.AuthFailure):
         return _failure(outcome)
     return _tokens(outcome, mode=body.mode, response=response, settings=settings)

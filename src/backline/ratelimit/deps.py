@@ -90,12 +90,17 @@ def email_key(signing_key: bytes, email: str) -> str:
 
 
 async def _body_email(request: Request) -> str | None:
-    """The JSON body's `email` field, normalized for counting; None when there is none."""
-    try:
-        body = await request.json()  # Starlette caches it: the route reads the same
-    except ValueError:
-        return None
-    email = body.get("email") if isinstance(body, dict) else None
+    """The body's `email` field (JSON, or a portal form), normalized for counting; None when
+    there is none."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        email: object = (await request.form()).get("email")  # cached for the route too
+    else:
+        try:
+            body = await request.json()  # Starlette caches it: the route reads the same
+        except ValueError:
+            return None
+        email = body.get("email") if isinstance(body, dict) else None
     if not isinstance(email, str) or not email.strip():
         return None
     try:  # the same address, however it is spelled, counts as one

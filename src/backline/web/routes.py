@@ -1,4 +1,5 @@
-"""The pages behind the links in Backline's emails: confirm an address, reset a password.
+"""The portal's routes: the static files, and the pages behind the links in Backline's
+emails (confirm an address, reset a password); the other pages come from the `*_pages` modules.
 
 Both pages carry their token in the URL, so they are sent with `Referrer-Policy: no-referrer`
 (the token never leaks to another site) and `Cache-Control: no-store`. Opening a link changes
@@ -9,33 +10,38 @@ path and call the same services as the JSON API.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader
+from fastapi.responses import HTMLResponse, Response
 
 from backline.accounts import recovery
 from backline.context import client_info
 from backline.deps import HttpClientDep, SessionDep, SettingsDep
-from backline.errors import ProblemError
+from backline.errors import NotFound, ProblemError
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
+from backline.web import account_pages, artist_pages, staff_pages, track_pages
+from backline.web.render import STATIC_CACHE, TOKEN_PAGE_HEADERS, assets, page
 
 pages = router(public=True, include_in_schema=False)
-_TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 MAX_TOKEN = 128
-
-
-@cache
-def _templates() -> Environment:
-    return Environment(loader=PackageLoader("backline.web", "templates"), autoescape=True)
+for area in (account_pages, artist_pages, track_pages, staff_pages):
+    pages.include_router(area.pages)
 
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates().get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status, headers=_TOKEN_PAGE_HEADERS)
+    return page(name, status, headers=TOKEN_PAGE_HEADERS, **context)
+
+
+@pages.get("/static/{name}")
+async def static_file(name: str) -> Response:
+    asset = assets().get(name)
+    if asset is None:
+        raise NotFound("No such file.")
+    return Response(
+        asset.body, media_type=asset.media_type, headers={"Cache-Control": STATIC_CACHE}
+    )
 
 
 @pages.get("/verify-email", response_class=HTMLResponse)
@@ -79,8 +85,9 @@ async def reset_password_form(
     title = "Choose a new password"
     if new_password != confirm_password:
         return _page(
-            "reset_password.html", 422, title=title, token=token, error="The two passwords differ."
-        )
+            "reset_password.html", 422, title=title, token=token,
+            errors={"confirm_password": "The two passwords differ."},
+        )  # fmt: skip
     try:
         await recovery.reset_password(
             session,
@@ -93,5 +100,8 @@ async def reset_password_form(
         )
     except ProblemError as exc:
         keep = token if exc.code != "invalid_token" else ""
+        if exc.code == "weak_password":
+            errors = {"new_password": exc.detail}
+            return _page("reset_password.html", exc.status, title=title, token=keep, errors=errors)
         return _page("reset_password.html", exc.status, title=title, token=keep, error=exc.detail)
     return _page("reset_password.html", title="Password changed", done=True)

@@ -1,0 +1,68 @@
+"""Who is looking at a portal page, and whether a form post is really from the portal.
+
+Pages use the browser's cookie session (see `accounts.cookies`). A form that changes anything
+carries the session's CSRF token in a hidden `csrf_token` field, and its `Origin` must be an
+allowed origin: a form posted from another site is refused with 403 `csrf_failed`. Forms used
+before signing in (sign up, log in) have no session yet, so only their origin is checked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+
+from backline.accounts.deps import ACCESS_COOKIE, check_csrf, check_origin, verify_session
+from backline.accounts.models import Role, User
+from backline.accounts.tokens import csrf_token
+from backline.errors import ProblemError
+
+SIGN_IN = "/login"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user: User
+    session_id: uuid.UUID
+    csrf: str
+
+    @property
+    def is_staff(self) -> bool:
+        return self.user.role in (Role.STAFF, Role.ADMIN)
+
+
+async def optional_viewer(request: Request) -> Viewer | None:
+    if not request.cookies.get(ACCESS_COOKIE):
+        return None
+    try:
+        identity = await verify_session(request)
+    except ProblemError:
+        return None  # expired or ended: the page is shown as to anyone
+    async with request.app.state.sessionmaker() as session, session.begin():
+        user = await session.get(User, identity.user_id)
+        if user is None:
+            return None
+        session.expunge(user)
+    key = request.app.state.settings.signing_key
+    return Viewer(user, identity.session_id, csrf_token(key, identity.session_id))
+
+
+async def checked_form(request: Request, found: Viewer) -> dict[str, str]:
+    """The posted form's text fields, after its CSRF token and origin pass."""
+    form = await request.form()
+    token = form.get("csrf_token")
+    check_csrf(request, found.session_id, token if isinstance(token, str) else "")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def public_form(request: Request) -> dict[str, str]:
+    """A form posted before signing in: only its origin is checked."""
+    check_origin(request)
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def to_sign_in() -> RedirectResponse:
+    return RedirectResponse(SIGN_IN, status_code=303)
