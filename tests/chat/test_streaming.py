@@ -202,6 +202,41 @@ async def test_a_client_that_leaves_cancels_the_provider_call_at_once(
         assert await _stored(engine) == [("Hello, ", "cut")]
 
 
+async def test_a_client_that_leaves_before_the_provider_answers_cancels_the_call(
+    app_factory: App,
+    chat_settings: Callable[..., Settings],
+    engine: AsyncEngine,
+    make_user: Any,
+    upstream: Upstream,
+) -> None:
+    import json as jsonlib
+
+    # Limits far away: only the disconnect can end the provider call.
+    settings = chat_settings(
+        chat_first_byte_timeout=60, chat_idle_timeout=60, chat_total_timeout=120
+    )
+    async with live(app_factory, settings) as client:
+        who = await signed_in(client, make_user, "ann@example.com")
+        upstream.then(Plan(hold_headers=True))
+        body = jsonlib.dumps({"message": "Hi"}).encode()
+        _reader, writer = await asyncio.open_connection("127.0.0.1", client.base_url.port)
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + f"Authorization: {who['Authorization']}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        for _ in range(100):  # bounded: until the provider has the question
+            if upstream.seen:
+                break
+            await asyncio.sleep(0.05)
+        assert upstream.seen
+        writer.close()
+        await asyncio.wait_for(upstream.closed_event.wait(), 5)
+        assert upstream.closed_by_caller == 1
+
+
 async def test_a_client_that_never_reads_is_let_go(
     app_factory: App,
     chat_settings: Callable[..., Settings],

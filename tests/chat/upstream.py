@@ -30,6 +30,7 @@ class Plan:
     cut_after: int | None = None  # chunks sent, then the connection is dropped
     usage: tuple[int, int] | None = (30, 4)
     header_delay: float = 0.0  # before anything at all
+    hold_headers: bool = False  # nothing sent until the caller leaves
 
 
 @dataclass
@@ -64,6 +65,9 @@ class Upstream:
         plan = self.plans.popleft() if self.plans else self.default
         if plan.header_delay:
             await asyncio.sleep(plan.header_delay)
+        if plan.hold_headers:
+            await self._wait_for_caller_to_leave(receive)
+            return
         if plan.status != 200:
             await self._error(send, plan.status)
         elif body.get("stream"):

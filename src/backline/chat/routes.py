@@ -30,11 +30,15 @@ from backline.chat.streaming import EventStream
 from backline.config import Settings
 from backline.deps import SessionDep, Sessions, SettingsDep
 from backline.errors import Unprocessable
+from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
 from backline.routing import router
 
 chat_router = router(prefix="/api/chat", tags=["assistant"])
 DEADLINE_MARGIN = 5.0  # past the chat's own limit, so that its 504 is the one the client sees
+
+
+log = get_logger(__name__)
 
 
 def _provider(request: Request, settings: Settings) -> Provider:
@@ -95,6 +99,31 @@ async def _abandon(opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]) -> N
     opening.cancel()
     with contextlib.suppress(BaseException):
         await (await opening).close()
+
+
+async def _opened_unless_client_leaves(
+    request: Request, opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]
+) -> AsyncStream[ChatCompletionChunk] | None:
+    """The provider's stream once it opens, or None when the client disconnected first.
+
+    A provider may think for many seconds before it sends a byte; a client that gives up
+    meanwhile must not leave that call running (and billing) to the end. The request body has
+    been read, so the next message the server can deliver is the disconnect."""
+
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait({opening, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if opening.done():
+        return opening.result()
+    log.info("chat_client_disconnected")
+    await _abandon(opening)
+    return None
 
 
 @chat_router.post("", response_model=None)
@@ -158,7 +187,9 @@ async def chat(
     except BaseException:
         await _abandon(opening)
         raise
-    stream = await opening
+    stream = await _opened_unless_client_leaves(request, opening)
+    if stream is None:
+        return Response(status_code=499)  # nobody is left to read it; never sent
     set_deadline(request, None)  # the relay enforces the stream's own limits from here
     relay = Relay(
         settings=settings,
