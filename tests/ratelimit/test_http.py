@@ -73,7 +73,7 @@ async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
 ) -> None:
     settings = make_settings(
         database_url=database_url,
-        rate_limits={"global": "2/minute"},
+        rate_limits={"global": "2/hour"},  # an hour: no window ends mid-test
         trusted_proxies="203.0.113.0/24",  # the test client's address
     )
     async for client in serve(app_factory(settings)):
@@ -152,7 +152,7 @@ async def test_an_ipv6_client_is_counted_by_its_64_network(
     database_url: str,
     path: str,
 ) -> None:
-    limits = {"global": "3/minute", "login": "3/minute"}
+    limits = {"global": "3/hour", "login": "3/hour"}  # no window ends mid-test
     if path == "/test/credential":
         limits["global"] = "100/minute"
     settings = make_settings(database_url=database_url, rate_limits=limits)
@@ -175,7 +175,7 @@ async def test_the_ipv6_network_length_is_a_setting_and_mapped_ipv4_is_ipv4(
 ) -> None:
     settings = make_settings(
         database_url=database_url,
-        rate_limits={"global": "2/minute"},
+        rate_limits={"global": "2/hour"},  # an hour: no window ends mid-test
         rate_limit_ipv6_prefix=48,
     )
     app = app_factory(settings)
@@ -206,7 +206,7 @@ async def test_redis_keys_hold_no_email_address_yet_count_each_address_once(
     settings = make_settings(
         database_url=database_url,
         redis_url=redis_url,
-        rate_limits={"forgot_password": "2/hour", "login_account": "2/minute"},
+        rate_limits={"forgot_password": "2/hour", "login_account": "2/hour"},
     )
     app = app_factory(settings)
     spellings = [
