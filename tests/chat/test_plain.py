@@ -126,6 +126,36 @@ async def test_provider_errors_are_502_after_retries_and_leak_nothing(
     assert failed["upstream_request_id"] == "upstream-err-1"
 
 
+async def test_a_failed_answer_keeps_the_question_and_says_none_came(
+    client: httpx.AsyncClient, make_user: Any, upstream: Upstream
+) -> None:
+    who = await signed_in(client, make_user, "ann@example.com")
+    first = await client.post("/api/chat", json={"message": "One", "stream": False}, headers=who)
+    conversation = first.json()["conversation_id"]
+    upstream.then(Plan(status=500), Plan(status=500), Plan(status=500))
+    body = {"message": "Two", "stream": False, "conversation_id": conversation}
+    failed = await client.post("/api/chat", json=body, headers=who)
+    assert failed.status_code == 502
+    shown = (await client.get(f"/api/chat/conversations/{conversation}", headers=who)).json()
+    assert [(m["role"], m["content"], m["state"]) for m in shown["messages"]] == [
+        ("user", "One", "complete"),
+        ("assistant", "Hello, artist!", "complete"),
+        ("user", "Two", "complete"),
+        ("assistant", "", "cut"),
+    ]
+    # Asked again, the provider is sent the question that failed but no empty answer.
+    body["message"] = "Two, again"
+    again = await client.post("/api/chat", json=body, headers=who)
+    assert again.status_code == 200
+    sent = [(m["role"], m["content"]) for m in upstream.seen[-1].body["messages"][1:]]
+    assert sent == [
+        ("user", "One"),
+        ("assistant", "Hello, artist!"),
+        ("user", "Two"),
+        ("user", "Two, again"),
+    ]
+
+
 async def test_a_429_is_retried_then_answered(
     client: httpx.AsyncClient, make_user: Any, upstream: Upstream
 ) -> None:

@@ -169,7 +169,11 @@ async def test_a_stream_cut_after_the_first_byte_is_never_retried(
 
 
 async def test_failing_before_any_byte_is_a_plain_problem(
-    app_factory: App, chat_settings: Callable[..., Settings], make_user: Any, upstream: Upstream
+    app_factory: App,
+    chat_settings: Callable[..., Settings],
+    engine: AsyncEngine,
+    make_user: Any,
+    upstream: Upstream,
 ) -> None:
     async with live(app_factory, chat_settings(chat_max_retries=0)) as client:
         who = await signed_in(client, make_user, "ann@example.com")
@@ -177,6 +181,9 @@ async def test_failing_before_any_byte_is_a_plain_problem(
         response = await client.post("/api/chat", json={"message": "Hi"}, headers=who)
     assert response.status_code == 502
     assert response.headers["content-type"] == "application/problem+json"
+    # The question is kept, and the conversation shows that no answer came.
+    stored = [(m.role, m.content, m.state) for m in await messages_of(engine)]
+    assert stored == [("user", "Hi", "complete"), ("assistant", "", "cut")]
 
 
 async def test_a_client_that_leaves_cancels_the_provider_call_at_once(
@@ -235,6 +242,7 @@ async def test_a_client_that_leaves_before_the_provider_answers_cancels_the_call
         writer.close()
         await asyncio.wait_for(upstream.closed_event.wait(), 5)
         assert upstream.closed_by_caller == 1
+        assert await _stored(engine) == [("", "cut")]
 
 
 async def test_a_client_that_never_reads_is_let_go(

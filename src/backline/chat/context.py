@@ -109,11 +109,12 @@ async def system_prompt(session: AsyncSession, *, user_id: uuid.UUID) -> str:
 
 
 async def history(session: AsyncSession, *, conversation_id: uuid.UUID) -> list[ChatMessage]:
-    """The conversation's past messages, oldest first (at most `MAX_TURNS`)."""
+    """The conversation's past messages, oldest first (at most `MAX_TURNS`); an answer that
+    never began (empty, `cut`) is left out: providers refuse an empty assistant turn."""
     rows = (
         await session.scalars(
             select(ChatMessage)
-            .where(ChatMessage.conversation_id == conversation_id)
+            .where(ChatMessage.conversation_id == conversation_id, ChatMessage.content != "")
             .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
             .limit(MAX_TURNS)
         )

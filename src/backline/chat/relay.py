@@ -5,6 +5,9 @@ forwards each as an event, sends keep-alives while the provider is silent, enfor
 first-byte, idle and total limits, and, however it ends (finished, provider failure,
 timeout, client gone), closes the provider's response and stores the text streamed so far
 as the assistant's message, `complete` or `cut`, and counts its tokens.
+
+The question may still be being stored when the first deltas go out (see `turns`): the relay
+waits for it only to store the answer, and ends the answer early if it could not be stored.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from backline.ratelimit.policies import Key
 
 log = get_logger(__name__)
 _END = object()
+QUESTION_LOST = ("chat_unavailable", "The conversation could not be saved; please ask again.")
 
 
 async def _step(chunks: AsyncIterator[str | Usage]) -> object:
@@ -49,7 +53,7 @@ class Relay:
     sessionmaker: async_sessionmaker[AsyncSession]
     limiter: RateLimiter
     who: Mapping[Key, str]
-    conversation_id: uuid.UUID
+    question: asyncio.Task[uuid.UUID]  # storing the question; gives the conversation's id
     prompt: str  # what was sent, for estimating usage the provider does not report
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     text: list[str] = field(default_factory=list)
@@ -59,6 +63,7 @@ class Relay:
 
     async def run(self, emit: Emit) -> None:
         state, problem = "cut", None
+        conversation_id: uuid.UUID | None = None
         try:
             problem = await self._relay(emit, deltas(self.stream).__aiter__())
             if problem is None:
@@ -67,14 +72,18 @@ class Relay:
             # Whatever ended the relay (even a cancellation), the rest must still run.
             with anyio.CancelScope(shield=True):
                 await self._close()
-                await self._store(state)
+                conversation_id = await self._conversation()
+                if conversation_id is None:
+                    state, problem = "cut", problem or QUESTION_LOST
+                else:
+                    await self._store(conversation_id, state)
         if problem is not None:
             await emit(event("error", {"code": problem[0], "detail": problem[1]}))
         await emit(
             event(
                 "done",
                 {
-                    "conversation_id": str(self.conversation_id),
+                    "conversation_id": str(conversation_id) if conversation_id else None,
                     "message_id": str(self.message_id),
                     "state": state,
                     "usage": self._usage_json(),
@@ -107,6 +116,8 @@ class Relay:
                         raise TimeoutError
                     await emit(KEEPALIVE)
                     continue
+                if self.question.done() and self.question.exception() is not None:
+                    return QUESTION_LOST
                 item, self._pending = pending.result(), None
                 if item is _END:
                     return None
@@ -142,13 +153,20 @@ class Relay:
             "total_tokens": self.usage.total,
         }
 
-    async def _store(self, state: str) -> None:
+    async def _conversation(self) -> uuid.UUID | None:
+        try:
+            return await self.question
+        except Exception:
+            log.exception("chat_question_not_stored")
+            return None
+
+    async def _store(self, conversation_id: uuid.UUID, state: str) -> None:
         text = "".join(self.text)
         usage = self.usage
         tokens = usage.total if usage else estimate_tokens(self.prompt) + estimate_tokens(text)
         try:
             async with self.sessionmaker() as session, session.begin():
-                conversation = await session.get(Conversation, self.conversation_id)
+                conversation = await session.get(Conversation, conversation_id)
                 if conversation is not None:  # else deleted while the answer streamed
                     await service.add_message(
                         session,

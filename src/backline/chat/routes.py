@@ -1,25 +1,20 @@
 """`POST /api/chat` and the user's conversations under `/api/chat/conversations`.
 
-The route checks the message and the limits, reads the context, stores the user's message in
-a short transaction of its own (no connection is held while the provider thinks), then either
-waits for the whole answer (`stream: false`, within BACKLINE_CHAT_TIMEOUT) or hands the
-provider's stream to `EventStream`, lifting the request deadline: the stream keeps its own
-limits. A streamed answer is asked for while the question is being stored.
+The route checks the message and the limits and reads the context; a `turns.Turn` stores the
+question in a short transaction of its own (no connection is held while the provider thinks)
+and asks the provider. The route then either returns the whole answer (`stream: false`, within
+BACKLINE_CHAT_TIMEOUT) or hands the provider's stream to `EventStream`, lifting the request
+deadline: the stream keeps its own limits.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from openai import AsyncStream
-from openai.types.chat import ChatCompletionChunk
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.deps import CurrentUserId
 from backline.chat import context, limits, service
@@ -27,6 +22,7 @@ from backline.chat.provider import Provider, missing_setting, not_configured
 from backline.chat.relay import Relay
 from backline.chat.schemas import ChatRequest, Rename
 from backline.chat.streaming import EventStream
+from backline.chat.turns import Turn
 from backline.config import Settings
 from backline.deps import SessionDep, Sessions, SettingsDep
 from backline.errors import Unprocessable
@@ -75,57 +71,6 @@ async def _context(
     return context.fit(system, past, text, budget=budget)
 
 
-async def _store_question(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    user_id: uuid.UUID,
-    conversation_id: uuid.UUID | None,
-    text: str,
-) -> uuid.UUID:
-    """Store the user's message (starting a conversation if none is named); its id."""
-    async with sessions() as session, session.begin():
-        if conversation_id is None:
-            conversation = await service.start(session, user_id=user_id, message=text)
-        else:
-            conversation = await service.own(
-                session, conversation_id=conversation_id, user_id=user_id
-            )
-        await service.add_message(session, conversation=conversation, role="user", content=text)
-        return conversation.id
-
-
-async def _abandon(opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]) -> None:
-    """Stop a provider call being opened, closing its stream if it had opened already."""
-    opening.cancel()
-    with contextlib.suppress(BaseException):
-        await (await opening).close()
-
-
-async def _opened_unless_client_leaves(
-    request: Request, opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]
-) -> AsyncStream[ChatCompletionChunk] | None:
-    """The provider's stream once it opens, or None when the client disconnected first.
-
-    A provider may think for many seconds before it sends a byte; a client that gives up
-    meanwhile must not leave that call running (and billing) to the end. The request body has
-    been read, so the next message the server can deliver is the disconnect."""
-
-    async def client_left() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(client_left())
-    try:
-        await asyncio.wait({opening, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if opening.done():
-        return opening.result()
-    log.info("chat_client_disconnected")
-    await _abandon(opening)
-    return None
-
-
 @chat_router.post("", response_model=None)
 async def chat(
     body: ChatRequest,
@@ -142,13 +87,17 @@ async def chat(
             session, user_id=user_id, body=body, text=text, budget=settings.chat_context_tokens
         )
     prompt = "".join(str(m.get("content", "")) for m in messages)
-    store = partial(
-        _store_question, sessions, user_id=user_id, conversation_id=body.conversation_id, text=text
+    turn = Turn(
+        sessions=sessions,
+        provider=provider,
+        user_id=user_id,
+        conversation_id=body.conversation_id,
+        text=text,
+        messages=messages,
     )
     if not body.stream:
-        conversation_id = await store()
         set_deadline(request, settings.chat_timeout + DEADLINE_MARGIN)
-        answer = await provider.complete(messages)
+        conversation_id, answer = await turn.complete()
         async with sessions() as session, session.begin():
             conversation = await service.own(
                 session, conversation_id=conversation_id, user_id=user_id
@@ -180,14 +129,7 @@ async def chat(
             }
         )
     set_deadline(request, settings.chat_total_timeout + settings.chat_first_byte_timeout)
-    # The provider starts thinking while the question is stored: the two overlap.
-    opening = asyncio.ensure_future(provider.open_stream(messages))
-    try:
-        conversation_id = await store()
-    except BaseException:
-        await _abandon(opening)
-        raise
-    stream = await _opened_unless_client_leaves(request, opening)
+    question, stream = await turn.open(request)
     if stream is None:
         return Response(status_code=499)  # nobody is left to read it; never sent
     set_deadline(request, None)  # the relay enforces the stream's own limits from here
@@ -197,7 +139,7 @@ async def chat(
         sessionmaker=request.app.state.sessionmaker,
         limiter=request.app.state.ratelimiter,
         who=who,
-        conversation_id=conversation_id,
+        question=question,
         prompt=prompt,
     )
     return EventStream(relay.run, send_timeout=settings.chat_idle_timeout)
