@@ -2,8 +2,9 @@
 
 1. Time to first byte (the first `event: delta`) through Backline against the same stand-in
    provider called directly, taking turns, one request at a time (goal: Backline adds < 5 ms
-   at p50, < 15 ms at p99). Backline's part includes checking the limits, storing the
-   question and reading the context.
+   at p50, < 15 ms at p99). Backline's part includes authentication, checking the limits in
+   Redis, reading the context and writing the question. Beside it, in the same run, what a
+   bare relay adds (`bench.chat_floor`): the floor of relaying in Python on this machine.
 2. 200 concurrent streamed chats, each answered with 200 chunks by the stand-in: every one must
    end `complete`; the server's resident memory at the peak of 50 concurrent streams and at
    the peak of 200 (goal: it grows < 50 MiB between them).
@@ -58,25 +59,30 @@ async def _first_byte(client: httpx.AsyncClient, url: str, body: dict[str, objec
     return took
 
 
-async def _ttfb(backline: int, upstream: int, token: str, count: int) -> list[float]:
-    """Backline's time to first byte less the direct one, pair by pair."""
+async def _ttfb(
+    backline: int, floor: int, upstream: int, token: str, count: int
+) -> tuple[list[float], list[float]]:
+    """What Backline, and the bare relay, add to the direct time to first byte, each call
+    paired with a direct one made just before it (so both see the same machine)."""
     direct_body = {
         "model": "bench",
         "messages": [{"role": "user", "content": "hi"}],
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {token}"}
-    extra: list[float] = []
+    direct_url = f"http://127.0.0.1:{upstream}/v1/chat/completions"
+    urls = {port: f"http://127.0.0.1:{port}/api/chat" for port in (backline, floor)}
+    extra: dict[int, list[float]] = {backline: [], floor: []}
     async with httpx.AsyncClient(timeout=30, headers=headers) as client:
         for _ in range(10):  # warm-up
-            await _first_byte(client, f"http://127.0.0.1:{backline}/api/chat", BODY)
+            for url in urls.values():
+                await _first_byte(client, url, BODY)
         for _ in range(count):
-            direct = await _first_byte(
-                client, f"http://127.0.0.1:{upstream}/v1/chat/completions", direct_body
-            )
-            through = await _first_byte(client, f"http://127.0.0.1:{backline}/api/chat", BODY)
-            extra.append(through - direct)
-    return sorted(extra)
+            for port, url in urls.items():
+                direct = await _first_byte(client, direct_url, direct_body)
+                through = await _first_byte(client, url, BODY)
+                extra[port].append(through - direct)
+    return sorted(extra[backline]), sorted(extra[floor])
 
 
 def _rss(pid: int) -> int:
@@ -141,16 +147,25 @@ def run(*, quick: bool = False) -> None:
         }
         with server(upstream_env, factory="bench.chat_upstream:create_app") as upstream:
             env["BACKLINE_CHAT_BASE_URL"] = f"http://127.0.0.1:{upstream}/v1"
-            with server_process(env) as (port, _):
+            floor_env = {"BENCH_CHAT_UPSTREAM": env["BACKLINE_CHAT_BASE_URL"]}
+            with (
+                server_process(env) as (port, _),
+                server(floor_env, factory="bench.chat_floor:create_app") as floor,
+            ):
                 token = httpx.post(
                     f"http://127.0.0.1:{port}/api/auth/login",
                     json={"email": EMAIL, "password": PASSWORD},
                 ).json()["access_token"]
-                extra = asyncio.run(_ttfb(port, upstream, token, 50 if quick else 500))
+                extra, bare = asyncio.run(_ttfb(port, floor, upstream, token, 50 if quick else 500))
         ms = 1000
         print(
             f"  time to first byte added by Backline: p50 {percentile(extra, 0.5) * ms:.2f} ms, "
             f"p99 {percentile(extra, 0.99) * ms:.2f} ms (goal < 5 ms, < 15 ms)"
+        )
+        print(
+            f"  added by a bare relay (bench.chat_floor: no middleware, auth, limits or "
+            f"database): p50 {percentile(bare, 0.5) * ms:.2f} ms, "
+            f"p99 {percentile(bare, 0.99) * ms:.2f} ms"
         )
         gap = "0.005" if not quick else "0.002"
         with server(

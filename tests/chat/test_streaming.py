@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backline.app import Backline
 from backline.config import Settings
 from tests.chat.conftest import events, live, messages_of, signed_in
-from tests.chat.upstream import Plan, Upstream
+from tests.chat.upstream import UPSTREAM_SECRET, Plan, Upstream
 
 App = Callable[[Settings], Backline]
 
@@ -49,6 +49,44 @@ async def test_a_streamed_answer_sends_deltas_then_a_final_event(
     assert upstream.seen[-1].body["stream"] is True
     assert await _stored(engine) == [("Hello, artist!", "complete")]
     assert str((await messages_of(engine))[-1].id) == done["message_id"]
+
+
+ODD_CHUNKS: list[object] = [
+    [],
+    "text",
+    {"choices": "none"},
+    {"choices": [None, 3, {"delta": None}, {"delta": {"content": 7}}, {"delta": {"role": "x"}}]},
+    {"usage": {"prompt_tokens": "many", "completion_tokens": None}, "choices": []},
+]
+
+
+async def test_chunks_of_an_odd_shape_are_skipped(
+    app_factory: App, chat_settings: Callable[..., Settings], make_user: Any, upstream: Upstream
+) -> None:
+    async with live(app_factory, chat_settings()) as client:
+        who = await signed_in(client, make_user, "ann@example.com")
+        upstream.then(Plan(before=ODD_CHUNKS))
+        response = await client.post("/api/chat", json={"message": "Hi"}, headers=who)
+    found = events(response.text)
+    assert [d["text"] for name, d in found if name == "delta"] == ["Hello", ", ", "artist", "!"]
+    assert found[-1][1]["state"] == "complete"
+    assert found[-1][1]["usage"]["total_tokens"] == 34  # the well-formed report, the last one
+
+
+async def test_an_error_object_mid_stream_is_a_clean_error_event(
+    app_factory: App,
+    chat_settings: Callable[..., Settings],
+    make_user: Any,
+    upstream: Upstream,
+) -> None:
+    async with live(app_factory, chat_settings()) as client:
+        who = await signed_in(client, make_user, "ann@example.com")
+        upstream.then(Plan(before=[{"error": {"message": UPSTREAM_SECRET}}]))
+        response = await client.post("/api/chat", json={"message": "Hi"}, headers=who)
+    found = events(response.text)
+    assert found[-2] == ("error", {"code": "chat_upstream_error", "detail": found[-2][1]["detail"]})
+    assert found[-1][1]["state"] == "cut"
+    assert UPSTREAM_SECRET not in response.text
 
 
 async def test_keep_alives_flow_while_the_provider_is_silent(

@@ -31,6 +31,7 @@ class Plan:
     usage: tuple[int, int] | None = (30, 4)
     header_delay: float = 0.0  # before anything at all
     hold_headers: bool = False  # nothing sent until the caller leaves
+    before: list[object] = field(default_factory=list)  # raw events sent before the tokens
 
 
 @dataclass
@@ -131,6 +132,8 @@ class Upstream:
             }
         )
         await asyncio.sleep(plan.first_delay)
+        for raw in plan.before:
+            await send({"type": "http.response.body", "body": _raw(raw), "more_body": True})
         for index, token in enumerate(plan.tokens):
             if plan.stall_after is not None and index == plan.stall_after:
                 await self._wait_for_caller_to_leave(receive)
@@ -169,6 +172,10 @@ def _usage(usage: tuple[int, int]) -> dict[str, int]:
 
 def _data(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+def _raw(value: object) -> bytes:
+    return f"data: {json.dumps(value)}\n\n".encode()
 
 
 def _chunk(token: str) -> bytes:

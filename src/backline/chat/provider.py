@@ -26,13 +26,15 @@ from typing import Any
 import httpx
 import openai
 from openai import AsyncOpenAI, AsyncStream
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from backline.config import Settings
 from backline.errors import ProblemError, ServiceUnavailable
 from backline.logging import get_logger
 
 log = get_logger(__name__)
+# A streamed answer, chunk by chunk, each the provider's JSON object.
+Chunks = AsyncStream[Any]
 # Local servers (Ollama, llama.cpp) need no key; the package insists on one, and sends this.
 NO_KEY = "not-needed"
 
@@ -141,35 +143,61 @@ class Provider:
             Usage(usage.prompt_tokens, usage.completion_tokens) if usage is not None else None,
         )
 
-    async def open_stream(
-        self, messages: Sequence[ChatCompletionMessageParam]
-    ) -> AsyncStream[ChatCompletionChunk]:
+    async def open_stream(self, messages: Sequence[ChatCompletionMessageParam]) -> Chunks:
         """Start a streamed answer: returns once the provider has answered 200 (after any
-        retries), within the first-byte limit; raises `UpstreamError`/`UpstreamTimeout`."""
+        retries), within the first-byte limit; raises `UpstreamError`/`UpstreamTimeout`.
+
+        The package's generic `post` is used rather than `chat.completions.create`: it keeps
+        the package's retries, error mapping and event parsing, but hands each chunk back as
+        the JSON object it is. Building the typed model of every chunk (and validating the
+        request body against its type) cost more than relaying the chunk."""
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        timeout = openai.Timeout(
+            self.settings.chat_total_timeout,
+            connect=self.settings.chat_connect_timeout,
+            read=self.settings.chat_idle_timeout,
+        )
         try:
             async with asyncio.timeout(self.settings.chat_first_byte_timeout):
-                raw = await self.client.chat.completions.with_raw_response.create(
-                    model=self.model,
-                    messages=list(messages),
+                stream = await self.client.post(
+                    "/chat/completions",
+                    cast_to=object,
+                    body=body,
+                    options={"timeout": timeout},
                     stream=True,
-                    stream_options={"include_usage": True},
-                    timeout=openai.Timeout(
-                        self.settings.chat_total_timeout,
-                        connect=self.settings.chat_connect_timeout,
-                        read=self.settings.chat_idle_timeout,
-                    ),
+                    stream_cls=Chunks,
                 )
         except (openai.OpenAIError, TimeoutError) as exc:
             raise problem_for(exc) from None
-        log.info("chat_upstream", upstream_request_id=upstream_id(raw.headers), stream=True)
-        return raw.parse()
+        log.info(
+            "chat_upstream", upstream_request_id=upstream_id(stream.response.headers), stream=True
+        )
+        return stream
 
 
-async def deltas(stream: AsyncStream[ChatCompletionChunk]) -> AsyncIterator[str | Usage]:
-    """The text deltas of a streamed answer, then its usage when the provider reports one."""
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+async def deltas(stream: Chunks) -> AsyncIterator[str | Usage]:
+    """The text deltas of a streamed answer, then its usage when the provider reports one.
+
+    Chunks are plain JSON objects; a field of the wrong shape is skipped, never trusted."""
     async for chunk in stream:
-        if chunk.usage is not None:
-            yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-        for choice in chunk.choices:
-            if choice.delta.content:
-                yield choice.delta.content
+        usage = _mapping(chunk).get("usage")
+        if isinstance(usage, dict):
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            yield Usage(
+                prompt if isinstance(prompt, int) else 0,
+                completion if isinstance(completion, int) else 0,
+            )
+        choices = _mapping(chunk).get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            content = _mapping(_mapping(choice).get("delta")).get("content")
+            if isinstance(content, str) and content:
+                yield content

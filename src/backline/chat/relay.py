@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 
 import anyio
 import openai
-from openai import AsyncStream
-from openai.types.chat import ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.chat import limits, service
 from backline.chat.context import estimate_tokens
 from backline.chat.models import Conversation
-from backline.chat.provider import Usage, deltas
+from backline.chat.provider import Chunks, Usage, deltas
 from backline.chat.streaming import KEEPALIVE, Emit, event
 from backline.config import Settings
 from backline.logging import get_logger
@@ -49,7 +47,7 @@ async def _step(chunks: AsyncIterator[str | Usage]) -> object:
 @dataclass
 class Relay:
     settings: Settings
-    stream: AsyncStream[ChatCompletionChunk]
+    stream: Chunks
     sessionmaker: async_sessionmaker[AsyncSession]
     limiter: RateLimiter
     who: Mapping[Key, str]

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import anyio
 from fastapi import Request
-from openai import AsyncStream
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.chat import service
-from backline.chat.provider import Completion, Provider
+from backline.chat.provider import Chunks, Completion, Provider
 from backline.logging import get_logger
 
 log = get_logger(__name__)
@@ -91,9 +90,7 @@ class Turn:
             await self.store_unanswered(conversation_id)
             raise
 
-    async def open(
-        self, request: Request
-    ) -> tuple[asyncio.Task[uuid.UUID], AsyncStream[ChatCompletionChunk] | None]:
+    async def open(self, request: Request) -> tuple[asyncio.Task[uuid.UUID], Chunks | None]:
         """Write the question, then commit it and open the provider's stream side by side.
 
         Returns the storing task and the opened stream, or None for the stream when the client
@@ -120,7 +117,7 @@ class Turn:
 
     async def _unanswered(
         self,
-        opening: asyncio.Task[AsyncStream[ChatCompletionChunk]],
+        opening: asyncio.Task[Chunks],
         question: asyncio.Task[uuid.UUID],
     ) -> None:
         """No answer will come: stop the provider call, and say so once the question is in."""
@@ -132,9 +129,9 @@ class Turn:
 
 async def _first_of(
     request: Request,
-    opening: asyncio.Task[AsyncStream[ChatCompletionChunk]],
+    opening: asyncio.Task[Chunks],
     question: asyncio.Task[uuid.UUID],
-) -> AsyncStream[ChatCompletionChunk] | None:
+) -> Chunks | None:
     """The provider's stream once it opens, or None when the client disconnected first.
 
     A provider may think for many seconds before it sends a byte; a client that gives up
@@ -170,7 +167,7 @@ async def _committed(session: AsyncSession, conversation_id: uuid.UUID) -> uuid.
     return conversation_id
 
 
-async def _abandon(opening: asyncio.Task[AsyncStream[ChatCompletionChunk]]) -> None:
+async def _abandon(opening: asyncio.Task[Chunks]) -> None:
     """Stop a provider call being opened, closing its stream if it had opened already."""
     opening.cancel()
     with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
