@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.chat.models import ChatMessage, Conversation
@@ -40,6 +40,42 @@ async def start(session: AsyncSession, *, user_id: uuid.UUID, message: str) -> C
     session.add(conversation)
     await session.flush()
     return conversation
+
+
+async def ask(
+    session: AsyncSession, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None, text: str
+) -> uuid.UUID:
+    """Add the user's message to their conversation, or to a new one when none is named; the
+    conversation's id. Two statements either way, as every message waits on them: a new
+    conversation is inserted complete (no later UPDATE of its times), then its first message;
+    a named one is touched by an UPDATE that also proves it is the user's (404
+    `conversation_not_found` otherwise), then the message is inserted."""
+    if conversation_id is None:
+        now = utcnow()
+        conversation = Conversation(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            title=title_for(text),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(conversation)
+        await session.flush()  # first: the message's foreign key needs the row
+        conversation_id = conversation.id
+    else:
+        touched = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if touched.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound("No such conversation.", code="conversation_not_found")
+    session.add(
+        ChatMessage(conversation_id=conversation_id, role="user", content=text, state="complete")
+    )
+    await session.flush()
+    return conversation_id
 
 
 async def add_message(

@@ -2,13 +2,13 @@
 
 The route has checked the message and the limits and read the context; a `Turn` does the rest.
 The question is written in a short transaction of its own (no connection is held while the
-provider thinks). For a streamed answer, that transaction is committed while the provider
-starts thinking, and the answer is relayed as soon as the provider opens: what a commit costs
-(a disk flush on PostgreSQL) is not added to the time to the first word. The question is
-written, and its connection taken, before the provider is asked, so that under load new
-answers queue for the database rather than the database for a busy event loop. The relay
-waits for the commit only when it stores the answer, and stops early, with an error event, if
-the question could not be stored.
+provider thinks). For a streamed answer the provider is asked first; the question is written
+meanwhile, and committed while the answer starts: what a commit costs (a disk flush on
+PostgreSQL) is not added to the time to the first word. The route waits for the question to
+be written (its connection taken) before it relays anything, so that under load new answers
+queue for the database rather than the database for a busy event loop. The relay waits for
+the commit only when it stores the answer, and stops early, with an error event, if the
+question could not be stored.
 
 However a turn ends, the conversation says so. An answer that never began (the provider failed
 or timed out before its first byte, or the client left while it thought) is stored as an empty
@@ -51,17 +51,9 @@ class Turn:
             return await self._ask(session)
 
     async def _ask(self, session: AsyncSession) -> uuid.UUID:
-        """Add the user's message (starting a conversation if none is named); not committed."""
-        if self.conversation_id is None:
-            conversation = await service.start(session, user_id=self.user_id, message=self.text)
-        else:
-            conversation = await service.own(
-                session, conversation_id=self.conversation_id, user_id=self.user_id
-            )
-        await service.add_message(
-            session, conversation=conversation, role="user", content=self.text
+        return await service.ask(
+            session, user_id=self.user_id, conversation_id=self.conversation_id, text=self.text
         )
-        return conversation.id
 
     async def store_unanswered(self, conversation_id: uuid.UUID) -> None:
         """Record that no answer came: an empty assistant message marked `cut`."""
@@ -91,19 +83,21 @@ class Turn:
             raise
 
     async def open(self, request: Request) -> tuple[asyncio.Task[uuid.UUID], Chunks | None]:
-        """Write the question, then commit it and open the provider's stream side by side.
+        """Ask the provider and write the question side by side; then wait for the provider
+        while the question commits.
 
         Returns the storing task and the opened stream, or None for the stream when the client
         left before the provider answered (its call is then abandoned at once). A provider
         failure, or a question that cannot be stored, is raised once the other has settled."""
+        opening = asyncio.ensure_future(self.provider.open_stream(self.messages))
         session = self.sessions()
         try:
             await session.begin()
             conversation_id = await self._ask(session)
         except BaseException:
             await session.close()
+            await _abandon(opening)
             raise
-        opening = asyncio.ensure_future(self.provider.open_stream(self.messages))
         question = asyncio.ensure_future(_committed(session, conversation_id))
         try:
             stream = await _first_of(request, opening, question)
