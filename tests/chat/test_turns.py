@@ -21,7 +21,7 @@ from backline.app import Backline
 from backline.config import Settings
 from backline.db import create_engine
 from tests.chat.conftest import events, live, messages_of, signed_in
-from tests.chat.upstream import Upstream
+from tests.chat.upstream import Plan, Upstream
 from tests.conftest import (
     _postgres_reachable,
     create_postgres_database,
@@ -139,4 +139,27 @@ async def test_a_question_that_fails_to_commit_ends_the_answer_with_an_error(
     assert found[-1][0] == "done"
     assert found[-1][1]["state"] == "cut"
     assert found[-1][1]["conversation_id"] is None
+    assert await messages_of(engine) == []
+
+
+@pytest.mark.parametrize(
+    "database_url", ["RAISE EXCEPTION 'refused at commit';"], indirect=True, ids=["refused"]
+)
+async def test_a_question_that_fails_before_the_provider_answers_is_a_clean_503(
+    app_factory: App,
+    chat_settings: Callable[..., Settings],
+    database_url: str,
+    engine: AsyncEngine,
+    make_user: Any,
+    upstream: Upstream,
+) -> None:
+    async with live(app_factory, chat_settings()) as client:
+        who = await signed_in(client, make_user, "ann@example.com")
+        upstream.then(Plan(hold_headers=True))  # the provider thinks until the caller leaves
+        response = await client.post("/api/chat", json={"message": "Hi"}, headers=who)
+        await asyncio.wait_for(upstream.closed_event.wait(), 5)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "chat_unavailable"
+    assert upstream.closed_by_caller == 1  # the provider call was given up at once
     assert await messages_of(engine) == []

@@ -22,11 +22,12 @@ import anyio
 import openai
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backline.chat import limits, service
+from backline.chat import limits, service, turns
 from backline.chat.context import estimate_tokens
 from backline.chat.models import Conversation
 from backline.chat.provider import Chunks, Usage, deltas
 from backline.chat.streaming import KEEPALIVE, Emit, event
+from backline.chat.turns import QuestionNotStored
 from backline.config import Settings
 from backline.logging import get_logger
 from backline.ratelimit.limiter import RateLimiter
@@ -34,7 +35,7 @@ from backline.ratelimit.policies import Key
 
 log = get_logger(__name__)
 _END = object()
-QUESTION_LOST = ("chat_unavailable", "The conversation could not be saved; please ask again.")
+QUESTION_LOST = (QuestionNotStored.code, turns.QUESTION_LOST)
 
 
 async def _step(chunks: AsyncIterator[str | Usage]) -> object:

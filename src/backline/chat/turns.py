@@ -31,9 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.chat import service
 from backline.chat.provider import Chunks, Completion, Provider
+from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
 
 log = get_logger(__name__)
+QUESTION_LOST = "The conversation could not be saved; please ask again."
+
+
+class QuestionNotStored(ServiceUnavailable):
+    code = "chat_unavailable"
 
 
 @dataclass
@@ -144,7 +150,9 @@ async def _first_of(
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if question in done:
                 waiting.discard(question)
-                question.result()  # raises when the question could not be stored
+                if (failure := question.exception()) is not None:
+                    log.error("chat_question_not_stored", error=type(failure).__name__)
+                    raise QuestionNotStored(QUESTION_LOST) from failure
             if opening in done:
                 return opening.result()
             if watcher in done:
