@@ -415,7 +415,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     directory = config.stash.get(_OWN_CEPH_DIR, None)
     if directory is not None:
         stop_shared_cluster(directory)
-        del os.environ[STATE_VARIABLE]
+        os.environ.pop(STATE_VARIABLE, None)
 
 
 def _serving(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
@@ -434,7 +434,13 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def ceph_cluster() -> CephCluster:
-    """The run's one Ceph cluster (see `tests.s3servers` for how workers share it)."""
+    """The run's one Ceph cluster, whatever the number of xdist workers.
+
+    Started on first use by whichever worker takes a file lock first, in a directory the
+    controlling pytest process made and stops at the end of the run; or, with
+    BACKLINE_TEST_CEPH_DIR naming one (`.ci/run`), a cluster already running. `tests.s3servers`
+    has the details.
+    """
     found = shared_cluster()
     if isinstance(found, str):
         unavailable(found)
