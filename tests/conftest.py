@@ -428,7 +428,7 @@ def _serving(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 
 @pytest.fixture
 def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    for s3 in moto_server(free_port(), BUCKET):
+    with moto_server(free_port(), BUCKET) as s3:
         yield _serving(s3, monkeypatch)
 
 
@@ -450,7 +450,7 @@ def ceph_cluster() -> CephCluster:
 
 @pytest.fixture
 def radosgw_s3(ceph_cluster: CephCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    for s3 in radosgw_bucket(ceph_cluster):
+    with radosgw_bucket(ceph_cluster) as s3:
         yield _serving(s3, monkeypatch)
 
 

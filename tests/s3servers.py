@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class S3Server:
 # ----------------------------------------------------------------------------- moto
 
 
+@contextmanager
 def moto_server(port: int, bucket: str) -> Iterator[S3Server]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -221,6 +223,7 @@ def stop_shared_cluster(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextmanager
 def radosgw_bucket(cluster: CephCluster) -> Iterator[S3Server]:
     """An empty bucket of the test's own, emptied and removed afterwards."""
     s3 = cluster.bucket(f"backline-test-{uuid.uuid4().hex[:12]}")
