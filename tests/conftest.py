@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import boto3
 import httpx
 import pytest
 import redis
 import redis.asyncio
 from asgi_lifespan import LifespanManager
-from moto.server import ThreadedMotoServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline import migrate
@@ -40,6 +38,16 @@ from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.logging import configure_logging
 from backline.models import metadata
+from tests.s3servers import (
+    STATE_VARIABLE,
+    CephCluster,
+    S3Server,
+    make_state_dir,
+    moto_server,
+    radosgw_bucket,
+    shared_cluster,
+    stop_shared_cluster,
+)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BACKLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"
@@ -387,22 +395,71 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.stop()
 
 
-# ----------------------------------------------------------------------------- S3 (moto)
+# ----------------------------------------------------------------------------- S3
 
 
 BUCKET = "backline-test"
+_OWN_CEPH_DIR = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's Ceph directory, made by the process that owns the xdist workers (see s3servers)."""
+    if hasattr(config, "workerinput") or STATE_VARIABLE in os.environ:
+        return
+    directory = make_state_dir()
+    os.environ[STATE_VARIABLE] = str(directory)  # the workers inherit it
+    config.stash[_OWN_CEPH_DIR] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_OWN_CEPH_DIR, None)
+    if directory is not None:
+        stop_shared_cluster(directory)
+        os.environ.pop(STATE_VARIABLE, None)
+
+
+def _serving(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Backline finds S3 credentials where any AWS client does: the standard variables."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3
 
 
 @pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    httpx.post(f"{url}/moto-api/reset")  # moto keeps its state per process, not per server
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    with moto_server(free_port(), BUCKET) as s3:
+        yield _serving(s3, monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster() -> CephCluster:
+    """The run's one Ceph cluster, whatever the number of xdist workers.
+
+    Started on first use by whichever worker takes a file lock first, in a directory the
+    controlling pytest process made and stops at the end of the run; or, with
+    BACKLINE_TEST_CEPH_DIR naming one (`.ci/run`), a cluster already running. `tests.s3servers`
+    has the details.
+    """
+    found = shared_cluster()
+    if isinstance(found, str):
+        unavailable(found)
+    assert isinstance(found, CephCluster)
+    return found
+
+
+@pytest.fixture
+def radosgw_s3(ceph_cluster: CephCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    with radosgw_bucket(ceph_cluster) as s3:
+        yield _serving(s3, monkeypatch)
+
+
+# A test or fixture parametrized with these runs against each S3 server in turn.
+S3_KINDS = ["moto", pytest.param("radosgw", marks=[pytest.mark.radosgw, pytest.mark.slow])]
+
+
+@pytest.fixture(params=S3_KINDS)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """An S3 server with an empty bucket of this test's own: moto, then radosgw."""
+    s3: S3Server = request.getfixturevalue(f"{request.param}_s3")
+    return s3

@@ -12,6 +12,7 @@ from asgi_lifespan import LifespanManager
 from backline.app import Backline
 from backline.config import Settings
 from tests.conftest import LogCapture, free_port
+from tests.s3servers import S3Server
 
 
 @pytest.fixture
@@ -146,13 +147,13 @@ async def test_readyz_checks_the_s3_bucket(
     app_factory: Callable[[Settings], Backline],
     make_settings: Callable[..., Settings],
     database_url: str,
-    s3_endpoint: str,
+    s3_server: S3Server,
 ) -> None:
     settings = make_settings(
         database_url=database_url,
         storage_backend="s3",
-        s3_bucket="backline-test",
-        s3_endpoint_url=s3_endpoint,
+        s3_bucket=s3_server.bucket,
+        s3_endpoint_url=s3_server.endpoint,
         s3_region="us-east-1",
     )
     async for client in serve(app_factory(settings)):
@@ -162,7 +163,7 @@ async def test_readyz_checks_the_s3_bucket(
         database_url=database_url,
         storage_backend="s3",
         s3_bucket="no-such-bucket",
-        s3_endpoint_url=s3_endpoint,
+        s3_endpoint_url=s3_server.endpoint,
         s3_region="us-east-1",
     )
     async for client in serve(app_factory(missing)):

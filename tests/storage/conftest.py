@@ -1,1 +1,1 @@
-"""The storage tests use the root fixtures (`s3_endpoint` among them)."""
+"""The storage tests use the root fixtures (`s3_server` among them: moto, then radosgw)."""

@@ -13,15 +13,20 @@ from backline.storage.base import DigestMismatch, Storage, TooLarge
 from backline.storage.keys import InvalidKey, new_key, validate
 from backline.storage.local import LocalStorage
 from backline.storage.s3 import PART_SIZE, S3Storage
-from tests.conftest import BUCKET
+from tests.conftest import BUCKET, S3_KINDS
+from tests.s3servers import S3Server
 
 
-@pytest.fixture(params=["local", "s3"])
+def s3_storage(s3: S3Server) -> S3Storage:
+    return S3Storage(bucket=s3.bucket, endpoint_url=s3.endpoint, region="us-east-1")
+
+
+@pytest.fixture(params=["local", *S3_KINDS])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each backend in turn: the local directory, then S3 on moto, then S3 on radosgw."""
     if request.param == "local":
         return LocalStorage(tmp_path / "objects")
-    endpoint: str = request.getfixturevalue("s3_endpoint")
-    return S3Storage(bucket=BUCKET, endpoint_url=endpoint, region="us-east-1")
+    return s3_storage(request.getfixturevalue(f"{request.param}_s3"))
 
 
 async def stream(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -159,13 +164,13 @@ async def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
         storage.path(folder_key)
 
 
-async def test_s3_presigned_urls_sign_what_they_promise(s3_endpoint: str) -> None:
+async def test_s3_presigned_urls_sign_what_they_promise(s3_server: S3Server) -> None:
     import base64
     from urllib.parse import parse_qs, urlsplit
 
     import httpx
 
-    storage = S3Storage(bucket=BUCKET, endpoint_url=s3_endpoint, region="us-east-1")
+    storage = s3_storage(s3_server)
     data = b"RIFF....WAVEfmt presigned body"
     digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
     key = new_key("upload")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from backline.accounts.models import Role
 from backline.config import Settings
 from tests.accounts.conftest import GENEROUS_LIMITS, bearer, login
+from tests.s3servers import S3Server
 from tests.tracks.conftest import COMPLETE, digest_header, draft, upload_cover, wav
 
 
@@ -279,7 +280,7 @@ async def test_upload_and_signed_link_on_s3(
     app_factory: Callable[[Settings], Any],
     make_settings: Callable[..., Settings],
     database_url: str,
-    s3_endpoint: str,
+    s3_server: S3Server,
     make_user: Any,
 ) -> None:
     from asgi_lifespan import LifespanManager
@@ -288,8 +289,8 @@ async def test_upload_and_signed_link_on_s3(
         database_url=database_url,
         rate_limits=GENEROUS_LIMITS,
         storage_backend="s3",
-        s3_bucket="backline-test",
-        s3_endpoint_url=s3_endpoint,
+        s3_bucket=s3_server.bucket,
+        s3_endpoint_url=s3_server.endpoint,
         s3_region="us-east-1",
     )
     await make_user("s3artist@example.com", role=Role.ARTIST, display_name="S3")
@@ -308,7 +309,7 @@ async def test_upload_and_signed_link_on_s3(
         )
         assert uploaded.status_code == 200, uploaded.text
         link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=auth)).json()
-    assert link["url"].startswith(s3_endpoint)
+    assert link["url"].startswith(s3_server.endpoint)
     async with httpx.AsyncClient() as outside:
         fetched = await outside.get(link["url"])
     assert fetched.status_code == 200

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-import boto3
 import httpx
 import pytest
 from sqlalchemy import select
@@ -21,7 +20,7 @@ from backline.config import Settings
 from backline.storage import create_storages
 from backline.storage.migrate import migrate, pending
 from backline.tracks.models import Track
-from tests.conftest import BUCKET
+from tests.s3servers import S3Server
 from tests.tracks.conftest import cover, draft, wav
 
 
@@ -32,7 +31,7 @@ def database_url(any_database_url: str) -> str:
 
 @pytest.fixture
 def settings(
-    make_settings: Callable[..., Settings], database_url: str, s3_endpoint: str
+    make_settings: Callable[..., Settings], database_url: str, s3_server: S3Server
 ) -> Settings:
     from tests.accounts.conftest import GENEROUS_LIMITS
 
@@ -41,16 +40,10 @@ def settings(
         database_url=database_url,
         rate_limits=GENEROUS_LIMITS,
         max_audio_bytes=400_000,
-        s3_bucket=BUCKET,
-        s3_endpoint_url=s3_endpoint,
+        s3_bucket=s3_server.bucket,
+        s3_endpoint_url=s3_server.endpoint,
         s3_region="us-east-1",
     )
-
-
-def bucket(endpoint: str) -> dict[str, bytes]:
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    keys = [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    return {key: client.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
 
 
 def local_files(settings: Settings) -> list[str]:
@@ -98,7 +91,7 @@ def invoke(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> A
     monkeypatch.setenv("BACKLINE_ENV", "test")
     monkeypatch.setenv("BACKLINE_DATABASE_URL", settings.db_url)
     monkeypatch.setenv("BACKLINE_STORAGE_DIR", str(settings.effective_storage_dir))
-    monkeypatch.setenv("BACKLINE_S3_BUCKET", BUCKET)
+    monkeypatch.setenv("BACKLINE_S3_BUCKET", str(settings.s3_bucket))
     monkeypatch.setenv("BACKLINE_S3_ENDPOINT_URL", str(settings.s3_endpoint_url))
     monkeypatch.setenv("BACKLINE_S3_REGION", "us-east-1")
     # The command runs its own event loop: give it a thread.
@@ -110,7 +103,7 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
     client: httpx.AsyncClient,
     artist: dict[str, str],
     settings: Settings,
-    s3_endpoint: str,
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = await tracks_with_audio(client, artist, 3)
@@ -131,7 +124,7 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
     assert where.pop(damaged_key) == "local"
     assert set(where.values()) == {"s3"}
     assert local_files(settings) == [damaged_key]
-    in_s3 = bucket(s3_endpoint)
+    in_s3 = s3_server.objects()
     assert sorted(in_s3) == sorted(where)
 
     # Served from S3 now, while the app still writes new objects locally: every moved track's
@@ -140,13 +133,13 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
     for track in made:
         link = (await client.get(f"/api/tracks/{track['id']}/audio-url", headers=artist)).json()
         if track["audio"]["sha256"] == damaged_sha:
-            assert not link["url"].startswith(s3_endpoint), link
+            assert not link["url"].startswith(s3_server.endpoint), link
             local = urlsplit(link["url"])
             fetched = await client.get(f"{local.path}?{local.query}")
             assert fetched.status_code == 200
             assert fetched.content == bytes(data)  # the local copy, damaged as it was left
             continue
-        assert link["url"].startswith(s3_endpoint), link
+        assert link["url"].startswith(s3_server.endpoint), link
         async with httpx.AsyncClient() as outside:
             fetched = await outside.get(link["url"])
         assert fetched.status_code == 200
@@ -156,7 +149,7 @@ async def test_migrate_moves_verifies_switches_and_reports_damage(
 
     again = await invoke(settings, monkeypatch, "storage", "migrate", "--to", "s3")
     assert "moved 0 objects to s3: 0 missing, 1 damaged" in again.stdout  # idempotent
-    assert bucket(s3_endpoint) == in_s3
+    assert s3_server.objects() == in_s3
 
     verified = await invoke(settings, monkeypatch, "storage", "verify")
     assert "checked 4 objects: 0 missing, 1 mismatched" in verified.stdout
@@ -167,7 +160,7 @@ async def test_migrate_resumes_after_an_interruption(
     client: httpx.AsyncClient,
     artist: dict[str, str],
     settings: Settings,
-    s3_endpoint: str,
+    s3_server: S3Server,
 ) -> None:
     await tracks_with_audio(client, artist, 3)
     storages = create_storages(settings)
@@ -175,8 +168,8 @@ async def test_migrate_resumes_after_an_interruption(
         items = await pending(session, target="s3", primary="local")
     assert len(items) == 4
     # A copy left half-way by an earlier run, under the key the next object will use.
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    s3.put_object(Bucket=BUCKET, Key=items[1].key, Body=b"half a copy")
+    s3 = s3_server.client()
+    s3.put_object(Bucket=s3_server.bucket, Key=items[1].key, Body=b"half a copy")
     calls = 0
 
     def stop_after_one() -> None:
@@ -196,7 +189,7 @@ async def test_migrate_resumes_after_an_interruption(
     )
     assert report.moved == 3
     assert report.ok
-    in_s3 = bucket(s3_endpoint)
+    in_s3 = s3_server.objects()
     assert len(in_s3) == 4
     assert in_s3[items[1].key] != b"half a copy"
     assert hashlib.sha256(in_s3[items[1].key]).hexdigest() == items[1].sha256
@@ -208,7 +201,7 @@ async def test_an_object_replaced_meanwhile_is_left_alone(
     client: httpx.AsyncClient,
     artist: dict[str, str],
     settings: Settings,
-    s3_endpoint: str,
+    s3_server: S3Server,
 ) -> None:
     made = await tracks_with_audio(client, artist, 1)
     storages = create_storages(settings)
@@ -229,7 +222,7 @@ async def test_an_object_replaced_meanwhile_is_left_alone(
     )
     assert report.moved == 0
     assert report.changed == [item.key]
-    assert bucket(s3_endpoint) == {}  # the copy nobody points at is removed
+    assert s3_server.objects() == {}  # the copy nobody points at is removed
     assert set((await backends(app)).values()) == {"local"}
 
 
@@ -238,7 +231,7 @@ async def test_a_second_run_working_from_a_stale_list_leaves_the_first_ones_copi
     client: httpx.AsyncClient,
     artist: dict[str, str],
     settings: Settings,
-    s3_endpoint: str,
+    s3_server: S3Server,
 ) -> None:
     await tracks_with_audio(client, artist, 2)
     storages = create_storages(settings)
@@ -258,7 +251,7 @@ async def test_a_second_run_working_from_a_stale_list_leaves_the_first_ones_copi
     )
     assert second.moved == 0
     assert second.changed == []
-    in_s3 = bucket(s3_endpoint)
+    in_s3 = s3_server.objects()
     assert sorted(in_s3) == sorted(item.key for item in stale)  # nothing deleted under a row
     for item in stale:
         assert hashlib.sha256(in_s3[item.key]).hexdigest() == item.sha256

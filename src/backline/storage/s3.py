@@ -11,6 +11,14 @@ boto3 computes CRC checksums on every request by default, which some S3-compatib
 reject: BACKLINE_S3_REQUEST_CHECKSUM sets botocore's `request_checksum_calculation`
 (`when_required`, the default here, or `when_supported`). Credentials come from the standard
 AWS variables or files.
+
+Where stores differ (the tests run against moto and Ceph's radosgw, tests/s3servers.py):
+
+* a presigned PUT signs `x-amz-checksum-sha256`, but Ceph 16's radosgw (like moto) stores a
+  body that does not match it: the upload verifier's own re-hash is the only check there;
+* a store that goes away during a multipart upload cannot be told to abort it, and its parts
+  stay, invisible in listings, until a bucket lifecycle rule (AbortIncompleteMultipartUpload)
+  reclaims them; a single PUT cut off keeps nothing on radosgw.
 """
 
 from __future__ import annotations
@@ -143,6 +151,7 @@ class S3Storage:
                     )
             except BaseException:
                 if upload_id is not None:
+                    # With the store gone this fails too, and the parts stay (see above).
                     await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
         return StoredObject(key=key, size=hasher.size, sha256=hasher.hexdigest)
@@ -232,7 +241,11 @@ class S3Storage:
     async def signed_put(
         self, key: str, *, expires: int, sha256_b64: str, size: int, content_type: str
     ) -> str:
-        """A presigned PUT whose signature covers the declared SHA-256, size and type."""
+        """A presigned PUT whose signature covers the declared SHA-256, size and type.
+
+        The store may or may not check the body against that SHA-256 (radosgw 16 does not):
+        the object counts only once the verifier has re-hashed it.
+        """
         validate(key)
         async with self.client() as s3:
             url: str = await s3.generate_presigned_url(
