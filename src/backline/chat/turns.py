@@ -1,0 +1,155 @@
+"""One turn with the assistant, shared by `POST /api/chat` and the portal's chat page.
+
+`prepare` checks that the assistant is configured, the message, and the limits, and reads what
+is sent (the system prompt, the turns that fit, the new message). `store_question` stores the
+user's message in a short transaction of its own, so no connection is held while the provider
+thinks. `answer_whole` waits for the whole answer (`stream: false`, within
+BACKLINE_CHAT_TIMEOUT), stores it and counts its tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backline.chat import context, limits, service
+from backline.chat.provider import Provider, missing_setting, not_configured
+from backline.config import Settings
+from backline.errors import Unprocessable
+from backline.middleware.deadline import set_deadline
+from backline.ratelimit.policies import Key
+
+DEADLINE_MARGIN = 5.0  # past the chat's own limit, so that its 504 is the one the client sees
+
+
+@dataclass(frozen=True)
+class Turn:
+    provider: Provider
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID | None
+    text: str
+    who: Mapping[Key, str]
+    messages: list[Any]
+    prompt: str
+
+
+def provider_of(request: Request, settings: Settings) -> Provider:
+    """The configured provider; 503 `chat_not_configured` naming the variable to set."""
+    provider: Provider | None = request.app.state.chat
+    variable = missing_setting(settings)
+    if provider is None or variable is not None:
+        raise not_configured(variable or "BACKLINE_CHAT_BASE_URL")
+    return provider
+
+
+def checked_message(message: str, settings: Settings) -> str:
+    if len(message) > settings.chat_max_message_chars:
+        raise Unprocessable(
+            f"The message is longer than {settings.chat_max_message_chars} characters.",
+            code="message_too_long",
+            max_chars=settings.chat_max_message_chars,
+        )
+    text = message.strip()
+    if not text:
+        raise Unprocessable("The message is empty.", code="message_empty")
+    return text
+
+
+async def _context(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    text: str,
+    budget: int,
+) -> list[Any]:
+    """What is sent: the system prompt, the turns that fit, the new message (reads only)."""
+    past: list[tuple[str, str]] = []
+    if conversation_id is not None:
+        await service.own(session, conversation_id=conversation_id, user_id=user_id)
+        rows = await context.history(session, conversation_id=conversation_id)
+        past = [(m.role, m.content) for m in rows]
+    system = await context.system_prompt(session, user_id=user_id)
+    return context.fit(system, past, text, budget=budget)
+
+
+async def prepare(
+    request: Request,
+    *,
+    settings: Settings,
+    user_id: uuid.UUID,
+    message: str,
+    conversation_id: uuid.UUID | None,
+) -> Turn:
+    """A turn ready to send; refusals (503, 422, 429, 404) before anything is stored."""
+    provider = provider_of(request, settings)
+    text = checked_message(message, settings)
+    who = await limits.admit(request)
+    async with request.app.state.read_sessionmaker() as session:
+        messages = await _context(
+            session,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            text=text,
+            budget=settings.chat_context_tokens,
+        )
+    prompt = "".join(str(m.get("content", "")) for m in messages)
+    return Turn(provider, user_id, conversation_id, text, who, messages, prompt)
+
+
+async def store_question(sessions: async_sessionmaker[AsyncSession], turn: Turn) -> uuid.UUID:
+    """Store the user's message (starting a conversation if none is named); its id."""
+    async with sessions() as session, session.begin():
+        if turn.conversation_id is None:
+            conversation = await service.start(session, user_id=turn.user_id, message=turn.text)
+        else:
+            conversation = await service.own(
+                session, conversation_id=turn.conversation_id, user_id=turn.user_id
+            )
+        await service.add_message(
+            session, conversation=conversation, role="user", content=turn.text
+        )
+        return conversation.id
+
+
+async def answer_whole(
+    request: Request, turn: Turn, *, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> dict[str, Any]:
+    """Store the question, wait for the whole answer, store it, count its tokens; the
+    `stream: false` answer of `POST /api/chat`."""
+    conversation_id = await store_question(sessions, turn)
+    set_deadline(request, settings.chat_timeout + DEADLINE_MARGIN)
+    answer = await turn.provider.complete(turn.messages)
+    usage = answer.usage
+    async with sessions() as session, session.begin():
+        conversation = await service.own(
+            session, conversation_id=conversation_id, user_id=turn.user_id
+        )
+        stored = await service.add_message(
+            session,
+            conversation=conversation,
+            role="assistant",
+            content=answer.text,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+    tokens = usage.total if usage else context.estimate_tokens(turn.prompt + answer.text)
+    await limits.spend(request.app.state.ratelimiter, turn.who, tokens)
+    return {
+        "conversation_id": str(conversation_id),
+        "message_id": str(stored.id),
+        "content": answer.text,
+        "state": "complete",
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total,
+        },
+    }
