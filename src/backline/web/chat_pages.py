@@ -108,10 +108,11 @@ async def ask(
         if exc.code == "conversation_not_found":
             raise
         field = FIELD_OF.get(exc.code)
+        quiet = field or exc.code == "chat_not_configured"  # the page says so calmly itself
         return await _chat_page(
             request, session, settings, viewer, conversation_id, exc.status,
             values={"message": message}, errors={field: exc.detail} if field else {},
-            error=None if field else exc.detail,
+            error=None if quiet else exc.detail,
         )  # fmt: skip
     return RedirectResponse(f"/chat/{answered['conversation_id']}#latest", status_code=303)
 
