@@ -1,4 +1,5 @@
-"""The assistant's page in a real browser: the answer appears as the provider streams it.
+"""The assistant's page in a real browser: the answer appears as the provider streams it; the
+conversation is renamed; with JavaScript off the form gets the whole answer.
 
 The stand-in provider (`tests.chat.upstream`) runs on a loop of its own in a thread, since
 Playwright's sync API holds the test's. It sends the first chunks of the answer, then waits at
@@ -113,4 +114,25 @@ def test_the_answer_appears_as_it_streams(
         assert page.locator(".turn.assistant .text").text_content() == whole
         assert page.get_by_role("link", name="When do I get paid?").is_visible()
         shoot(page, shots, "chat")
+
+        page.get_by_text("Rename or delete this conversation").click()
+        page.get_by_label("Title").fill(" ")
+        page.get_by_role("button", name="Rename").click()
+        assert page.locator("#title-error").is_visible()
+        checked(page, csp)
+        page.get_by_label("Title").fill("Getting paid")
+        page.get_by_role("button", name="Rename").click()
+        assert page.get_by_role("heading", name="Getting paid").is_visible()
         context.close()
+
+        # With JavaScript off the form posts, and the page shows the whole answer.
+        still = browser.new_context(java_script_enabled=False)
+        plain = still.new_page()
+        log_in(plain, server.url, email, DEFAULT_PASSWORD)
+        plain.goto(server.url + "/chat")  # axe-core needs scripts: checked above with them on
+        plain.get_by_label("Your message").fill("Is this thing on?")
+        plain.get_by_role("button", name="Send").click()
+        plain.wait_for_url("**/chat/*")
+        assert plain.locator(".turn.assistant .text").text_content() == "Hello, artist!"
+        assert upstream.seen[-1].body.get("stream") in (None, False)
+        still.close()
