@@ -1,7 +1,8 @@
 """The account in a real browser: an artist saves the W-9 and sees only the masked TIN, uses the
-account page, and resets the password from the emailed link while signed in on a second
-browser, which is signed out by it. Every page has no serious or critical axe-core violation
-and no Content-Security-Policy violation; screenshots as in `test_journey`.
+account page, sees the calm notice of an assistant not configured, and resets the password
+from the emailed link while signed in on a second browser, which is signed out by it. Every
+page has no serious or critical axe-core violation and no Content-Security-Policy violation;
+screenshots as in `test_journey`.
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def test_tax_form_account_page_and_a_reset_that_signs_out_the_other_browser(
         with page.expect_download() as download:
             page.get_by_role("link", name="Download my data").click()
         assert email in Path(download.value.path()).read_text(encoding="utf-8")
+
+        # This server has no chat provider: the assistant's page says so calmly.
+        visit(page, server.url + "/chat", csp)
+        assert page.get_by_text("not switched on").is_visible()
+        assert page.get_by_label("Your message").count() == 0
 
         # The password reset from the emailed link ends every session, the other browser's too.
         sent_before = set(mail.glob("*.eml"))
