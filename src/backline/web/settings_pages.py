@@ -120,6 +120,9 @@ async def change_email(request: Request, session: SessionDep, settings: Settings
     if len(values["email"]) < 3:
         errors = {"email": "Enter the new email address."}
         return _account_page(viewer, 422, errors=errors, values=values)
+    if values["email"].lower() == user.email.lower():
+        errors = {"email": "This is already your address."}
+        return _account_page(viewer, 422, errors=errors, values=values)
     try:
         # Counted per account and per new address, as the API counts it.
         await charge(request, "email_change")

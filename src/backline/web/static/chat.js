@@ -72,6 +72,10 @@ async function send(event) {
       },
       body: JSON.stringify(body),
     });
+    if (response.status === 401) {
+      window.location.assign("/login"); // the session ended: sign in again, as pages do
+      return;
+    }
     if (!response.ok) {
       say(await problem(response), true);
       return;
