@@ -63,6 +63,7 @@ async def test_schema_refusals_are_shown_beside_their_fields_keeping_all_but_the
         assert f'id="{field}-error"' in html, field
         assert f'aria-describedby="{field}-error"' in html or f"{field}-hint {field}-error" in html
     assert "A ZIP code has 5 digits" in html
+    assert "Fill this in." in html  # the legal name
     assert 'value="Springfield"' in html
     assert 'value="ABCDE"' in html
     assert SSN not in html
@@ -70,7 +71,7 @@ async def test_schema_refusals_are_shown_beside_their_fields_keeping_all_but_the
     assert "value=" not in tin_field(html)
 
 
-async def test_the_services_refusals_name_their_field(
+async def test_form_wide_and_service_refusals_name_their_field(
     portal: httpx.AsyncClient, make_user: Any
 ) -> None:
     token = await artist(portal, make_user)
@@ -79,6 +80,7 @@ async def test_the_services_refusals_name_their_field(
         "signature_name": {"signature_name": "Somebody Else"},
         "certify": {"certify": None},
         "other_description": {"federal_tax_classification": "other"},
+        "state": {"state": "ZZ"},
     }
     for field, changes in cases.items():
         refused = await portal.post("/tax", data=form(token, **changes), headers={"Origin": ORIGIN})

@@ -76,8 +76,10 @@ def _errors(exc: ValidationError) -> dict[str, str]:
         field = str(error["loc"][0]) if error["loc"] else message.split(" ", 1)[0]
         if field not in TEXT_FIELDS and field not in ("tin", "certify"):
             field = "form"
-        if field == "other_description":
+        if field == "other_description" and not error["loc"]:
             message = OTHER_REQUIRED if "required" in message else OTHER_ONLY
+        elif error["type"] == "string_too_short":
+            message = "Fill this in"
         found.setdefault(field, WORDING.get(field) or message[:1].upper() + message[1:] + ".")
     return found
 
@@ -141,7 +143,10 @@ async def submit(
     try:
         body = TaxFormIn.model_validate(data)
     except ValidationError as exc:
-        return _tax_page(viewer, current, 422, errors=_errors(exc), **again)
+        errors = _errors(exc)
+        return _tax_page(
+            viewer, current, 422, errors=errors, error=errors.pop("form", None), **again
+        )
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
