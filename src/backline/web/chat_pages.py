@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.chat import service, turns
 from backline.chat.provider import ChatNotConfigured
@@ -42,7 +43,7 @@ def _configured(request: Request, settings: Settings) -> bool:
 
 async def _chat_page(
     request: Request,
-    session: Any,
+    session: AsyncSession,
     settings: Settings,
     viewer: Viewer,
     conversation_id: uuid.UUID | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts import auth, closing, recovery
 from backline.accounts.cookies import clear_session_cookies
@@ -42,7 +43,9 @@ def _account_page(viewer: Viewer, status: int = 200, **context: Any) -> HTMLResp
     )
 
 
-async def _signed_in(request: Request, session: Any) -> tuple[Viewer, User, dict[str, str]] | None:
+async def _signed_in(
+    request: Request, session: AsyncSession
+) -> tuple[Viewer, User, dict[str, str]] | None:
     """The viewer, their row in this transaction, and the checked form; None when signed out."""
     viewer = await optional_viewer(request)
     if viewer is None:
@@ -53,7 +56,12 @@ async def _signed_in(request: Request, session: Any) -> tuple[Viewer, User, dict
 
 
 async def _password_refused(
-    request: Request, session: Any, settings: Settings, user: User, password: str, field: str
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    password: str,
+    field: str,
 ) -> dict[str, Any] | None:
     """The page context for a refused current password; None when it is right."""
     if not password:

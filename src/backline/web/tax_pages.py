@@ -15,7 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from backline.accounts.models import Role, User
+from backline.config import Settings
 from backline.context import client_info
+from backline.db import Engines
 from backline.deps import EnginesDep, SessionDep, SettingsDep
 from backline.errors import NotFound, ProblemError
 from backline.routing import router
@@ -104,7 +106,7 @@ def _values_of(current: TaxFormPublic | None) -> dict[str, str]:
     return {k: str(saved[k]) for k in TEXT_FIELDS if saved.get(k) is not None}
 
 
-async def _current(engines: Any, settings: Any, viewer: Viewer) -> TaxFormPublic | None:
+async def _current(engines: Engines, settings: Settings, viewer: Viewer) -> TaxFormPublic | None:
     async with engines.autocommit.connect() as connection:
         try:
             row = await tax.current_view(connection, user_id=viewer.user.id)
@@ -140,6 +142,8 @@ async def submit(
     data["certify"] = form.get("certify") == "yes"
     current = await _current(engines, settings, viewer)
     again = {"values": values, "certified": data["certify"]}
+    if viewer.user.role != Role.ARTIST:  # as `PUT /api/me/tax-form` refuses, before anything
+        return _tax_page(viewer, current, 403, error="The tax form is for artists.", **again)
     try:
         body = TaxFormIn.model_validate(data)
     except ValidationError as exc:
@@ -150,8 +154,6 @@ async def submit(
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
-    if user.role != Role.ARTIST:
-        return _tax_page(viewer, current, 403, error="The tax form is for artists.", **again)
     try:
         await tax.submit(
             session, ring=settings.key_ring, user=user, data=body, client=client_info(request)
