@@ -1,8 +1,8 @@
 """A stand-in OpenAI-compatible provider on loopback, scripted per request.
 
 A raw ASGI app under a real uvicorn server: it streams chunks (with usage at the end), stalls,
-answers with an error status, or cuts the connection mid-stream, and records what it was sent
-and whether the caller closed the connection on it.
+waits at a gate the test opens, answers with an error status, or cuts the connection
+mid-stream, and records what it was sent and whether the caller closed the connection on it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class Plan:
     header_delay: float = 0.0  # before anything at all
     hold_headers: bool = False  # nothing sent until the caller leaves
     before: list[object] = field(default_factory=list)  # raw events sent before the tokens
+    gate: Callable[[], Awaitable[object]] | None = None  # awaited before chunk `gate_at`
+    gate_at: int = 0
 
 
 @dataclass
@@ -142,6 +145,8 @@ class Upstream:
                 raise ConnectionAbortedError("cut on purpose")  # uvicorn drops the connection
             if index and plan.gap:
                 await asyncio.sleep(plan.gap)
+            if plan.gate is not None and index == plan.gate_at:
+                await plan.gate()
             await send({"type": "http.response.body", "body": _chunk(token), "more_body": True})
         if plan.stall_after is not None and plan.stall_after >= len(plan.tokens):
             await self._wait_for_caller_to_leave(receive)

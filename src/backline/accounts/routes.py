@@ -17,7 +17,7 @@ from fastapi import BackgroundTasks, Body, Depends, Query, Request, Response, st
 from fastapi.responses import JSONResponse
 
 from backline import pagination
-from backline.accounts import auth, holdings, recovery
+from backline.accounts import auth, closing, recovery
 from backline.accounts import service as accounts
 from backline.accounts import sessions as open_sessions
 from backline.accounts.cookies import clear_session_cookies, set_session_cookies
@@ -466,18 +466,13 @@ async def delete_me(
     )
     if failure is not None:
         return _failure(failure)
-    await auth.end_sessions(
-        session, revocations=_revocations(request), user_id=user.id, reason="account_deleted"
-    )
-    client = client_info(request)
-    await audit.record(
+    later = await closing.close(
         session,
-        event="account_deleted",
-        user_id=user.id,
-        client=client,
+        revocations=_revocations(request),
+        user=user,
+        storages=storages,
+        client=client_info(request),
     )
-    later = await holdings.erase(session, user=user, storages=storages)
-    await accounts.delete(session, user=user)
     for work in later:
         background.add_task(work)  # after the commit
     clear_session_cookies(response, settings=settings)
@@ -486,9 +481,7 @@ async def delete_me(
 
 @me.get("/export")
 async def export_me(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-    exported = await accounts.export(session, user=user)
-    exported.update(await holdings.export(session, user=user))
-    return exported
+    return await closing.export_all(session, user=user)
 
 
 @admin.patch("/users/{user_id}/role", dependencies=[RequireRole("admin")])

@@ -6,7 +6,7 @@ first-byte, idle and total limits, and, however it ends (finished, provider fail
 timeout, client gone), closes the provider's response and stores the text streamed so far
 as the assistant's message, `complete` or `cut`, and counts its tokens.
 
-The question may still be being stored when the first deltas go out (see `turns`): the relay
+The question may still be being stored when the first deltas go out (see `opening`): the relay
 waits for it only to store the answer, and ends the answer early if it could not be stored.
 """
 
@@ -22,12 +22,13 @@ import anyio
 import openai
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backline.chat import limits, service, turns
+from backline.chat import limits, service
 from backline.chat.context import estimate_tokens
 from backline.chat.models import Conversation
+from backline.chat.opening import QUESTION_LOST as LOST
+from backline.chat.opening import QuestionNotStored
 from backline.chat.provider import Chunks, Usage, deltas
 from backline.chat.streaming import KEEPALIVE, Emit, event
-from backline.chat.turns import QuestionNotStored
 from backline.config import Settings
 from backline.logging import get_logger
 from backline.ratelimit.limiter import RateLimiter
@@ -35,7 +36,7 @@ from backline.ratelimit.policies import Key
 
 log = get_logger(__name__)
 _END = object()
-QUESTION_LOST = (QuestionNotStored.code, turns.QUESTION_LOST)
+QUESTION_LOST = (QuestionNotStored.code, LOST)
 
 
 async def _step(chunks: AsyncIterator[str | Usage]) -> object:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.chat.models import ChatMessage, Conversation
 from backline.db import utcnow
-from backline.errors import NotFound
+from backline.errors import NotFound, Unprocessable
 from backline.pagination import decode, encode, older_than
 
 TITLE_CHARS = 80
@@ -102,6 +102,15 @@ async def add_message(
     conversation.updated_at = utcnow()
     await session.flush()
     return message
+
+
+async def rename(session: AsyncSession, *, conversation: Conversation, title: str) -> None:
+    """Give the conversation a title of the person's own (whitespace runs become one space)."""
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise Unprocessable("The title is empty.", code="title_empty")
+    conversation.title = cleaned
+    await session.flush()
 
 
 async def page(

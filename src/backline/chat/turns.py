@@ -1,186 +1,184 @@
-"""One turn of a conversation: the question stored, the provider asked, the answer kept.
+"""One turn with the assistant, shared by `POST /api/chat` and the portal's chat page.
 
-The route has checked the message and the limits and read the context; a `Turn` does the rest.
-The question is written in a short transaction of its own (no connection is held while the
-provider thinks). For a streamed answer the provider is asked first; the question is written
-meanwhile, and committed while the answer starts: what a commit costs (a disk flush on
-PostgreSQL) is not added to the time to the first word. The route waits for the question to
-be written (its connection taken) before it relays anything, so that under load new answers
-queue for the database rather than the database for a busy event loop. The relay waits for
-the commit only when it stores the answer, and stops early, with an error event, if the
-question could not be stored.
+`prepare` checks that the assistant is configured, the message, and the limits, and reads what
+is sent (the system prompt, the turns that fit, the new message): every refusal comes before
+anything is stored. `store_question` writes the user's message in a short transaction of its
+own, so no connection is held while the provider thinks. `answer_whole` waits for the whole
+answer (`stream: false`, and the portal's form, within BACKLINE_CHAT_TIMEOUT), stores it and
+counts its tokens; a streamed answer starts in `opening`.
 
 However a turn ends, the conversation says so. An answer that never began (the provider failed
 or timed out before its first byte, or the client left while it thought) is stored as an empty
-assistant message marked `cut`, so the question is never left standing without a reply, and
-nothing the person asked is lost.
+assistant message marked `cut` (`store_unanswered`), so a question is never left standing
+without a reply, and nothing the person asked is lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from fastapi import Request
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backline.chat import service
-from backline.chat.provider import Chunks, Completion, Provider
-from backline.errors import ServiceUnavailable
+from backline.chat import context, limits, service
+from backline.chat.provider import Provider, missing_setting, not_configured
+from backline.config import Settings
+from backline.errors import Unprocessable
 from backline.logging import get_logger
+from backline.middleware.deadline import set_deadline
+from backline.ratelimit.policies import Key
 
 log = get_logger(__name__)
-QUESTION_LOST = "The conversation could not be saved; please ask again."
+DEADLINE_MARGIN = 5.0  # past the chat's own limit, so that its 504 is the one the client sees
 
 
-class QuestionNotStored(ServiceUnavailable):
-    code = "chat_unavailable"
-
-
-@dataclass
+@dataclass(frozen=True)
 class Turn:
-    sessions: async_sessionmaker[AsyncSession]
     provider: Provider
     user_id: uuid.UUID
     conversation_id: uuid.UUID | None  # None: the question starts a new conversation
     text: str
-    messages: Sequence[ChatCompletionMessageParam]
+    who: Mapping[Key, str]  # whose limits it counts against
+    messages: list[ChatCompletionMessageParam]
+    prompt: str  # what is sent, for estimating usage the provider does not report
 
-    async def store_question(self) -> uuid.UUID:
-        """Store the user's message in a transaction of its own; the conversation's id."""
-        async with self.sessions() as session, session.begin():
-            return await self._ask(session)
 
-    async def _ask(self, session: AsyncSession) -> uuid.UUID:
-        return await service.ask(
-            session, user_id=self.user_id, conversation_id=self.conversation_id, text=self.text
+def provider_of(request: Request, settings: Settings) -> Provider:
+    """The configured provider; 503 `chat_not_configured` naming the variable to set."""
+    provider: Provider | None = request.app.state.chat
+    variable = missing_setting(settings)
+    if provider is None or variable is not None:
+        raise not_configured(variable or "BACKLINE_CHAT_BASE_URL")
+    return provider
+
+
+def checked_message(message: str, settings: Settings) -> str:
+    if len(message) > settings.chat_max_message_chars:
+        raise Unprocessable(
+            f"The message is longer than {settings.chat_max_message_chars} characters.",
+            code="message_too_long",
+            max_chars=settings.chat_max_message_chars,
         )
-
-    async def store_unanswered(self, conversation_id: uuid.UUID) -> None:
-        """Record that no answer came: an empty assistant message marked `cut`."""
-        with anyio.CancelScope(shield=True):
-            try:
-                async with self.sessions() as session, session.begin():
-                    conversation = await service.own(
-                        session, conversation_id=conversation_id, user_id=self.user_id
-                    )
-                    await service.add_message(
-                        session,
-                        conversation=conversation,
-                        role="assistant",
-                        content="",
-                        state="cut",
-                    )
-            except Exception:
-                log.exception("chat_store_failed")
-
-    async def complete(self) -> tuple[uuid.UUID, Completion]:
-        """The whole answer at once (`stream: false`): the conversation's id and the answer."""
-        conversation_id = await self.store_question()
-        try:
-            return conversation_id, await self.provider.complete(self.messages)
-        except BaseException:
-            await self.store_unanswered(conversation_id)
-            raise
-
-    async def open(self, request: Request) -> tuple[asyncio.Task[uuid.UUID], Chunks | None]:
-        """Ask the provider and write the question side by side; then wait for the provider
-        while the question commits.
-
-        Returns the storing task and the opened stream, or None for the stream when the client
-        left before the provider answered (its call is then abandoned at once). A provider
-        failure, or a question that cannot be stored, is raised once the other has settled."""
-        opening = asyncio.ensure_future(self.provider.open_stream(self.messages))
-        session = self.sessions()
-        try:
-            await session.begin()
-            conversation_id = await self._ask(session)
-        except BaseException:
-            await session.close()
-            await _abandon(opening)
-            raise
-        question = asyncio.ensure_future(_committed(session, conversation_id))
-        try:
-            stream = await _first_of(request, opening, question)
-        except BaseException:
-            await self._unanswered(opening, question)
-            raise
-        if stream is None:
-            log.info("chat_client_disconnected")
-            await self._unanswered(opening, question)
-        return question, stream
-
-    async def _unanswered(
-        self,
-        opening: asyncio.Task[Chunks],
-        question: asyncio.Task[uuid.UUID],
-    ) -> None:
-        """No answer will come: stop the provider call, and say so once the question is in."""
-        await _abandon(opening)
-        stored = await _settled(question)
-        if stored is not None:
-            await self.store_unanswered(stored)
+    text = message.strip()
+    if not text:
+        raise Unprocessable("The message is empty.", code="message_empty")
+    return text
 
 
-async def _first_of(
+async def _context(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    text: str,
+    budget: int,
+) -> list[ChatCompletionMessageParam]:
+    """What is sent: the system prompt, the turns that fit, the new message (reads only)."""
+    past: list[tuple[str, str]] = []
+    if conversation_id is not None:
+        await service.own(session, conversation_id=conversation_id, user_id=user_id)
+        rows = await context.history(session, conversation_id=conversation_id)
+        past = [(m.role, m.content) for m in rows]
+    system = await context.system_prompt(session, user_id=user_id)
+    return context.fit(system, past, text, budget=budget)
+
+
+async def prepare(
     request: Request,
-    opening: asyncio.Task[Chunks],
-    question: asyncio.Task[uuid.UUID],
-) -> Chunks | None:
-    """The provider's stream once it opens, or None when the client disconnected first.
-
-    A provider may think for many seconds before it sends a byte; a client that gives up
-    meanwhile must not leave that call running (and billing) to the end. The request body has
-    been read, so the next message the server can deliver is the disconnect. A question that
-    fails to store ends the wait too: there would be nowhere to keep the answer."""
-
-    async def client_left() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(client_left())
-    try:
-        waiting: set[asyncio.Future[object]] = {opening, watcher, question}  # type: ignore[arg-type]
-        while True:
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if question in done:
-                waiting.discard(question)
-                if (failure := question.exception()) is not None:
-                    log.error("chat_question_not_stored", error=type(failure).__name__)
-                    raise QuestionNotStored(QUESTION_LOST) from failure
-            if opening in done:
-                return opening.result()
-            if watcher in done:
-                return None
-    finally:
-        watcher.cancel()
+    *,
+    settings: Settings,
+    user_id: uuid.UUID,
+    message: str,
+    conversation_id: uuid.UUID | None,
+) -> Turn:
+    """A turn ready to send; refusals (503, 422, 429, 404) before anything is stored."""
+    provider = provider_of(request, settings)
+    text = checked_message(message, settings)
+    who = await limits.admit(request)
+    async with request.app.state.read_sessionmaker() as session:
+        messages = await _context(
+            session,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            text=text,
+            budget=settings.chat_context_tokens,
+        )
+    prompt = "".join(str(m.get("content", "")) for m in messages)
+    return Turn(provider, user_id, conversation_id, text, who, messages, prompt)
 
 
-async def _committed(session: AsyncSession, conversation_id: uuid.UUID) -> uuid.UUID:
-    try:
-        await session.commit()
-    finally:
-        await session.close()
-    return conversation_id
+async def write_question(session: AsyncSession, turn: Turn) -> uuid.UUID:
+    """Add the user's message (not committed); the conversation's id."""
+    return await service.ask(
+        session, user_id=turn.user_id, conversation_id=turn.conversation_id, text=turn.text
+    )
 
 
-async def _abandon(opening: asyncio.Task[Chunks]) -> None:
-    """Stop a provider call being opened, closing its stream if it had opened already."""
-    opening.cancel()
-    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-        await (await opening).close()
+async def store_question(sessions: async_sessionmaker[AsyncSession], turn: Turn) -> uuid.UUID:
+    """Store the user's message in a transaction of its own; the conversation's id."""
+    async with sessions() as session, session.begin():
+        return await write_question(session, turn)
 
 
-async def _settled(question: asyncio.Task[uuid.UUID]) -> uuid.UUID | None:
-    """The stored question's conversation id once its transaction ends; None if it failed."""
+async def store_unanswered(
+    sessions: async_sessionmaker[AsyncSession], turn: Turn, conversation_id: uuid.UUID
+) -> None:
+    """Record that no answer came: an empty assistant message marked `cut`."""
     with anyio.CancelScope(shield=True):
         try:
-            return await question
+            async with sessions() as session, session.begin():
+                conversation = await service.own(
+                    session, conversation_id=conversation_id, user_id=turn.user_id
+                )
+                await service.add_message(
+                    session, conversation=conversation, role="assistant", content="", state="cut"
+                )
         except Exception:
-            return None
-    return None  # not reached: a shielded scope swallows no exception
+            log.exception("chat_store_failed")
+
+
+async def answer_whole(
+    request: Request, turn: Turn, *, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> dict[str, Any]:
+    """Store the question, wait for the whole answer, store it, count its tokens; the
+    `stream: false` answer of `POST /api/chat`."""
+    conversation_id = await store_question(sessions, turn)
+    set_deadline(request, settings.chat_timeout + DEADLINE_MARGIN)
+    try:
+        answer = await turn.provider.complete(turn.messages)
+    except BaseException:
+        await store_unanswered(sessions, turn, conversation_id)
+        raise
+    usage = answer.usage
+    async with sessions() as session, session.begin():
+        conversation = await service.own(
+            session, conversation_id=conversation_id, user_id=turn.user_id
+        )
+        stored = await service.add_message(
+            session,
+            conversation=conversation,
+            role="assistant",
+            content=answer.text,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+    tokens = usage.total if usage else context.estimate_tokens(turn.prompt + answer.text)
+    await limits.spend(request.app.state.ratelimiter, turn.who, tokens)
+    return {
+        "conversation_id": str(conversation_id),
+        "message_id": str(stored.id),
+        "content": answer.text,
+        "state": "complete",
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total,
+        },
+    }

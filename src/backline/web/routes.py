@@ -21,12 +21,22 @@ from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import NotFound, ProblemError
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
-from backline.web import account_pages, artist_pages, staff_pages, track_pages
+from backline.web import (
+    account_pages,
+    artist_pages,
+    chat_pages,
+    settings_pages,
+    staff_pages,
+    tax_pages,
+    track_pages,
+)
 from backline.web.render import STATIC_CACHE, TOKEN_PAGE_HEADERS, assets, page
 
 pages = router(public=True, include_in_schema=False)
 MAX_TOKEN = 128
 for area in (account_pages, artist_pages, track_pages, staff_pages):
+    pages.include_router(area.pages)
+for area in (tax_pages, settings_pages, chat_pages):
     pages.include_router(area.pages)
 
 

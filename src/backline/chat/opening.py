@@ -1,0 +1,136 @@
+"""Starting a streamed answer: the provider asked while the question is written and committed.
+
+The provider is asked first; the question is written meanwhile (its connection taken), then
+committed while the answer starts: what a commit costs (a disk flush on PostgreSQL) is not
+added to the time to the first word. The route waits for the question to be written before it
+relays anything, so that under load new answers queue for the database rather than the
+database for a busy event loop. The relay (`relay`) waits for the commit only when it stores
+the answer, and stops early, with an error event, if the question could not be stored.
+
+A client that leaves while the provider thinks, a provider that fails before its first byte,
+or a question that cannot be saved each end the turn here: the provider call is given up at
+once, and the conversation records that no answer came (`turns.store_unanswered`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import anyio
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backline.chat.provider import Chunks
+from backline.chat.turns import Turn, store_unanswered, write_question
+from backline.errors import ServiceUnavailable
+from backline.logging import get_logger
+
+log = get_logger(__name__)
+QUESTION_LOST = "The conversation could not be saved; please ask again."
+
+
+class QuestionNotStored(ServiceUnavailable):
+    code = "chat_unavailable"
+
+
+async def open_answer(
+    request: Request, turn: Turn, *, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[asyncio.Task[uuid.UUID], Chunks | None]:
+    """Ask the provider and write the question side by side; then wait for the provider
+    while the question commits.
+
+    Returns the committing task (it gives the conversation's id) and the opened stream, or
+    None for the stream when the client left before the provider answered. A provider
+    failure is raised as its problem; a question that cannot be saved as 503
+    `chat_unavailable`."""
+    opening = asyncio.ensure_future(turn.provider.open_stream(turn.messages))
+    session = sessions()
+    try:
+        await session.begin()
+        conversation_id = await write_question(session, turn)
+    except BaseException:
+        await session.close()
+        await _abandon(opening)
+        raise
+    question = asyncio.ensure_future(_committed(session, conversation_id))
+    try:
+        stream = await _first_of(request, opening, question)
+    except BaseException:
+        await _unanswered(sessions, turn, opening, question)
+        raise
+    if stream is None:
+        log.info("chat_client_disconnected")
+        await _unanswered(sessions, turn, opening, question)
+    return question, stream
+
+
+async def _unanswered(
+    sessions: async_sessionmaker[AsyncSession],
+    turn: Turn,
+    opening: asyncio.Task[Chunks],
+    question: asyncio.Task[uuid.UUID],
+) -> None:
+    """No answer will come: stop the provider call, and say so once the question is in."""
+    await _abandon(opening)
+    stored = await _settled(question)
+    if stored is not None:
+        await store_unanswered(sessions, turn, stored)
+
+
+async def _first_of(
+    request: Request, opening: asyncio.Task[Chunks], question: asyncio.Task[uuid.UUID]
+) -> Chunks | None:
+    """The provider's stream once it opens, or None when the client disconnected first.
+
+    A provider may think for many seconds before it sends a byte; a client that gives up
+    meanwhile must not leave that call running (and billing) to the end. The request body has
+    been read, so the next message the server can deliver is the disconnect. A question that
+    fails to commit ends the wait too: there would be nowhere to keep the answer."""
+
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(client_left())
+    try:
+        waiting: set[asyncio.Future[object]] = {opening, watcher, question}  # type: ignore[arg-type]
+        while True:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if question in done:
+                waiting.discard(question)
+                if (failure := question.exception()) is not None:
+                    log.error("chat_question_not_stored", error=type(failure).__name__)
+                    raise QuestionNotStored(QUESTION_LOST) from failure
+            if opening in done:
+                return opening.result()
+            if watcher in done:
+                return None
+    finally:
+        watcher.cancel()
+
+
+async def _committed(session: AsyncSession, conversation_id: uuid.UUID) -> uuid.UUID:
+    try:
+        await session.commit()
+    finally:
+        await session.close()
+    return conversation_id
+
+
+async def _abandon(opening: asyncio.Task[Chunks]) -> None:
+    """Stop a provider call being opened, closing its stream if it had opened already."""
+    opening.cancel()
+    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+        await (await opening).close()
+
+
+async def _settled(question: asyncio.Task[uuid.UUID]) -> uuid.UUID | None:
+    """The stored question's conversation id once its transaction ends; None if it failed."""
+    with anyio.CancelScope(shield=True):
+        try:
+            return await question
+        except Exception:
+            return None
+    return None  # not reached: a shielded scope swallows no exception
