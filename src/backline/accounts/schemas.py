@@ -12,14 +12,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# What the services require, told in the document; the fields stay loose so that the services'
+# own codes (`invalid_email`, `weak_password`) are what a client gets.
+EMAIL = {"format": "email"}
+NEW_PASSWORD = {"minLength": 8, "maxLength": 128}
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class RegisterRequest(Strict):
-    email: str = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    email: str = Field(min_length=3, max_length=320, json_schema_extra=EMAIL)
+    password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
     display_name: str = Field(min_length=1, max_length=100)
 
 
@@ -45,6 +50,7 @@ class TokenResponse(BaseModel):
 
 
 class EmailRequest(Strict):
+    # Any text: the answer is the same whether or not it is an address with an account.
     email: str = Field(min_length=1, max_length=320)
 
 
@@ -54,12 +60,12 @@ class TokenRequest(Strict):
 
 class ResetPasswordRequest(Strict):
     token: str = Field(min_length=1, max_length=128)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
 
 
 class ChangePasswordRequest(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
 
 
 class Accepted(BaseModel):

@@ -102,9 +102,17 @@ class ApplicationCreate(BaseModel):
     bio: Annotated[str, Field(min_length=1, max_length=MAX_BIO)]
     genres: Annotated[list[Genre], Field(max_length=MAX_GENRES)] = []
     country: Annotated[
-        str | None, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+        str | None,
+        Field(
+            min_length=2,
+            max_length=2,
+            description="ISO 3166-1 alpha-2",
+            json_schema_extra={"enum": [*sorted(COUNTRY_CODES), None]},
+        ),
     ] = None
-    links: Annotated[list[Link], Field(max_length=MAX_LINKS)] = []
+    links: Annotated[
+        list[Link], Field(max_length=MAX_LINKS, json_schema_extra={"uniqueItems": True})
+    ] = []
 
     @field_validator("artist_name")
     @classmethod

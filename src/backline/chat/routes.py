@@ -21,7 +21,9 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backline import pagination
 from backline.accounts.deps import CurrentUserId
+from backline.apidoc.declare import raises
 from backline.chat import context, limits, service
 from backline.chat.provider import Provider, missing_setting, not_configured
 from backline.chat.relay import Relay
@@ -127,6 +129,15 @@ async def _opened_unless_client_leaves(
 
 
 @chat_router.post("", response_model=None)
+@raises(
+    (503, "chat_not_configured"),
+    (422, "message_too_long"),
+    (422, "message_empty"),
+    (429, "rate_limited"),
+    (502, "chat_upstream_error"),
+    (504, "chat_upstream_timeout"),
+    (404, "conversation_not_found"),
+)
 async def chat(
     body: ChatRequest,
     request: Request,
@@ -204,10 +215,11 @@ async def chat(
 
 
 @chat_router.get("/conversations")
+@raises(pagination.INVALID_CURSOR)
 async def conversations(
     user_id: CurrentUserId,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> dict[str, Any]:
     rows, next_cursor = await service.page(session, user_id=user_id, cursor=cursor, limit=limit)
@@ -215,6 +227,7 @@ async def conversations(
 
 
 @chat_router.get("/conversations/{conversation_id}")
+@raises((404, "conversation_not_found"))
 async def conversation(
     conversation_id: uuid.UUID, user_id: CurrentUserId, session: SessionDep
 ) -> dict[str, Any]:
@@ -224,6 +237,7 @@ async def conversation(
 
 
 @chat_router.patch("/conversations/{conversation_id}")
+@raises((404, "conversation_not_found"), (422, "title_empty"))
 async def rename(
     conversation_id: uuid.UUID, body: Rename, user_id: CurrentUserId, session: SessionDep
 ) -> dict[str, Any]:
@@ -237,6 +251,7 @@ async def rename(
 
 
 @chat_router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+@raises((404, "conversation_not_found"))
 async def delete(conversation_id: uuid.UUID, user_id: CurrentUserId, session: SessionDep) -> None:
     found = await service.own(session, conversation_id=conversation_id, user_id=user_id)
     await service.remove(session, conversation=found)
