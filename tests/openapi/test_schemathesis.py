@@ -4,23 +4,29 @@ One `backline serve` answers four passes: signed out, and signed in (a bearer to
 login) as a user, an artist and staff. Operations that end the caller's session run last, in a
 pass of their own with a fresh sign-in, so that they do not sign the main pass out. Rate limits
 are raised through BACKLINE_RATE_LIMITS (the run makes thousands of requests from one address)
-and access tokens live the longest allowed. The run is bounded: few examples per operation and
-a fixed seed (tests/openapi/schemathesis.toml, which also lists, with reasons, where a valid
-request by the document is rightly refused).
+and access tokens live the longest allowed; the assistant answers from the stand-in provider.
+The run is bounded: few examples per operation and a fixed seed (tests/openapi/schemathesis.toml,
+which also lists, with reasons, where a valid request by the document is rightly refused).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backline.ratelimit.policies import DEFAULTS
+from tests.chat.upstream import Upstream, serve
+from tests.conftest import free_port
 from tests.served import Served, create_user, served
 
 pytestmark = pytest.mark.slow
@@ -37,15 +43,43 @@ ENDS_SESSION = (
 ROLES = ("signed-out", "user", "artist", "staff")
 
 
+@contextmanager
+def chat_provider() -> Iterator[str]:
+    """The stand-in chat provider, on a loop of its own in a thread; answers its URL."""
+    ready = threading.Event()
+    running: dict[str, Any] = {}
+
+    async def main() -> None:
+        upstream = Upstream()
+        server, task = await serve(upstream, free_port())
+        running.update(url=upstream.url, server=server)
+        ready.set()
+        await task
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the chat stand-in did not start"
+    try:
+        yield running["url"]
+    finally:
+        running["server"].should_exit = True
+        thread.join(30)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     unlimited = json.dumps(dict.fromkeys(DEFAULTS, "1000000/minute"))
-    with served(
-        tmp_path_factory.mktemp("schemathesis"),
-        BACKLINE_ENV="test",
-        BACKLINE_RATE_LIMITS=unlimited,
-        BACKLINE_ACCESS_TOKEN_MINUTES="60",
-    ) as running:
+    with (
+        chat_provider() as chat_url,
+        served(
+            tmp_path_factory.mktemp("schemathesis"),
+            BACKLINE_ENV="test",
+            BACKLINE_RATE_LIMITS=unlimited,
+            BACKLINE_ACCESS_TOKEN_MINUTES="60",
+            BACKLINE_CHAT_BASE_URL=chat_url,
+            BACKLINE_CHAT_MODEL="test-model",
+        ) as running,
+    ):
         yield running
 
 

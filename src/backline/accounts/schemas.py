@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 # What the services require, told in the document; the fields stay loose so that the services'
 # own codes (`invalid_email`, `weak_password`) are what a client gets.
-EMAIL = {"format": "email"}
-NEW_PASSWORD = {"minLength": 8, "maxLength": 128}
+EMAIL: JsonDict = {"format": "email"}
+NEW_PASSWORD: JsonDict = {"minLength": 8, "maxLength": 128}
 
 
 class Strict(BaseModel):

@@ -24,7 +24,14 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from backline.apidoc.declare import Problem, declared, marked
-from backline.apidoc.responses import PROBLEM_SCHEMA, SCHEMA_NAME, problem_responses
+from backline.apidoc.responses import (
+    HEADERS,
+    PROBLEM_SCHEMA,
+    SCHEMA_NAME,
+    example,
+    example_name,
+    problem_responses,
+)
 from backline.apidoc.security import apply_security, declare_schemes
 from backline.apidoc.text import refuse_nul
 
@@ -80,11 +87,14 @@ def build(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         servers=app.servers,
     )
+    examples: dict[str, Any] = {}
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
-        errors = problem_responses(problems_of(route))
-        for method in route.methods:
+        problems = problems_of(route)
+        examples.update({example_name(p): example(p) for p in problems})
+        errors = problem_responses(problems)
+        for method in route.methods or ():
             operation = document["paths"][route.path_format][method.lower()]
             responses = operation["responses"]
             for status in [s for s in responses if _is_error(s) and s not in errors]:
@@ -97,6 +107,8 @@ def build(app: FastAPI) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     schemas[SCHEMA_NAME] = PROBLEM_SCHEMA
+    document["components"]["examples"] = dict(sorted(examples.items()))
+    document["components"]["headers"] = HEADERS
     declare_schemes(document)
     refuse_nul(document)
     return document

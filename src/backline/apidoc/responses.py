@@ -1,7 +1,8 @@
 """Problem responses in the document: the RFC 9457 schema and one response per status.
 
 Each status lists, as an `enum` and as examples, the codes the operation can answer with it,
-so a client (and Schemathesis) can check a body's `code` against the document.
+so a client (and Schemathesis) can check a body's `code` against the document. The examples
+are shared, one per status and code, under `components/examples`.
 """
 
 from __future__ import annotations
@@ -44,19 +45,24 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _TEXT = {"type": "string"}
-HEADERS: dict[int, dict[str, Any]] = {
-    401: {"WWW-Authenticate": {"description": "Bearer challenge", "schema": _TEXT}},
-    405: {"Allow": {"description": "every method of the path", "schema": _TEXT}},
-    429: {
-        "Retry-After": {"description": "seconds until a retry can succeed", "schema": _TEXT},
-        "RateLimit": {"description": "IETF RateLimit: the route's policies", "schema": _TEXT},
-        "RateLimit-Policy": {"description": "IETF RateLimit-Policy", "schema": _TEXT},
-    },
-    503: {"Retry-After": {"description": "seconds before retrying", "schema": _TEXT}},
+HEADERS: dict[str, dict[str, Any]] = {
+    "WWW-Authenticate": {"description": "the Bearer challenge", "schema": _TEXT},
+    "Retry-After": {"description": "seconds before a retry can succeed", "schema": _TEXT},
+    "RateLimit": {"description": "IETF RateLimit: the route's policies", "schema": _TEXT},
+    "RateLimit-Policy": {"description": "IETF RateLimit-Policy", "schema": _TEXT},
+}
+_HEADERS_OF: dict[int, tuple[str, ...]] = {
+    401: ("WWW-Authenticate",),
+    429: ("Retry-After", "RateLimit", "RateLimit-Policy"),
+    503: ("Retry-After",),
 }
 
 
-def _example(problem: Problem) -> dict[str, Any]:
+def example_name(problem: Problem) -> str:
+    return f"{problem.status}_{problem.code}"
+
+
+def example(problem: Problem) -> dict[str, Any]:
     title = status_title(problem.status)
     return {
         "summary": problem.code,
@@ -84,12 +90,16 @@ def problem_response(status: int, codes: Iterable[str]) -> dict[str, Any]:
         "content": {
             PROBLEM_JSON: {
                 "schema": schema,
-                "examples": {code: _example(Problem(status, code)) for code in ordered},
+                "examples": {
+                    code: {"$ref": f"#/components/examples/{example_name(Problem(status, code))}"}
+                    for code in ordered
+                },
             }
         },
     }
-    if status in HEADERS:
-        response["headers"] = HEADERS[status]
+    if status in _HEADERS_OF:
+        names = _HEADERS_OF[status]
+        response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
     return response
 
 

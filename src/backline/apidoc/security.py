@@ -35,7 +35,9 @@ SCHEMES: dict[str, dict[str, Any]] = {
 
 
 def apply_security(operation: dict[str, Any], method: str) -> None:
-    cookie = {COOKIE: []} if method.upper() in SAFE_METHODS else {COOKIE: [], CSRF: []}
+    cookie: dict[str, list[str]] = {COOKIE: []}
+    if method.upper() not in SAFE_METHODS:
+        cookie[CSRF] = []
     operation["security"] = [{BEARER: []}, cookie]
 
 

@@ -2,7 +2,8 @@
 
 A pattern is added to each string of a request body or parameter that has no pattern, format
 or fixed values of its own, and to the property names of each open object; responses, which
-never carry NUL, are left as they are.
+never carry NUL, are left as they are. What an open object takes besides its own properties is
+any JSON without NUL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 NO_NUL = "^[^\\u0000]*$"
+ANY_NAME = "JSONWithoutNUL"
+ANY_REF = {"$ref": f"#/components/schemas/{ANY_NAME}"}
+# What an open object takes under a name its schema does not list: any JSON without a NUL.
+ANY: dict[str, Any] = {
+    "description": "any JSON value without a NUL character in any string or name",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": ANY_REF},
+        {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": ANY_REF},
+    ],
+}
 _FIXED = ("pattern", "format", "enum", "const", "contentMediaType")
 
 
@@ -31,8 +44,9 @@ def _mark(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
         key in schema for key in _FIXED
     ):
         schema["pattern"] = NO_NUL
-    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+    if schema.get("type") == "object" and schema.get("additionalProperties", True) is True:
         schema["propertyNames"] = {"pattern": NO_NUL}  # names are text too
+        schema["additionalProperties"] = ANY_REF
     for key, value in schema.items():
         if key in ("properties", "patternProperties", "$defs"):
             for sub in value.values():
@@ -42,7 +56,8 @@ def _mark(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
 
 
 def refuse_nul(document: dict[str, Any]) -> None:
-    components = document.get("components", {}).get("schemas", {})
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    components[ANY_NAME] = ANY
     seen: set[str] = set()
     for path in document.get("paths", {}).values():
         for operation in path.values():

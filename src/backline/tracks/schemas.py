@@ -56,7 +56,7 @@ class TrackFields(BaseModel):
     genre: Annotated[str, Field(min_length=1, max_length=50)] | None = None
     explicit: bool | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
-    release_date: date | None = None
+    release_date: Annotated[date, Field(strict=True)] | None = None  # "YYYY-MM-DD", not a number
     isrc: Annotated[str, Field(max_length=20, json_schema_extra=ISRC_SCHEMA)] | None = None
     credits: Annotated[list[Credit], Field(max_length=50)] | None = None
 
@@ -177,7 +177,7 @@ class UploadURLCreate(BaseModel):
 
     size: Annotated[
         int,
-        Field(ge=1, description="bytes", json_schema_extra={"maximum": PRESIGNED_PUT_LIMIT}),
+        Field(ge=1, le=PRESIGNED_PUT_LIMIT, description="bytes; the setting may allow fewer"),
     ]
     sha256: Annotated[
         str,
