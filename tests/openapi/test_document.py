@@ -107,7 +107,11 @@ def test_routes_document_their_own_codes(doc: dict[str, Any]) -> None:
         "no_audio",
         "not_found",
     ]
-    assert codes(doc["paths"]["/api/admin/tracks"]["get"], 403) == ["csrf_failed", "forbidden_role"]
+    assert codes(doc["paths"]["/api/admin/tracks"]["get"], 403) == ["forbidden_role"]
+    claim = doc["paths"]["/api/admin/tracks/{track_id}/claim"]["post"]
+    assert codes(claim, 403) == ["csrf_failed", "forbidden_role"]
+    assert "403" not in doc["paths"]["/api/me"]["get"]["responses"]
+    assert "csrf_failed" in codes(doc["paths"]["/api/me"]["patch"], 403)
     assert "invalid_cursor" in codes(doc["paths"]["/api/tracks"]["get"], 400)
     audio = doc["paths"]["/api/tracks/{track_id}/audio"]
     assert codes(audio["put"], 415) == ["not_audio", "unsupported_audio_format"]

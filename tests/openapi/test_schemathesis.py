@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from backline.ratelimit.policies import DEFAULTS
+from tests import served as served_module
 from tests.chat.upstream import Upstream, serve
 from tests.conftest import free_port
 from tests.served import Served, create_user, served
@@ -67,7 +68,7 @@ def chat_provider() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def server(tmp_path_factory: pytest.TempPathFactory, patient_start: None) -> Iterator[Served]:
     unlimited = json.dumps(dict.fromkeys(DEFAULTS, "1000000/minute"))
     with (
         chat_provider() as chat_url,
@@ -81,6 +82,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ) as running,
     ):
         yield running
+
+
+@pytest.fixture(autouse=True, scope="module")
+def patient_start() -> Iterator[None]:
+    """A first start migrates a fresh database: on a busy machine it takes longer than usual."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(served_module, "START_SECONDS", 120)
+        yield
 
 
 def schemathesis(server: Served, headers: dict[str, str], *selection: str) -> None:

@@ -124,9 +124,9 @@ class SignedInRoute(JSONRoute):
         (401, "unauthenticated"),
         (401, "invalid_token"),
         (401, "session_revoked"),
-        (403, "csrf_failed"),
         (503, "revocation_unavailable"),
     )
+    @raises((403, "csrf_failed"), methods=("POST", "PUT", "PATCH", "DELETE"))
     async def admit(self, request: Request) -> None:
         await identify(request)
 

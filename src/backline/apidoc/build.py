@@ -5,7 +5,7 @@ For each operation the error responses are made from (see `declare`):
 
 * what every route answers: 422 `nul_character` (a NUL in the address), 429 `rate_limited`
   (the global limit), 503 `unavailable` (no database connection free), 504
-  `deadline_exceeded`; health checks are exempt from the limits;
+  `deadline_exceeded`; what the rate limiter exempts has no 429;
 * what its inputs imply: a JSON body can be malformed (400), too large (413), of another media
   type (415) or invalid (422); parameters can be invalid (422);
 * the marks of its route class (`admit`), its function and every dependency it resolves.
@@ -34,8 +34,8 @@ from backline.apidoc.responses import (
 )
 from backline.apidoc.security import apply_security, declare_schemes
 from backline.apidoc.text import refuse_nul
+from backline.middleware.ratelimit import EXEMPT
 
-UNLIMITED = frozenset({"/healthz", "/readyz"})
 EVERY_ROUTE = frozenset({Problem(422, "nul_character"), Problem(504, "deadline_exceeded")})
 LIMITED = frozenset({Problem(429, "rate_limited"), Problem(503, "unavailable")})
 JSON_BODY = frozenset(
@@ -61,7 +61,7 @@ def _has_parameters(dependant: Dependant) -> bool:
 def problems_of(route: RouteContext) -> frozenset[Problem]:
     admit = getattr(route.original_route, "admit", None)
     found = EVERY_ROUTE | declared(route.dependant) | marked(admit)
-    if route.path not in UNLIMITED:
+    if route.path not in EXEMPT:
         found |= LIMITED
     if route.body_field is not None:
         is_form = isinstance(getattr(route.body_field, "field_info", None), params.Form)
@@ -93,8 +93,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             continue
         problems = problems_of(route)
         examples.update({example_name(p): example(p) for p in problems})
-        errors = problem_responses(problems)
         for method in route.methods or ():
+            errors = problem_responses(p for p in problems if p.answers(method))
             operation = document["paths"][route.path_format][method.lower()]
             responses = operation["responses"]
             for status in [s for s in responses if _is_error(s) and s not in errors]:

@@ -13,8 +13,8 @@ check added in a dependency is documented on every route that uses it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from fastapi.dependencies.models import Dependant
@@ -29,6 +29,10 @@ _MARK = "__backline_problems__"
 class Problem:
     status: int
     code: str
+    methods: frozenset[str] = frozenset()  # answered only to these methods; empty: to any
+
+    def answers(self, method: str) -> bool:
+        return not self.methods or method.upper() in self.methods
 
 
 ProblemSource = type[ProblemError] | tuple[int, str] | Problem
@@ -42,9 +46,11 @@ def problem(source: ProblemSource) -> Problem:
     return Problem(source.status, source.code)
 
 
-def raises(*sources: ProblemSource) -> Callable[[F], F]:
-    """Mark a route or dependency function with the problems it can answer."""
-    found = frozenset(problem(source) for source in sources)
+def raises(*sources: ProblemSource, methods: Iterable[str] = ()) -> Callable[[F], F]:
+    """Mark a route or dependency function with the problems it can answer (to `methods`
+    only, when given)."""
+    only = frozenset(methods)
+    found = frozenset(replace(problem(source), methods=only) for source in sources)
 
     def mark(function: F) -> F:
         setattr(function, _MARK, getattr(function, _MARK, frozenset()) | found)

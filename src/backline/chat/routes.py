@@ -128,7 +128,16 @@ async def _opened_unless_client_leaves(
     return None
 
 
-@chat_router.post("", response_model=None)
+@chat_router.post(
+    "",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the answer: whole as JSON, or as server-sent events when `stream`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 @raises(
     (503, "chat_not_configured"),
     (422, "message_too_long"),
