@@ -41,6 +41,15 @@ DEADLINE_MARGIN = 5.0  # past the chat's own limit, so that its 504 is the one t
 
 
 log = get_logger(__name__)
+# One server-sent event of a streamed answer (see `streaming`): its name and one JSON line.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["delta", "error", "done"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def _provider(request: Request, settings: Settings) -> Provider:
@@ -134,7 +143,7 @@ async def _opened_unless_client_leaves(
     responses={
         200: {
             "description": "the answer: whole as JSON, or as server-sent events when `stream`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         }
     },
 )
