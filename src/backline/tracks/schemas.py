@@ -9,7 +9,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 from stdnum import isrc as stdnum_isrc
 from stdnum.exceptions import ValidationError as StdnumError
@@ -41,6 +48,13 @@ class CreditPublic(BaseModel):
     split: int | float
 
 
+def _date_text(value: object) -> object:
+    """A date is text (YYYY-MM-DD), as the document says: not a number of seconds."""
+    if isinstance(value, int | float):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
 # The compact form python-stdnum checks: country (its list), registrant, year, record.
 ISRC_SCHEMA = {
     "pattern": f"^(?:{'|'.join(sorted(stdnum_isrc._country_codes))})[A-Z0-9]{{3}}[0-9]{{7}}$",
@@ -56,7 +70,7 @@ class TrackFields(BaseModel):
     genre: Annotated[str, Field(min_length=1, max_length=50)] | None = None
     explicit: bool | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
-    release_date: Annotated[date, Field(strict=True)] | None = None  # "YYYY-MM-DD", not a number
+    release_date: Annotated[date, BeforeValidator(_date_text)] | None = None
     isrc: Annotated[str, Field(max_length=20, json_schema_extra=ISRC_SCHEMA)] | None = None
     credits: Annotated[list[Credit], Field(max_length=50)] | None = None
 
@@ -177,7 +191,10 @@ class UploadURLCreate(BaseModel):
 
     size: Annotated[
         int,
-        Field(ge=1, le=PRESIGNED_PUT_LIMIT, description="bytes; the setting may allow fewer"),
+        Field(
+            ge=1,
+            description="bytes; over BACKLINE_MAX_AUDIO_BYTES (at most 5 GiB) is 413",
+        ),
     ]
     sha256: Annotated[
         str,
