@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -68,7 +69,7 @@ class TrackFields(BaseModel):
     primary_artist: Name | None = None
     featured_artists: Annotated[list[Name], Field(max_length=20)] | None = None
     genre: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    explicit: bool | None = None
+    explicit: StrictBool | None = None  # true or false, not 0 or "yes"
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
     release_date: Annotated[date, BeforeValidator(_date_text)] | None = None
     isrc: Annotated[str, Field(max_length=20, json_schema_extra=ISRC_SCHEMA)] | None = None
