@@ -10,7 +10,7 @@ TEST_JOBS ?= 4
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test lint typecheck unit bench openapi clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,6 +40,10 @@ unit: install
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS) || [ $$? = 5 ]
 
 test: lint typecheck unit
+
+# The OpenAPI document, published for review; tests/openapi fails when it is stale.
+openapi: install
+	$(VENV)/bin/python -m backline.apidoc docs/openapi.json
 
 bench: install
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

@@ -178,7 +178,7 @@ async def test_every_error_status_has_the_problem_shape(
     response = await client.request(method, path)
     assert_problem(response, status, code)
     if status == 405:
-        assert response.headers["allow"] == "GET"
+        assert response.headers["allow"] == "GET, HEAD"
     if status == 429:
         assert response.headers["retry-after"] == "7"
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from backline import __version__
 from backline.accounts import routes as accounts_routes
 from backline.accounts.revocation import Revocations
+from backline.apidoc.build import install as install_openapi
 from backline.artists import holdings as artists_holdings
 from backline.artists import routes as artists_routes
 from backline.audit.routes import staff as audit_router
@@ -188,4 +189,5 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(chat_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
+    install_openapi(app)
     return app

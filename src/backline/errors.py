@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import ClientDisconnect
 
+from backline.allow import allowed_methods
 from backline.context import current_request_id
 from backline.logging import get_logger
 
@@ -64,6 +65,16 @@ STATUS_CODES: Mapping[int, str] = {
 }
 
 
+# RFC 9110's names where Python's table (before 3.13) still has the older ones.
+TITLES: Mapping[int, str] = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def status_title(status: int) -> str:
+    if status in TITLES:
+        return TITLES[status]
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+
+
 def problem_type(code: str) -> str:
     return f"urn:backline:problem:{code}"
 
@@ -75,7 +86,7 @@ def problem_body(
     title: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    phrase = status_title(status)
     code = code or STATUS_CODES.get(status, "error")
     body: dict[str, Any] = {
         "type": problem_type(code),
@@ -198,6 +209,9 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if status == 413:
         return _problem_error(request, PayloadTooLarge(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)))
+    if status == 405:
+        allowed = allowed_methods(request.scope) or (exc.headers or {}).get("Allow", "")
+        return problem_response(405, None, detail, headers={"Allow": allowed})
     return problem_response(status, None, detail, headers=exc.headers)
 
 

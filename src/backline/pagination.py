@@ -14,13 +14,21 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime, timedelta
+from typing import Annotated
 
+from fastapi import Query
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backline.errors import BadRequest
 
 Position = tuple[datetime, uuid.UUID]
+INVALID_CURSOR = (400, "invalid_cursor")
+# The query parameter of every paged list: absent for the first page, never empty.
+CursorQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, description="`next_cursor` of the previous page"),
+]
 
 
 def encode(created_at: datetime, row_id: uuid.UUID) -> str:

@@ -4,6 +4,8 @@
 
 * a body of another media type is 415 `unsupported_media_type`, before it is read, instead of
   a confusing 422 about dictionaries;
+* a signed-in route checks the sign-in first (`admit`): 401 comes before any answer about the
+  body (400 malformed JSON, 413, 415, 422), as clients expect;
 * a NUL character in a JSON string, a form field, the query string or the path is 422
   `nul_character`: no text has a use for one, and PostgreSQL cannot store or compare it (it
   would surface as a 500).
@@ -78,11 +80,17 @@ async def _refuse_nul_in_form(request: Request) -> None:
 
 
 class JSONRoute(APIRoute):
+    signed_in = False  # whether `admit` checks a sign-in (the document's security says so)
+
+    async def admit(self, request: Request) -> None:
+        """Checks made before anything of the request is read; a signed-in route's sign-in."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None:
 
             async def url_checked(request: Request) -> Response:
+                await self.admit(request)
                 _refuse_nul_in_url(request)
                 return await handler(request)
 
@@ -90,6 +98,7 @@ class JSONRoute(APIRoute):
         if self._is_form_body():
 
             async def form_checked(request: Request) -> Response:
+                await self.admit(request)
                 _refuse_nul_in_url(request)
                 await _refuse_nul_in_form(request)
                 return await handler(request)
@@ -97,6 +106,7 @@ class JSONRoute(APIRoute):
             return form_checked
 
         async def checked(request: Request) -> Response:
+            await self.admit(request)
             _refuse_nul_in_url(request)
             content_type = request.headers.get("content-type")
             if _has_body(request):
@@ -120,11 +130,13 @@ def router(*, public: bool = False, **kwargs: Any) -> APIRouter:
     Its routes require a signed-in user unless the router is made with `public=True`: a
     public route is the visible exception.
     """
-    kwargs.setdefault("route_class", JSONRoute)
-    if not public:
+    if public:
+        kwargs.setdefault("route_class", JSONRoute)
+    else:
         from fastapi import Depends
 
-        from backline.accounts.deps import identify
+        from backline.accounts.deps import SignedInRoute, identify
 
+        kwargs.setdefault("route_class", SignedInRoute)
         kwargs["dependencies"] = [Depends(identify), *kwargs.get("dependencies", [])]
     return APIRouter(**kwargs)

@@ -26,10 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backline.accounts.models import Role, User
 from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import InvalidToken, csrf_valid, verify_access
+from backline.apidoc.declare import raises
 from backline.config import Settings
 from backline.context import bind_user
 from backline.deps import SessionDep
 from backline.errors import Forbidden, Unauthorized
+from backline.routing import JSONRoute
 
 ACCESS_COOKIE = "backline_access"
 REFRESH_COOKIE = "backline_refresh"
@@ -97,14 +99,36 @@ def check_origin(request: Request) -> None:
 
 
 async def identify(request: Request) -> Identity:
-    """Check the access token and its session; the check every signed-in route makes.
+    """Check the access token and its session; the check every signed-in route makes, once
+    per request (`SignedInRoute` makes it before the body is read, the dependency reuses it).
 
     A cookie-authenticated change must also pass `check_csrf` with the header.
     """
+    known = getattr(request.state, "identity", None)
+    if isinstance(known, Identity):
+        return known
     identity = await verify_session(request)
     if identity.via_cookie and request.method not in SAFE_METHODS:
         check_csrf(request, identity.session_id)
+    request.state.identity = identity
     return identity
+
+
+class SignedInRoute(JSONRoute):
+    """The route class of signed-in routers: the sign-in is checked before the body is read,
+    so a request without credentials is 401 whatever its body."""
+
+    signed_in = True
+
+    @raises(
+        (401, "unauthenticated"),
+        (401, "invalid_token"),
+        (401, "session_revoked"),
+        (503, "revocation_unavailable"),
+    )
+    @raises((403, "csrf_failed"), methods=("POST", "PUT", "PATCH", "DELETE"))
+    async def admit(self, request: Request) -> None:
+        await identify(request)
 
 
 async def verify_session(request: Request) -> Identity:
@@ -185,6 +209,7 @@ def RequireRole(role: str) -> Any:  # noqa: N802 - reads as a declaration on the
     """A dependency admitting users whose role grants `role`; 403 `forbidden_role` otherwise."""
     needed = Role(role)
 
+    @raises((403, "forbidden_role"))
     async def require(user: CurrentUser) -> User:
         if user.role not in _GRANTS[needed]:
             raise Forbidden(f"This needs the {needed.value} role.", code="forbidden_role")

@@ -50,6 +50,7 @@ from backline.accounts.schemas import (
     UserUpdate,
 )
 from backline.accounts.tokens import csrf_token
+from backline.apidoc.declare import raises
 from backline.audit import service as audit
 from backline.context import client_info
 from backline.deps import (
@@ -141,6 +142,9 @@ def _public(user: User) -> UserPublic:
     dependencies=[EQUAL_TIME, RateLimit("register")],
     summary="Sign up; the answer is the same whether or not the address is taken",
 )
+@raises(
+    (422, "invalid_email"), (422, "weak_password"), (422, "invalid_display_name"), (503, "busy")
+)
 async def register(
     body: RegisterRequest,
     request: Request,
@@ -165,6 +169,7 @@ async def register(
 
 
 @public.post("/verify-email", summary="Confirm an address with the token from the email")
+@raises((400, "invalid_token"), (409, "email_taken"))
 async def verify_email(body: TokenRequest, request: Request, session: SessionDep) -> UserPublic:
     user = await recovery.verify_email(session, token=body.token, client=client_info(request))
     return _public(user)
@@ -175,6 +180,7 @@ async def verify_email(body: TokenRequest, request: Request, session: SessionDep
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[EQUAL_TIME, RateLimit("resend_verification")],
 )
+@raises((422, "invalid_email"))
 async def resend_verification(
     body: EmailRequest, session: SessionDep, settings: SettingsDep
 ) -> Accepted:
@@ -186,7 +192,12 @@ async def resend_verification(
     "/login",
     response_model=TokenResponse,
     dependencies=[RateLimit("login"), RateLimit("login_account")],
-    responses={401: {}, 403: {}, 429: {}},
+)
+@raises(
+    (401, "invalid_credentials"),
+    (403, "email_not_verified"),
+    (429, "account_locked"),
+    (503, "busy"),
 )
 async def login(
     body: LoginRequest, request: Request, response: Response, settings: SettingsDep
@@ -201,8 +212,8 @@ async def login(
     "/refresh",
     response_model=TokenResponse,
     dependencies=[RateLimit("refresh")],
-    responses={401: {}},
 )
+@raises((401, "invalid_refresh_token"), (401, "refresh_token_reused"), (403, "csrf_failed"))
 async def refresh(
     request: Request,
     response: Response,
@@ -244,6 +255,7 @@ async def refresh(
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[EQUAL_TIME, RateLimit("forgot_password")],
 )
+@raises((422, "invalid_email"))
 async def forgot_password(
     body: EmailRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Accepted:
@@ -258,6 +270,7 @@ async def forgot_password(
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[RateLimit("reset_password")],
 )
+@raises((400, "invalid_token"), (422, "weak_password"), (503, "busy"))
 async def reset_password(
     body: ResetPasswordRequest,
     request: Request,
@@ -325,10 +338,11 @@ async def logout_all(
 
 
 @signed_in.get("/sessions")
+@raises(pagination.INVALID_CURSOR)
 async def sessions(
     principal: CurrentPrincipal,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> SessionPage:
     rows = await open_sessions.page(
@@ -351,6 +365,7 @@ async def sessions(
 
 
 @signed_in.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@raises(NotFound)
 async def revoke_session(
     session_id: uuid.UUID, principal: CurrentPrincipal, request: Request, session: SessionDep
 ) -> None:
@@ -373,7 +388,10 @@ async def revoke_session(
     )
 
 
-@signed_in.post("/change-password", responses={403: {}, 429: {}})
+@signed_in.post("/change-password")
+@raises(
+    (403, "invalid_credentials"), (429, "account_locked"), (422, "weak_password"), (503, "busy")
+)
 async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
@@ -416,6 +434,17 @@ async def get_me(user_id: CurrentUserId, engines: EnginesDep) -> UserPublic:
 
 
 @me.patch("", response_model=UserPublic)
+@raises(
+    (403, "password_required"),
+    (403, "invalid_credentials"),
+    (429, "account_locked"),
+    (429, "rate_limited"),
+    (422, "invalid_display_name"),
+    (422, "invalid_email"),
+    (409, "email_taken"),
+    (503, "busy"),
+    (503, "rate_limit_unavailable"),
+)
 async def update_me(
     body: UserUpdate,
     user: CurrentUser,
@@ -447,9 +476,8 @@ async def update_me(
     return _public(user)
 
 
-@me.delete(
-    "", status_code=status.HTTP_204_NO_CONTENT, response_model=None, responses={403: {}, 429: {}}
-)
+@me.delete("", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
+@raises((403, "invalid_credentials"), (429, "account_locked"), (503, "busy"))
 async def delete_me(
     body: DeleteAccountRequest,
     principal: CurrentPrincipal,
@@ -485,6 +513,7 @@ async def export_me(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
 
 
 @admin.patch("/users/{user_id}/role", dependencies=[RequireRole("admin")])
+@raises(NotFound)
 async def change_role(
     user_id: uuid.UUID,
     role: Annotated[Role, Body(embed=True)],

@@ -11,6 +11,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+# What the services require, told in the document; the fields stay loose so that the services'
+# own codes (`invalid_email`, `weak_password`) are what a client gets.
+EMAIL: JsonDict = {"format": "email"}
+NEW_PASSWORD: JsonDict = {"minLength": 8, "maxLength": 128}
 
 
 class Strict(BaseModel):
@@ -18,8 +24,8 @@ class Strict(BaseModel):
 
 
 class RegisterRequest(Strict):
-    email: str = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    email: str = Field(min_length=3, max_length=320, json_schema_extra=EMAIL)
+    password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
     display_name: str = Field(min_length=1, max_length=100)
 
 
@@ -45,6 +51,7 @@ class TokenResponse(BaseModel):
 
 
 class EmailRequest(Strict):
+    # Any text: the answer is the same whether or not it is an address with an account.
     email: str = Field(min_length=1, max_length=320)
 
 
@@ -54,12 +61,12 @@ class TokenRequest(Strict):
 
 class ResetPasswordRequest(Strict):
     token: str = Field(min_length=1, max_length=128)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
 
 
 class ChangePasswordRequest(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, json_schema_extra=NEW_PASSWORD)
 
 
 class Accepted(BaseModel):

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request, status
 
+from backline import pagination
 from backline.accounts.deps import CurrentUser, RequireRole
+from backline.apidoc.declare import raises
 from backline.artists import review
 from backline.artists import service as applications
 from backline.artists.models import ApplicationStatus
@@ -21,6 +23,7 @@ from backline.artists.schemas import (
 )
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
+from backline.errors import NotFound
 from backline.routing import router
 
 applicant_router = router(prefix="/api/artist-applications", tags=["artists"])
@@ -29,16 +32,13 @@ review_router = router(
     tags=["review"],
     dependencies=[RequireRole("staff")],
 )
-_REFUSALS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "already_artist, application_open or reapply_too_soon"}
-}
 
 
 @applicant_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=_REFUSALS,
 )
+@raises((409, "already_artist"), (409, "application_open"), (409, "reapply_too_soon"))
 async def apply(
     body: ApplicationCreate,
     user: CurrentUser,
@@ -53,6 +53,7 @@ async def apply(
 
 
 @applicant_router.get("/me", summary="The signed-in person's latest application")
+@raises((404, "no_application"))
 async def my_application(
     user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ApplicationPublic:
@@ -61,6 +62,7 @@ async def my_application(
 
 
 @applicant_router.post("/me/withdraw", summary="Withdraw an application not yet claimed")
+@raises((404, "no_open_application"), (409, "not_withdrawable"))
 async def withdraw(
     user: CurrentUser, request: Request, session: SessionDep, settings: SettingsDep
 ) -> ApplicationPublic:
@@ -69,6 +71,7 @@ async def withdraw(
 
 
 @review_router.get("", summary="The review queue: oldest first")
+@raises(pagination.INVALID_CURSOR)
 async def review_queue(
     session: SessionDep,
     settings: SettingsDep,
@@ -78,7 +81,7 @@ async def review_queue(
     q: Annotated[
         str | None, Query(max_length=100, description="in the artist name or the email")
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> ApplicationPage:
     rows, next_cursor = await review.queue(
@@ -93,6 +96,7 @@ async def review_queue(
 
 
 @review_router.get("/{application_id}")
+@raises(NotFound)
 async def get_application(
     application_id: uuid.UUID, session: SessionDep, settings: SettingsDep
 ) -> ApplicationReview:
@@ -101,6 +105,7 @@ async def get_application(
 
 
 @review_router.post("/{application_id}/claim")
+@raises(NotFound, (409, "already_claimed"), (409, "already_decided"))
 async def claim(
     application_id: uuid.UUID,
     user: CurrentUser,
@@ -115,6 +120,7 @@ async def claim(
 
 
 @review_router.post("/{application_id}/approve")
+@raises(NotFound, (409, "already_claimed"), (409, "already_decided"))
 async def approve(
     application_id: uuid.UUID,
     user: CurrentUser,
@@ -134,6 +140,7 @@ async def approve(
 
 
 @review_router.post("/{application_id}/reject")
+@raises(NotFound, (409, "already_claimed"), (409, "already_decided"))
 async def reject(
     application_id: uuid.UUID,
     body: RejectRequest,

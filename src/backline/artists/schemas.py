@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from backline.artists.countries import COUNTRY_CODES
@@ -69,6 +70,15 @@ def _no_control(value: str) -> str:
     return value
 
 
+# What the validators refuse, told in the document: control characters (Cc; tabs and line
+# breaks allowed in free text) and, once stripped, text too short.
+_CC = "\\u0000-\\u001f\\u007f-\\u009f"
+_CC_TEXT = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f"
+ONE_LINE: JsonDict = {"pattern": f"^[^{_CC}]*[^\\s{_CC}][^{_CC}]*$"}
+FREE_TEXT: JsonDict = {"pattern": f"^[^{_CC_TEXT}]*[^\\s{_CC_TEXT}][^{_CC_TEXT}]*$"}
+THREE_OR_MORE: JsonDict = {"pattern": "^\\s*[^\\s\\u0000][^\\u0000]+[^\\s\\u0000]\\s*$"}
+
+
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,13 +108,21 @@ class Link(BaseModel):
 class ApplicationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    artist_name: Annotated[str, Field(min_length=1, max_length=100)]
-    bio: Annotated[str, Field(min_length=1, max_length=MAX_BIO)]
+    artist_name: Annotated[str, Field(min_length=1, max_length=100, json_schema_extra=ONE_LINE)]
+    bio: Annotated[str, Field(min_length=1, max_length=MAX_BIO, json_schema_extra=FREE_TEXT)]
     genres: Annotated[list[Genre], Field(max_length=MAX_GENRES)] = []
     country: Annotated[
-        str | None, Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+        str | None,
+        Field(
+            min_length=2,
+            max_length=2,
+            description="ISO 3166-1 alpha-2",
+            json_schema_extra={"enum": [*sorted(COUNTRY_CODES), None]},
+        ),
     ] = None
-    links: Annotated[list[Link], Field(max_length=MAX_LINKS)] = []
+    links: Annotated[
+        list[Link], Field(max_length=MAX_LINKS, json_schema_extra={"uniqueItems": True})
+    ] = []
 
     @field_validator("artist_name")
     @classmethod
@@ -149,7 +167,13 @@ class RejectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     reason: Annotated[
-        str, Field(min_length=3, max_length=1000, description="shown and mailed to the applicant")
+        str,
+        Field(
+            min_length=3,
+            max_length=1000,
+            description="shown and mailed to the applicant",
+            json_schema_extra=THREE_OR_MORE,
+        ),
     ]
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backline import pagination
 from backline.accounts.deps import RequireRole
+from backline.apidoc.declare import raises
 from backline.audit import service as audit
 from backline.deps import SessionDep
 from backline.routing import router
@@ -38,11 +39,12 @@ class AuditPage(BaseModel):
 
 
 @staff.get("/audit-events")
+@raises(pagination.INVALID_CURSOR)
 async def list_events(
     session: SessionDep,
     user_id: uuid.UUID | None = None,
     event: Annotated[str | None, Query(max_length=48, pattern=r"^[a-z_]+$")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     rows = await audit.list(

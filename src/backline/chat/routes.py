@@ -14,7 +14,9 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from backline import pagination
 from backline.accounts.deps import CurrentUserId
+from backline.apidoc.declare import raises
 from backline.chat import service, turns
 from backline.chat.opening import open_answer
 from backline.chat.relay import Relay
@@ -25,9 +27,37 @@ from backline.middleware.deadline import set_deadline
 from backline.routing import router
 
 chat_router = router(prefix="/api/chat", tags=["assistant"])
+# One server-sent event of a streamed answer (see `streaming`): its name and one JSON line.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["delta", "error", "done"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
-@chat_router.post("", response_model=None)
+@chat_router.post(
+    "",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the answer: whole as JSON, or as server-sent events when `stream`",
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+        }
+    },
+)
+@raises(
+    (503, "chat_not_configured"),
+    (503, "chat_unavailable"),
+    (422, "message_too_long"),
+    (422, "message_empty"),
+    (429, "rate_limited"),
+    (502, "chat_upstream_error"),
+    (504, "chat_upstream_timeout"),
+    (404, "conversation_not_found"),
+)
 async def chat(
     body: ChatRequest,
     request: Request,
@@ -64,10 +94,11 @@ async def chat(
 
 
 @chat_router.get("/conversations")
+@raises(pagination.INVALID_CURSOR)
 async def conversations(
     user_id: CurrentUserId,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> dict[str, Any]:
     rows, next_cursor = await service.page(session, user_id=user_id, cursor=cursor, limit=limit)
@@ -75,6 +106,7 @@ async def conversations(
 
 
 @chat_router.get("/conversations/{conversation_id}")
+@raises((404, "conversation_not_found"))
 async def conversation(
     conversation_id: uuid.UUID, user_id: CurrentUserId, session: SessionDep
 ) -> dict[str, Any]:
@@ -84,6 +116,7 @@ async def conversation(
 
 
 @chat_router.patch("/conversations/{conversation_id}")
+@raises((404, "conversation_not_found"), (422, "title_empty"))
 async def rename(
     conversation_id: uuid.UUID, body: Rename, user_id: CurrentUserId, session: SessionDep
 ) -> dict[str, Any]:
@@ -93,6 +126,7 @@ async def rename(
 
 
 @chat_router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+@raises((404, "conversation_not_found"))
 async def delete(conversation_id: uuid.UUID, user_id: CurrentUserId, session: SessionDep) -> None:
     found = await service.own(session, conversation_id=conversation_id, user_id=user_id)
     await service.remove(session, conversation=found)

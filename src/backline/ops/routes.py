@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from backline.apidoc.declare import raises
 from backline.config import Settings
 from backline.errors import NotFound, Unauthorized, problem_response
 from backline.ops.checks import run_checks
@@ -30,8 +31,8 @@ async def healthz() -> dict[str, str]:
 @public_router.get(
     "/readyz",
     summary="Readiness: database, Redis and storage reachable",
-    responses={503: {"description": "A dependency is down; `checks` names it"}},
 )
+@raises((503, "not_ready"))
 async def readyz(request: Request) -> Any:
     results = await run_checks(request.app.state.readiness_checks)
     failed = [name for name, result in results.items() if result != "ok"]

@@ -23,6 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope
 
 from backline.accounts.emails import InvalidEmail, normalize_email
+from backline.apidoc.declare import raises
 from backline.errors import TooManyRequests
 from backline.ratelimit.clientip import client_ip, rate_key
 from backline.ratelimit.limiter import Decision, RateLimiter
@@ -124,6 +125,7 @@ async def charge(request: Request, name: str, *, cost: int = 1) -> Decision:
 
 
 def RateLimit(name: str) -> Any:  # noqa: N802 - reads as a declaration on the route
+    @raises(TooManyRequests, (503, "rate_limit_unavailable"))
     async def limit(request: Request) -> None:
         await charge(request, name)
 

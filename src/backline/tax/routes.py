@@ -8,6 +8,7 @@ import uuid
 from fastapi import Request
 
 from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
+from backline.apidoc.declare import raises
 from backline.context import client_info
 from backline.deps import EnginesDep, SessionDep, SettingsDep
 from backline.routing import router
@@ -19,6 +20,12 @@ staff_router = router(prefix="/api/admin/users", tags=["tax"], dependencies=[Req
 
 
 @me_router.put("", dependencies=[RequireRole("artist")])
+@raises(
+    (422, "invalid_tin"),
+    (422, "not_certified"),
+    (422, "signature_mismatch"),
+    (409, "concurrent_submission"),
+)
 async def submit_tax_form(
     body: TaxFormIn,
     request: Request,
@@ -34,6 +41,7 @@ async def submit_tax_form(
 
 
 @me_router.get("")
+@raises((404, "no_tax_form"))
 async def get_tax_form(
     user_id: CurrentUserId, engines: EnginesDep, settings: SettingsDep
 ) -> TaxFormPublic:
@@ -44,6 +52,7 @@ async def get_tax_form(
 
 
 @staff_router.get("/{user_id}/tax-form")
+@raises((404, "no_tax_form"))
 async def staff_tax_form(
     user_id: uuid.UUID, session: SessionDep, settings: SettingsDep
 ) -> TaxFormStaff:
@@ -51,6 +60,7 @@ async def staff_tax_form(
 
 
 @staff_router.post("/{user_id}/tax-form/reveal", dependencies=[RequireRole("admin")])
+@raises((404, "no_tax_form"))
 async def reveal_tin(
     user_id: uuid.UUID,
     request: Request,

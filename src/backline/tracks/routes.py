@@ -14,7 +14,9 @@ from fastapi import BackgroundTasks, Query, Request, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from backline import pagination
 from backline.accounts.deps import CurrentUser, CurrentUserId, RequireRole
+from backline.apidoc.declare import raises
 from backline.deps import SessionDep, SettingsDep, StoragesDep
 from backline.errors import NotFound
 from backline.routing import router
@@ -38,15 +40,17 @@ LINK_SECONDS = 300
 
 
 @tracks_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RequireRole("artist")])
+@raises((422, "validation_failed"))
 async def create_track(body: TrackCreate, user: CurrentUser, session: SessionDep) -> TrackPublic:
     return tracks.public(await tracks.create(session, owner=user, data=body))
 
 
 @tracks_router.get("", response_model=TrackPage)
+@raises(pagination.INVALID_CURSOR)
 async def list_tracks(
     user_id: CurrentUserId,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     rows, next_cursor = await tracks.list(
@@ -56,11 +60,13 @@ async def list_tracks(
 
 
 @tracks_router.get("/{track_id}")
+@raises(NotFound)
 async def get_track(track_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TrackPublic:
     return tracks.public(await tracks.get(session, track_id=track_id, viewer=user))
 
 
 @tracks_router.patch("/{track_id}")
+@raises(NotFound, (409, "track_locked"), (409, "upload_in_progress"))
 async def update_track(
     track_id: uuid.UUID, body: TrackUpdate, user: CurrentUser, session: SessionDep
 ) -> TrackPublic:
@@ -69,6 +75,7 @@ async def update_track(
 
 
 @tracks_router.delete("/{track_id}", status_code=status.HTTP_204_NO_CONTENT)
+@raises(NotFound, (409, "track_locked"), (409, "upload_in_progress"))
 async def delete_track(
     track_id: uuid.UUID,
     user: CurrentUser,
@@ -82,6 +89,7 @@ async def delete_track(
 
 
 @tracks_router.get("/{track_id}/audio-url")
+@raises(NotFound, (404, "no_audio"))
 async def audio_url(
     track_id: uuid.UUID,
     storages: StoragesDep,
@@ -111,6 +119,7 @@ async def audio_url(
 
 
 @tracks_router.post("/{track_id}/submit")
+@raises(NotFound, (409, "track_locked"), (409, "upload_in_progress"), (422, "track_incomplete"))
 async def submit_track(track_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TrackPublic:
     track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
     return tracks.public(await tracks.submit(session, track=track))
@@ -123,6 +132,7 @@ class RejectRequest(BaseModel):
 @review_router.get(
     "", summary="The review queue: oldest first, narrowed by any filter", response_model=TrackPage
 )
+@raises(pagination.INVALID_CURSOR)
 async def review_queue(
     session: SessionDep,
     status_filter: Annotated[
@@ -137,7 +147,7 @@ async def review_queue(
         str | None, Query(max_length=100, description="in the title or primary artist")
     ] = None,
     order: Annotated[Literal["oldest", "newest"], Query()] = "oldest",
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: pagination.CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     where = tracks.TrackFilter(
@@ -156,12 +166,14 @@ async def review_queue(
 
 
 @review_router.post("/{track_id}/claim")
+@raises(NotFound, (409, "not_reviewable"))
 async def claim_track(track_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TrackPublic:
     track = await review.reviewable(session, track_id=track_id)
     return tracks.public(await review.claim(session, track=track, reviewer=user))
 
 
 @review_router.post("/{track_id}/approve")
+@raises(NotFound, (409, "not_reviewable"))
 async def approve_track(
     track_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> TrackPublic:
@@ -173,6 +185,7 @@ async def approve_track(
 
 
 @review_router.post("/{track_id}/reject")
+@raises(NotFound, (409, "not_reviewable"))
 async def reject_track(
     track_id: uuid.UUID,
     body: RejectRequest,

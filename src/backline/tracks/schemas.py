@@ -9,7 +9,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 from stdnum import isrc as stdnum_isrc
 from stdnum.exceptions import ValidationError as StdnumError
 
@@ -40,16 +49,30 @@ class CreditPublic(BaseModel):
     split: int | float
 
 
+def _date_text(value: object) -> object:
+    """A date is text (YYYY-MM-DD), as the document says: not a number of seconds."""
+    if isinstance(value, int | float):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+# The compact form python-stdnum checks: country (its list), registrant, year, record.
+ISRC_SCHEMA = {
+    "pattern": f"^(?:{'|'.join(sorted(stdnum_isrc._country_codes))})[A-Z0-9]{{3}}[0-9]{{7}}$",
+    "description": "e.g. USRC17607839 (hyphens and spaces are ignored)",
+}
+
+
 class TrackFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     primary_artist: Name | None = None
     featured_artists: Annotated[list[Name], Field(max_length=20)] | None = None
     genre: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    explicit: bool | None = None
+    explicit: StrictBool | None = None  # true or false, not 0 or "yes"
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")] | None = None
-    release_date: date | None = None
-    isrc: Annotated[str, Field(max_length=20)] | None = None
+    release_date: Annotated[date, BeforeValidator(_date_text)] | None = None
+    isrc: Annotated[str, Field(max_length=20, json_schema_extra=ISRC_SCHEMA)] | None = None
     credits: Annotated[list[Credit], Field(max_length=50)] | None = None
 
     @field_validator("isrc")
@@ -75,7 +98,9 @@ class TrackCreate(TrackFields):
 
 
 class TrackUpdate(TrackFields):
-    title: Name | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})  # {} is nothing to change
+
+    title: Name | SkipJsonSchema[None] = None  # optional, but never null
 
     @model_validator(mode="after")
     def _something(self) -> TrackUpdate:
@@ -157,16 +182,31 @@ AUDIO_CONTENT_TYPES = (
 )
 
 
+PRESIGNED_PUT_LIMIT = 5 * 1024**3  # the most one S3 PUT may carry; the setting may be lower
+
+
 class UploadURLCreate(BaseModel):
     """A direct upload: what the client will send, signed into the URL it gets back."""
 
     model_config = ConfigDict(extra="forbid")
 
-    size: Annotated[int, Field(ge=1, description="bytes")]
-    sha256: Annotated[
-        str, Field(description="the file's SHA-256: 64 hex digits, or 44 characters of base64")
+    size: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="bytes; over BACKLINE_MAX_AUDIO_BYTES (at most 5 GiB) is 413",
+        ),
     ]
-    content_type: Annotated[str, Field(max_length=40)] = "application/octet-stream"
+    sha256: Annotated[
+        str,
+        Field(
+            description="the file's SHA-256: 64 hex digits, or 44 characters of base64",
+            json_schema_extra={"pattern": "^([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$"},
+        ),
+    ]
+    content_type: Annotated[
+        str, Field(max_length=40, json_schema_extra={"enum": list(AUDIO_CONTENT_TYPES)})
+    ] = "application/octet-stream"
 
     @field_validator("sha256")
     @classmethod

@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from backline.accounts.deps import DetachedUser
 from backline.accounts.models import User
+from backline.apidoc.declare import raises
 from backline.config import Settings
 from backline.deps import SessionDep, Sessions, SettingsDep, StoragesDep
 from backline.errors import NotFound, ProblemError
@@ -45,8 +46,14 @@ from backline.storage.keys import InvalidKey, new_key, validate
 from backline.storage.s3 import S3Storage
 from backline.tracks import artwork, audio, media, uploading, uploads
 from backline.tracks import service as tracks
+from backline.tracks import upload_docs as docs
 from backline.tracks.models import Track, UploadState
-from backline.tracks.schemas import TrackPublic, UploadURLCreate, UploadURLPublic
+from backline.tracks.schemas import (
+    PRESIGNED_PUT_LIMIT,
+    TrackPublic,
+    UploadURLCreate,
+    UploadURLPublic,
+)
 from backline.tracks.verifier import ObjectRef, discard
 
 log = get_logger(__name__)
@@ -54,7 +61,6 @@ uploads_router = router(prefix="/api/tracks", tags=["tracks"])
 signed_uploads_router = router(public=True, include_in_schema=False)
 
 HARD_CEILING = 8 * 1024**3  # the route's own body cap; the configured one is checked as it streams
-PRESIGNED_PUT_LIMIT = 5 * 1024**3  # the most one S3 PUT may carry
 
 
 class UnsupportedForm(ProblemError):
@@ -204,7 +210,9 @@ async def _release(sessions: Sessions, track_id: uuid.UUID, held: uploading.Clai
     dependencies=[RateLimit("upload")],
     max_body_size=HARD_CEILING,
     summary="Upload the audio as the raw body; Content-Digest (RFC 9530) optional",
+    openapi_extra=docs.RAW_AUDIO,
 )
+@raises(*docs.RECEIVED, *docs.AUDIO)
 async def upload_audio(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
     return await _receive(receiver, track_id=track_id, spooler=_raw, kind="audio")
 
@@ -214,23 +222,9 @@ async def upload_audio(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPubli
     dependencies=[RateLimit("upload")],
     max_body_size=HARD_CEILING,
     summary="Upload the audio from a browser form: multipart/form-data, field `file`",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "sha256": {"type": "string", "description": "hex, optional"},
-                        },
-                    }
-                }
-            }
-        }
-    },
+    openapi_extra=docs.AUDIO_FORM,
 )
+@raises(*docs.RECEIVED, *docs.AUDIO, *docs.FORM)
 async def upload_audio_form(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
     content_type = receiver.request.headers.get("content-type", "").lower()
     if not content_type.startswith("multipart/form-data"):
@@ -243,7 +237,9 @@ async def upload_audio_form(track_id: uuid.UUID, receiver: ReceiverDep) -> Track
     dependencies=[RateLimit("upload")],
     max_body_size=HARD_CEILING,
     summary="Upload the artwork (JPEG or PNG, square, 1400-6000 px) as the raw body",
+    openapi_extra=docs.RAW_ARTWORK,
 )
+@raises(*docs.RECEIVED, *docs.ARTWORK)
 async def upload_artwork(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
     return await _receive(receiver, track_id=track_id, spooler=_raw, kind="artwork")
 
@@ -253,6 +249,7 @@ async def upload_artwork(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPub
     dependencies=[RateLimit("upload")],
     summary="A URL to send the audio straight to storage; then call audio/complete",
 )
+@raises(*docs.TRACK_EDIT, (413, "payload_too_large"))
 async def upload_url(
     track_id: uuid.UUID,
     body: UploadURLCreate,
@@ -304,6 +301,7 @@ async def upload_url(
     status_code=status.HTTP_202_ACCEPTED,
     summary="The direct upload is done: the object is checked in the background",
 )
+@raises(*docs.COMPLETED)
 async def complete_upload(
     track_id: uuid.UUID,
     request: Request,
