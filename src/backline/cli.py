@@ -74,6 +74,7 @@ def serve(
     """Run the HTTP server. Outside production, SQLite is migrated first."""
     import uvicorn
 
+    from backline.metrics.processes import shared_by_workers
     from backline.serving import GuardedHttpToolsProtocol
 
     settings = load_settings()
@@ -92,20 +93,21 @@ def serve(
         typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
     elif not settings.is_production:
         typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
-    uvicorn.run(
-        "backline.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        http=GuardedHttpToolsProtocol,
-        timeout_keep_alive=settings.keep_alive_timeout,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    with shared_by_workers(workers):  # the workers' metrics, summed at each scrape
+        uvicorn.run(
+            "backline.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http=GuardedHttpToolsProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
 
 
 @app.command()
