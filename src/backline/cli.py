@@ -107,6 +107,10 @@ def serve(
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=10,
+            # A worker answers the parent's health pings only once it has imported the app,
+            # which on a busy machine takes longer than uvicorn's 5 s: it would be killed as
+            # hung, again and again.
+            timeout_worker_healthcheck=30,
         )
 
 

@@ -7,9 +7,11 @@ the process answering `/metrics` reads all the files: counters and histograms ar
 every process the run has had (a restarted worker's counts stay), gauges combine as each
 one's `multiprocess_mode` says (`livesum`, `livemax`: the processes alive).
 
-`serve` makes that directory itself, fresh for the run (`shared_by_workers`), inside the
-directory `PROMETHEUS_MULTIPROC_DIR` names when set (a tmpfs, say), else in the system's
-temporary directory; the workers inherit it; it is removed when `serve` stops. Meanwhile a
+`serve` makes that directory itself, fresh for the run (`shared_by_workers`), in the system's
+temporary directory (`TMPDIR`, best a tmpfs); the workers inherit the variable naming it; it
+is removed when `serve` stops. (The variable is read as prometheus-client is imported, so it
+is not one to set by hand: the process that imports the package with it set writes there.)
+Meanwhile a
 thread of the parent process looks every second for workers that have died (a crash, a
 SIGKILL; uvicorn starts another) and has their live gauges dropped (`mark_process_dead`); a
 worker stopping normally drops its own (`forget_this_process`). With one process nothing of
@@ -92,10 +94,8 @@ def shared_by_workers(workers: int) -> Iterator[Path | None]:
     if workers <= 1:
         yield None
         return
-    base = os.environ.get(ENV) or None
-    if base is not None:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="backline-metrics-", dir=base))
+    before = os.environ.get(ENV)
+    directory = Path(tempfile.mkdtemp(prefix="backline-metrics-"))
     os.environ[ENV] = str(directory)
     stop = threading.Event()
     reaper = threading.Thread(
@@ -108,7 +108,7 @@ def shared_by_workers(workers: int) -> Iterator[Path | None]:
         stop.set()
         reaper.join()
         shutil.rmtree(directory, ignore_errors=True)
-        if base is None:
+        if before is None:
             os.environ.pop(ENV, None)
         else:
-            os.environ[ENV] = base
+            os.environ[ENV] = before
