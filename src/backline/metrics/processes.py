@@ -10,12 +10,11 @@ one's `multiprocess_mode` says (`livesum`, `livemax`: the processes alive).
 `serve` makes that directory itself, fresh for the run (`shared_by_workers`), in the system's
 temporary directory (`TMPDIR`, best a tmpfs); the workers inherit the variable naming it; it
 is removed when `serve` stops. (The variable is read as prometheus-client is imported, so it
-is not one to set by hand: the process that imports the package with it set writes there.)
-Meanwhile a
-thread of the parent process looks every second for workers that have died (a crash, a
-SIGKILL; uvicorn starts another) and has their live gauges dropped (`mark_process_dead`); a
-worker stopping normally drops its own (`forget_this_process`). With one process nothing of
-this is used: the values stay in the process's memory.
+is not one to set by hand: whatever process imports the package with it set writes there.)
+Meanwhile a thread of the parent process looks every second for workers that have died (a
+crash, a SIGKILL; uvicorn starts another) and has their live gauges dropped
+(`mark_process_dead`); a worker stopping normally drops its own (`forget_this_process`). With
+one process nothing of this is used: the values stay in the process's memory.
 """
 
 from __future__ import annotations
