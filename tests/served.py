@@ -24,7 +24,7 @@ import httpx
 
 from tests.conftest import free_port
 
-START_SECONDS = 30
+START_SECONDS = 30  # for each worker process: they import the app side by side
 
 
 @dataclass
@@ -97,14 +97,14 @@ def served(
         )
     server = Served(process, port, workdir, log_path)
     try:
-        _wait_until_healthy(server)
+        _wait_until_healthy(server, START_SECONDS * workers)
         yield server
     finally:
         server.stop()
 
 
-def _wait_until_healthy(server: Served) -> None:
-    deadline = time.monotonic() + START_SECONDS
+def _wait_until_healthy(server: Served, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         assert server.process.poll() is None, f"backline serve exited:\n{server.output}"
         try:

@@ -70,6 +70,10 @@ def test_three_workers_read_as_one_server(tmp_path: Path) -> None:
         tmp_path / "work", workers=WORKERS, BACKLINE_METRICS_TOKEN=TOKEN, TMPDIR=str(base)
     ) as server:
         (run_dir,) = base.iterdir()  # made by `serve` for this run
+        for _ in range(1200):  # until every worker has started (bounded): the first answers
+            if server.output.count("Application startup complete") >= WORKERS:  # before
+                break
+            time.sleep(0.1)
         assert run_dir.name.startswith("backline-metrics-")
         before = healthz_answered(scrape(server))
         sent = 0
