@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backline.metrics.processes import ENV, reap, shared_by_workers
+from backline.metrics.processes import ENV, forget_this_process, reap, shared_by_workers
 
 WRITE_A_LIVE_GAUGE = """
 from prometheus_client import Counter, Gauge
@@ -43,6 +43,18 @@ def test_reaping_drops_the_live_gauges_of_dead_processes_only(tmp_path: Path) ->
     assert (tmp_path / f"counter_{pid}.db").exists()  # its counts stay in the sums
     assert alive.exists()
     assert reap(tmp_path) == []
+
+
+def test_a_process_stopping_drops_its_own_live_gauges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = [tmp_path / f"gauge_{mode}_{os.getpid()}.db" for mode in ("livesum", "livemax")]
+    kept = [tmp_path / f"counter_{os.getpid()}.db", tmp_path / "gauge_livesum_1.db"]
+    for path in [*mine, *kept]:
+        path.write_bytes(b"")
+    monkeypatch.setenv(ENV, str(tmp_path))
+    forget_this_process()
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
 
 
 def test_one_process_shares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
