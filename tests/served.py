@@ -24,7 +24,7 @@ import httpx
 
 from tests.conftest import free_port
 
-START_SECONDS = 30
+START_SECONDS = 30  # for each worker process: they import the app side by side
 
 
 @dataclass
@@ -71,16 +71,25 @@ def serve_env(**settings: str) -> dict[str, str]:
 
 @contextmanager
 def served(
-    workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, **settings: str
+    workdir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int = 1,
+    **settings: str,
 ) -> Iterator[Served]:
-    """Run `backline serve --host HOST` in `workdir` with `settings` (`BACKLINE_*` names), on
-    `port` when given (a test that must name the server's URL in a setting picks it first)."""
+    """Run `backline serve --host HOST --workers N` in `workdir` with `settings` (environment
+    variables, `BACKLINE_*` names mostly), on `port` when given (a test that must name the
+    server's URL in a setting picks it first)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / "serve.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backline", "serve", "--host", host, "--port", str(port)],
+            [
+                *(sys.executable, "-m", "backline", "serve", "--host", host),
+                *("--port", str(port), "--workers", str(workers)),
+            ],
             cwd=workdir,
             env=serve_env(**settings),
             stdout=log_file,
@@ -88,14 +97,14 @@ def served(
         )
     server = Served(process, port, workdir, log_path)
     try:
-        _wait_until_healthy(server)
+        _wait_until_healthy(server, START_SECONDS * workers)
         yield server
     finally:
         server.stop()
 
 
-def _wait_until_healthy(server: Served) -> None:
-    deadline = time.monotonic() + START_SECONDS
+def _wait_until_healthy(server: Served, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         assert server.process.poll() is None, f"backline serve exited:\n{server.output}"
         try:

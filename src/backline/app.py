@@ -41,6 +41,8 @@ from backline.email.worker import Worker
 from backline.errors import install_error_handlers
 from backline.httpclient import create_http_client
 from backline.logging import configure_logging, get_logger
+from backline.metrics.processes import forget_this_process
+from backline.metrics.recording import count_pool_use
 from backline.middleware.access import AccessLog
 from backline.middleware.deadline import Deadline
 from backline.middleware.head import HeadAsGet
@@ -104,6 +106,7 @@ class Backline(FastAPI):
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings)
+    count_pool_use(engine)
     redis = create_redis(settings)
     http = create_http_client(settings.http_timeout)
     if settings.storage_backend == "local":
@@ -145,6 +148,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        forget_this_process()
         log.info("stopped")
 
 

@@ -74,6 +74,7 @@ def serve(
     """Run the HTTP server. Outside production, SQLite is migrated first."""
     import uvicorn
 
+    from backline.metrics.processes import shared_by_workers
     from backline.serving import GuardedHttpToolsProtocol
 
     settings = load_settings()
@@ -92,20 +93,25 @@ def serve(
         typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
     elif not settings.is_production:
         typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
-    uvicorn.run(
-        "backline.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        http=GuardedHttpToolsProtocol,
-        timeout_keep_alive=settings.keep_alive_timeout,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    with shared_by_workers(workers):  # the workers' metrics, summed at each scrape
+        uvicorn.run(
+            "backline.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            http=GuardedHttpToolsProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+            # A worker answers the parent's health pings only once it has imported the app,
+            # which on a busy machine takes longer than uvicorn's 5 s: it would be killed as
+            # hung, again and again.
+            timeout_worker_healthcheck=30,
+        )
 
 
 @app.command()

@@ -42,6 +42,7 @@ from backline.audit import service as audit
 from backline.config import Settings
 from backline.context import ClientInfo
 from backline.email import service as outbox
+from backline.metrics import LOCKOUTS, LOGIN_FAILURES, SESSIONS_REVOKED
 
 REFRESH_GRACE = timedelta(seconds=10)
 DUMMY_HASH = hasher.hash("backline dummy password for timing equality")
@@ -118,6 +119,7 @@ async def count_failure(
     outcome = await throttle.failed(session, key=key, threshold=settings.lockout_threshold)
     if outcome.paused_for is not None:
         return locked(outcome.paused_for)
+    LOGIN_FAILURES.inc()
     user_id = user.id if user is not None else None
     await audit.record(
         session,
@@ -128,6 +130,7 @@ async def count_failure(
     )
     if outcome.locked_until is None:
         return None
+    LOCKOUTS.inc()
     await audit.record(
         session,
         event="lockout",
@@ -267,6 +270,7 @@ async def revoke_sessions(
         .execution_options(synchronize_session="fetch")
     )
     await revocations.revoked(ids)
+    SESSIONS_REVOKED.labels(reason).inc(len(ids))
 
 
 async def list_sessions(session: AsyncSession, *, user_id: uuid.UUID) -> Sequence[AuthSession]:

@@ -29,6 +29,7 @@ from backline.audit.models import AuditEvent
 from backline.context import ClientInfo
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
+from backline.metrics import SESSIONS_REVOKED
 from backline.pagination import Position, older_than
 
 log = get_logger(__name__)
@@ -81,6 +82,7 @@ async def cap(
     ended = list((await connection.execute(_CAP, params)).scalars())
     if not ended:
         return ended
+    SESSIONS_REVOKED.labels(CAPPED_REASON).inc(len(ended))
     await connection.execute(
         _ADD_EVENT,
         audit.values(

@@ -31,6 +31,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from backline.config import Settings
 from backline.errors import ProblemError, ServiceUnavailable
 from backline.logging import get_logger
+from backline.metrics.recording import count_chat_tokens
 
 log = get_logger(__name__)
 # A streamed answer, chunk by chunk, each the provider's JSON object.
@@ -138,6 +139,8 @@ class Provider:
             raise problem_for(exc) from None
         text = (answer.choices[0].message.content or "") if answer.choices else ""
         usage = answer.usage
+        if usage is not None:
+            count_chat_tokens(prompt=usage.prompt_tokens, completion=usage.completion_tokens)
         return Completion(
             text,
             Usage(usage.prompt_tokens, usage.completion_tokens) if usage is not None else None,
@@ -192,10 +195,12 @@ async def deltas(stream: Chunks) -> AsyncIterator[str | Usage]:
         usage = _mapping(chunk).get("usage")
         if isinstance(usage, dict):
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            yield Usage(
+            reported = Usage(
                 prompt if isinstance(prompt, int) else 0,
                 completion if isinstance(completion, int) else 0,
             )
+            count_chat_tokens(prompt=reported.prompt_tokens, completion=reported.completion_tokens)
+            yield reported
         choices = _mapping(chunk).get("choices")
         for choice in choices if isinstance(choices, list) else ():
             content = _mapping(_mapping(choice).get("delta")).get("content")

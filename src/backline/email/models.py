@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backline.db import Base, IdMixin, TimestampMixin, utcnow
@@ -45,3 +45,14 @@ class OutboxEmail(IdMixin, TimestampMixin, Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(128))
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# Sent and dead messages stay on record: the age of the oldest waiting one (reported by
+# `/metrics`) is read from this index of the waiting ones alone.
+WAITING = text("status IN ('pending', 'sending')")
+Index(
+    "ix_email_outbox_waiting",
+    OutboxEmail.created_at,
+    postgresql_where=WAITING,
+    sqlite_where=WAITING,
+)

@@ -1,4 +1,5 @@
-"""One access-log line and the Prometheus request metrics per HTTP request.
+"""One access-log line and the Prometheus request metrics per HTTP request (and the count of
+requests in flight).
 
 The line has the method, the route template (`/api/tracks/{track_id}`, never the raw path or
 query string, which may carry tokens; fixed framework paths such as `/docs` as they are), the
@@ -15,7 +16,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backline.logging import get_logger
-from backline.metrics import REQUEST_DURATION, REQUESTS
+from backline.metrics import REQUEST_DURATION, REQUESTS, REQUESTS_IN_FLIGHT
 
 log = get_logger("backline.access")
 _enabled = logging.getLogger("backline.access").isEnabledFor  # cached by `logging` per level
@@ -43,6 +44,7 @@ class AccessLog:
         start = time.perf_counter()
         method = scope["method"]  # before the app runs: HEAD is served as GET inside
         status = 500
+        REQUESTS_IN_FLIGHT.inc()
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -53,6 +55,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            REQUESTS_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
             route = route_template(scope)
             REQUESTS.labels(method, route, str(status)).inc()

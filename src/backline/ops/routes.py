@@ -4,19 +4,27 @@ Health and readiness are public: load balancers call them without credentials. `
 not: its counters move with what people do (emails delivered, say), so outside development it
 answers only a scraper presenting `Authorization: Bearer <BACKLINE_METRICS_TOKEN>`, and is 404
 when no token is set. Where a token is set it is required in development too.
+
+A scrape answers the series of every process of the server (see `metrics.processes`) and the
+backlogs read from the database as it is answered (see `ops.backlog`).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from backline.apidoc.declare import raises
 from backline.config import Settings
 from backline.errors import NotFound, Unauthorized, problem_response
+from backline.metrics.processes import registry
+from backline.ops import backlog
 from backline.ops.checks import run_checks
 from backline.routing import router
 
@@ -63,7 +71,19 @@ def _allow_scrape(settings: Settings, authorization: str | None) -> None:
         )
 
 
+class _Scrape:
+    """The processes' series, then those read for this scrape."""
+
+    def __init__(self, recorded: Collector, read: list[Metric]) -> None:
+        self.recorded, self.read = recorded, read
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.recorded.collect()
+        yield from self.read
+
+
 @public_router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     _allow_scrape(request.app.state.settings, request.headers.get("authorization"))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    read = await backlog.read(request.app.state.engine)
+    return Response(generate_latest(_Scrape(registry(), read)), media_type=CONTENT_TYPE_LATEST)

@@ -37,6 +37,7 @@ from backline.config import Settings
 from backline.deps import SessionDep, Sessions, SettingsDep, StoragesDep
 from backline.errors import NotFound, ProblemError
 from backline.logging import get_logger
+from backline.metrics.recording import count_upload, upload_outcome
 from backline.middleware.deadline import set_deadline
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
@@ -116,6 +117,7 @@ async def _receive(
     request, user, sessions = receiver.request, receiver.user, receiver.sessions
     settings, storages = receiver.settings, receiver.storages
     is_audio = kind == "audio"
+    via = "form" if spooler is _form else "stream"
     max_size = settings.max_audio_bytes if is_audio else settings.max_artwork_bytes
     storage = storages.primary
     held: uploading.Claim | None = None
@@ -178,7 +180,9 @@ async def _receive(
                         )
                     answer = tracks.public(track)
                 committed = True
-        except BaseException:
+            count_upload(kind=kind, via=via, outcome="stored", size=hasher.size)
+        except BaseException as exc:
+            count_upload(kind=kind, via=via, outcome=upload_outcome(exc))
             with anyio.CancelScope(shield=True):
                 if key is not None and not committed:
                     await discard(storages, [(storage.name, key)])

@@ -31,6 +31,7 @@ from backline.config import Settings
 from backline.db import utcnow
 from backline.errors import ProblemError
 from backline.logging import get_logger
+from backline.metrics.recording import count_upload
 from backline.storage import Storages
 from backline.storage.base import DigestMismatch, StorageUnavailable, StoredObject
 from backline.storage.keys import new_key
@@ -227,6 +228,8 @@ class Verifier:
                 leftovers.append((backend, final))  # deleted or superseded meanwhile
             elif failure is not None or info is None:
                 code = failure.code if failure is not None else "verification_failed"
+                outcome = "failed" if code == "verification_failed" else "rejected"
+                count_upload(kind="audio", via="direct", outcome=outcome)
                 leftovers += [(backend, final)]
                 leftovers += [
                     (job.backend, k) for k in uploading.fail(track, token=None, error=code)
@@ -238,6 +241,7 @@ class Verifier:
                     track, stored=stored, info=info, backend=backend, check_editable=False
                 )
                 leftovers += [(job.backend, k) for k in uploading.verified(track)]
+                count_upload(kind="audio", via="direct", outcome="stored", size=job.size)
                 if replaced is not None:
                     leftovers.append(replaced)
                 log.info("upload_verified", track_id=str(job.track_id), format=info.format)
