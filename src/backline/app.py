@@ -41,6 +41,7 @@ from backline.errors import install_error_handlers
 from backline.httpclient import create_http_client
 from backline.logging import configure_logging, get_logger
 from backline.middleware.access import AccessLog
+from backline.middleware.cookies import DeferredCookies
 from backline.middleware.deadline import Deadline
 from backline.middleware.head import HeadAsGet
 from backline.middleware.problems import ProblemGuard
@@ -94,6 +95,7 @@ class Backline(FastAPI):
             max_age=600,
         )
         app = ProblemGuard(app)
+        app = DeferredCookies(app)
         app = SecurityHeaders(app, hsts=settings.is_production, docs_paths=DOCS_PATHS)
         app = AccessLog(app)
         return RequestContext(app)
