@@ -10,7 +10,7 @@ cookies go out with the page's response, whatever response that turns out to be 
 `middleware.cookies`). A person using the portal thus stays signed in for as long as the
 session may last, and a form posted long after the access token lapsed is handled, not lost.
 
-What stays as it was:
+How it stays safe:
 
 * The session is the same: rotation keeps the session ID, so the CSRF token the form carries
   (HMAC of the session ID) still matches, and the form's token and origin are still checked by
@@ -20,6 +20,14 @@ What stays as it was:
   so two tabs renewing at once with the same token both get the same successor within the
   10-second grace window, and reuse detection still ends the session when a used token comes
   back later.
+* The grace window bounds it as it bounds the API: the successor reaches the browser with the
+  page's response, so another request of the same browser that sets out with the old token
+  more than 10 seconds after the rotation and before that response arrives is taken as a reuse.
+  Pages answer in well under that, and no portal form posts a file (uploads go from the
+  page's script to the API or to storage), so no form keeps its response waiting that long.
+* A link followed from another site (a top-level GET, which SameSite=Lax lets carry the
+  cookie) may renew too: the browser itself gets the answer, so nothing leaks and nothing is
+  used up that the browser does not replace.
 * Revocation is final: a session ended (signing out, signing out everywhere, a password reset,
   the session cap) is refused by the rotation, which reads the session's row, so the refresh
   cookie never revives it; its cookies are cleared instead. An access cookie whose session was
