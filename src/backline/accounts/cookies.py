@@ -8,9 +8,9 @@
   `/api/auth` would mean bouncing every page through a redirect there and back, re-sending
   each posted form's body twice, or a script, which cannot run with JavaScript off.) It stays
   HttpOnly (no script reads it), SameSite=Lax (no cross-site form post or fetch carries it) and
-  Secure outside development. Browsers signed in before the cookie was widened hold it under the path
-  `/api/auth` (`LEGACY_REFRESH_PATH`): setting or clearing the cookie also expires that copy, so
-  a browser never holds two.
+  Secure outside development. Browsers signed in before the cookie was widened hold it under
+  the path `/api/auth` (`LEGACY_REFRESH_PATH`): setting or clearing the cookie also expires that
+  copy, so a browser never holds two.
 * `backline_csrf`: the session's CSRF token, readable by the page's script, which echoes it in
   `X-CSRF-Token`.
 
