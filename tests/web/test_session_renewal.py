@@ -13,7 +13,6 @@ import httpx
 import pytest
 import time_machine
 
-from backline.accounts.models import Role
 from backline.app import Backline
 from backline.config import Settings
 from backline.db import utcnow
@@ -245,7 +244,7 @@ async def test_signing_out_after_the_access_token_lapsed_ends_the_session(
 async def test_a_browser_holding_the_old_path_scoped_cookie_moves_to_the_wide_one(
     portal: httpx.AsyncClient, make_user: Any, lapse: timedelta
 ) -> None:
-    await make_user(role=Role.USER)
+    await make_user()
     await log_in(portal)
     refresh = refresh_of(portal)
     portal.cookies.delete("backline_refresh", path="/")
