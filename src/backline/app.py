@@ -44,6 +44,7 @@ from backline.logging import configure_logging, get_logger
 from backline.metrics.processes import forget_this_process
 from backline.metrics.recording import count_pool_use
 from backline.middleware.access import AccessLog
+from backline.middleware.cookies import DeferredCookies
 from backline.middleware.deadline import Deadline
 from backline.middleware.head import HeadAsGet
 from backline.middleware.problems import ProblemGuard
@@ -97,6 +98,7 @@ class Backline(FastAPI):
             max_age=600,
         )
         app = ProblemGuard(app)
+        app = DeferredCookies(app)
         app = SecurityHeaders(app, hsts=settings.is_production, docs_paths=DOCS_PATHS)
         app = AccessLog(app)
         return RequestContext(app)

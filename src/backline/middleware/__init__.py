@@ -1,7 +1,8 @@
 """Plain ASGI middleware wrapped around the whole application, outermost first:
 
 `RequestContext` (request ID) -> `AccessLog` (one line and metrics per request) ->
-`SecurityHeaders` -> `ProblemGuard` (every error body is problem+json) -> CORS ->
+`SecurityHeaders` -> `DeferredCookies` (cookies a page decided before its response existed) ->
+`ProblemGuard` (every error body is problem+json) -> CORS ->
 `RateLimitMiddleware` (the global per-address limit) -> `Deadline` (504 when a request
 outlives its deadline) -> `HeadAsGet` -> FastAPI.
 

@@ -1,8 +1,14 @@
 """Who is looking at a portal page, and whether a form post is really from the portal.
 
-Pages use the browser's cookie session (see `accounts.cookies`). A form that changes anything
-carries the session's CSRF token in a hidden `csrf_token` field, and its `Origin` must be an
-allowed origin: a form posted from another site is refused with 403 `csrf_failed`. Forms used
+Pages use the browser's cookie session (see `accounts.cookies`). When its access cookie has
+lapsed, the page renews the session from the refresh cookie and sends the new cookies with its
+response (`accounts.renewal`): a person stays signed in while they use the portal, and a form
+posted after a long while is handled rather than lost to a trip through the sign-in page. An
+ended session is not renewed: its pages are shown as to anyone.
+
+A form that changes anything carries the session's CSRF token in a hidden `csrf_token` field,
+and its `Origin` must be an allowed origin: a form posted from another site is refused with 403
+`csrf_failed`. Renewal keeps the session, so a form's token stays good across it. Forms used
 before signing in (sign up, log in) have no session yet, so only their origin is checked.
 """
 
@@ -14,10 +20,10 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import RedirectResponse
 
-from backline.accounts.deps import ACCESS_COOKIE, check_csrf, check_origin, verify_session
+from backline.accounts.deps import check_csrf, check_origin
 from backline.accounts.models import Role, User
+from backline.accounts.renewal import browser_identity
 from backline.accounts.tokens import csrf_token
-from backline.errors import ProblemError
 
 SIGN_IN = "/login"
 
@@ -34,12 +40,9 @@ class Viewer:
 
 
 async def optional_viewer(request: Request) -> Viewer | None:
-    if not request.cookies.get(ACCESS_COOKIE):
-        return None
-    try:
-        identity = await verify_session(request)
-    except ProblemError:
-        return None  # expired or ended: the page is shown as to anyone
+    identity = await browser_identity(request)
+    if identity is None:
+        return None  # not signed in, or the session ended: the page is shown as to anyone
     async with request.app.state.sessionmaker() as session, session.begin():
         user = await session.get(User, identity.user_id)
         if user is None:

@@ -2,6 +2,8 @@
 // Without this module the form posts to /chat and the page shows the whole answer.
 // With it, the message goes to POST /api/chat (the session cookie, the form's CSRF token in
 // X-CSRF-Token) and the text/event-stream's `delta` events are written into the page as they come.
+// When the access cookie has lapsed (a page left open a while), the session is renewed through
+// POST /api/auth/refresh, as a page load renews it, and the message is sent again: never lost.
 
 const form = document.getElementById("ask");
 const log = document.getElementById("log");
@@ -46,6 +48,32 @@ async function problem(response) {
   }
 }
 
+function csrf() {
+  return form.elements.namedItem("csrf_token").value;
+}
+
+function ask(body) {
+  return fetch("/api/chat", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "text/event-stream",
+      "X-CSRF-Token": csrf(),
+    },
+    body: JSON.stringify(body),
+  });
+}
+
+async function renewed() {
+  const response = await fetch("/api/auth/refresh", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": csrf() },
+  });
+  return response.ok;
+}
+
 async function send(event) {
   event.preventDefault();
   const box = form.elements.namedItem("message");
@@ -62,16 +90,8 @@ async function send(event) {
   button.disabled = true;
   say("The assistant is answering…");
   try {
-    const response = await fetch("/api/chat", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {
-        "Content-Type": "application/json",
-        Accept: "text/event-stream",
-        "X-CSRF-Token": form.elements.namedItem("csrf_token").value,
-      },
-      body: JSON.stringify(body),
-    });
+    let response = await ask(body);
+    if (response.status === 401 && (await renewed())) response = await ask(body);
     if (response.status === 401) {
       window.location.assign("/login"); // the session ended: sign in again, as pages do
       return;
