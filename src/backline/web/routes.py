@@ -21,12 +21,30 @@ from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import NotFound, ProblemError
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
-from backline.web import account_pages, artist_pages, staff_pages, track_pages
+from backline.web import (
+    account_pages,
+    artist_pages,
+    audit_pages,
+    staff_pages,
+    staff_track_pages,
+    track_edit_pages,
+    track_pages,
+    track_upload_pages,
+)
 from backline.web.render import STATIC_CACHE, TOKEN_PAGE_HEADERS, assets, page
 
 pages = router(public=True, include_in_schema=False)
 MAX_TOKEN = 128
-for area in (account_pages, artist_pages, track_pages, staff_pages):
+for area in (
+    account_pages,
+    artist_pages,
+    track_pages,
+    track_edit_pages,
+    track_upload_pages,
+    staff_pages,
+    staff_track_pages,
+    audit_pages,
+):
     pages.include_router(area.pages)
 
 
