@@ -6,9 +6,10 @@
 
 const POLL_MS = 500;
 const POLL_LIMIT = 240;
+const HASH_LIMIT = 1024 ** 3; // hashing reads the file into memory: a larger one goes unhashed
 
 async function sha256(file) {
-  if (!window.crypto || !crypto.subtle) return null; // not a secure context: send without one
+  if (!window.crypto || !crypto.subtle || file.size > HASH_LIMIT) return null; // sent without
   const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
   return btoa(String.fromCharCode(...new Uint8Array(digest)));
 }
