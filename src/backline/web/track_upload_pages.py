@@ -22,7 +22,7 @@ from backline.errors import ProblemError, Unprocessable
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
 from backline.tracks import service as tracks
-from backline.tracks.upload_routes import HARD_CEILING, Receiver, form_body, receive
+from backline.tracks.upload_routes import HARD_CEILING, Receiver, Spooler, form_body, receive
 from backline.web.track_edit_pages import edit_page
 from backline.web.viewer import Viewer, optional_viewer, to_sign_in
 
@@ -33,7 +33,7 @@ class NoFile(Unprocessable):
     code = "missing_file"
 
 
-def _portal_form(request: Request, viewer: Viewer) -> Any:
+def _portal_form(request: Request, viewer: Viewer) -> Spooler:
     """A spooler for `receive`: the form's file, once its CSRF token passes."""
 
     def check(fields: dict[str, str]) -> None:
