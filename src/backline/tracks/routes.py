@@ -23,9 +23,8 @@ from backline.routing import router
 from backline.storage.delivery import object_response
 from backline.storage.keys import InvalidKey, validate
 from backline.storage.s3 import S3Storage
-from backline.tracks import artwork, media, review
+from backline.tracks import artwork, links, media, review
 from backline.tracks import service as tracks
-from backline.tracks.audio import MIME_TYPES
 from backline.tracks.models import Track, TrackStatus
 from backline.tracks.schemas import SignedURL, TrackCreate, TrackPage, TrackPublic, TrackUpdate
 from backline.tracks.verifier import discard
@@ -36,7 +35,7 @@ review_router = router(
 )
 media_router = router(public=True, include_in_schema=False)
 
-LINK_SECONDS = 300
+LINK_SECONDS = links.LINK_SECONDS
 
 
 @tracks_router.post("", status_code=status.HTTP_201_CREATED, dependencies=[RequireRole("artist")])
@@ -100,21 +99,7 @@ async def audio_url(
     track = await tracks.get(session, track_id=track_id, viewer=user)
     if track.audio_key is None:
         raise NotFound("This track has no audio yet.", code="no_audio")
-    storage = storages[track.audio_backend]
-    content_type = MIME_TYPES.get(track.audio_format or "", "application/octet-stream")
-    if isinstance(storage, S3Storage):
-        url = await storage.signed_get(
-            track.audio_key, expires=LINK_SECONDS, content_type=content_type
-        )
-    else:
-        path = media.signed_path(
-            settings.signing_key,
-            track.audio_key,
-            seconds=LINK_SECONDS,
-            content_type=content_type,
-            sha256=track.audio_sha256 or "",
-        )
-        url = f"{settings.public_url}{path}"
+    url = await links.audio_url(track, storages=storages, settings=settings)
     return SignedURL(url=url, expires_in=LINK_SECONDS)
 
 

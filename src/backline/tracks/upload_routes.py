@@ -78,8 +78,16 @@ async def _raw(request: Request, **options: Any) -> tuple[Path, Any, str | None]
 
 
 async def _form(request: Request, **options: Any) -> tuple[Path, Any, str | None]:
+    return await form_body(request, lambda fields: None, **options)
+
+
+async def form_body(
+    request: Request, check: Callable[[dict[str, str]], None], **options: Any
+) -> tuple[Path, Any, str | None]:
+    """A form's file, once `check` accepts the form's other fields (it raises if not)."""
     path, hasher, fields = await uploads.spool_form(request, **options)
     try:
+        check(fields)
         return path, hasher, uploads.form_sha256(fields)
     except BaseException:
         await anyio.Path(path).unlink(missing_ok=True)
@@ -110,10 +118,13 @@ async def _receiver(
 ReceiverDep = Annotated[Receiver, Depends(_receiver)]
 
 
-async def _receive(
+async def receive(
     receiver: Receiver, *, track_id: uuid.UUID, spooler: Spooler, kind: str
 ) -> TrackPublic:
-    """Claim the track, spool and check the body, store it, and point the track at it."""
+    """Claim the track, spool and check the body, store it, and point the track at it.
+
+    `kind` is "audio" or "artwork"; `spooler` reads the body (raw, or a form: the portal's
+    own upload forms come through here too)."""
     request, user, sessions = receiver.request, receiver.user, receiver.sessions
     settings, storages = receiver.settings, receiver.storages
     is_audio = kind == "audio"
@@ -218,7 +229,7 @@ async def _release(sessions: Sessions, track_id: uuid.UUID, held: uploading.Clai
 )
 @raises(*docs.RECEIVED, *docs.AUDIO)
 async def upload_audio(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
-    return await _receive(receiver, track_id=track_id, spooler=_raw, kind="audio")
+    return await receive(receiver, track_id=track_id, spooler=_raw, kind="audio")
 
 
 @uploads_router.post(
@@ -233,7 +244,7 @@ async def upload_audio_form(track_id: uuid.UUID, receiver: ReceiverDep) -> Track
     content_type = receiver.request.headers.get("content-type", "").lower()
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedForm("Send a multipart/form-data form with the file in the field `file`.")
-    return await _receive(receiver, track_id=track_id, spooler=_form, kind="audio")
+    return await receive(receiver, track_id=track_id, spooler=_form, kind="audio")
 
 
 @uploads_router.put(
@@ -245,7 +256,7 @@ async def upload_audio_form(track_id: uuid.UUID, receiver: ReceiverDep) -> Track
 )
 @raises(*docs.RECEIVED, *docs.ARTWORK)
 async def upload_artwork(track_id: uuid.UUID, receiver: ReceiverDep) -> TrackPublic:
-    return await _receive(receiver, track_id=track_id, spooler=_raw, kind="artwork")
+    return await receive(receiver, track_id=track_id, spooler=_raw, kind="artwork")
 
 
 @uploads_router.post(

@@ -64,7 +64,8 @@ def declared_sha256(request: Request) -> str | None:
     return raw.hex()
 
 
-FORM_FIELDS = frozenset({"sha256"})  # the fields read besides `file`; others are skipped
+# The fields read besides `file` (the portal's forms carry their CSRF token); others are skipped.
+FORM_FIELDS = frozenset({"sha256", "csrf_token"})
 FORM_FIELD_LIMIT = 1024  # bytes of one field that is read
 FORM_OVERHEAD = 64 * 1024  # all that is not the file (framing, headers, fields), at most
 BOUNDARY_LIMIT = 70  # RFC 2046

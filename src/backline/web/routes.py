@@ -24,19 +24,33 @@ from backline.routing import router
 from backline.web import (
     account_pages,
     artist_pages,
+    audit_pages,
     chat_pages,
     settings_pages,
     staff_pages,
+    staff_track_pages,
     tax_pages,
+    track_edit_pages,
     track_pages,
+    track_upload_pages,
 )
 from backline.web.render import STATIC_CACHE, TOKEN_PAGE_HEADERS, assets, page
 
 pages = router(public=True, include_in_schema=False)
 MAX_TOKEN = 128
-for area in (account_pages, artist_pages, track_pages, staff_pages):
-    pages.include_router(area.pages)
-for area in (tax_pages, settings_pages, chat_pages):
+for area in (
+    account_pages,
+    artist_pages,
+    track_pages,
+    track_edit_pages,
+    track_upload_pages,
+    staff_pages,
+    staff_track_pages,
+    audit_pages,
+    tax_pages,
+    settings_pages,
+    chat_pages,
+):
     pages.include_router(area.pages)
 
 

@@ -28,7 +28,7 @@ from backline.web.viewer import Viewer, checked_form, optional_viewer, to_sign_i
 pages = router(public=True, include_in_schema=False)
 
 
-def _staff_only(viewer: Viewer) -> None:
+def staff_only(viewer: Viewer) -> None:
     if not viewer.is_staff:
         raise Forbidden("This needs the staff role.", code="forbidden_role")
 
@@ -38,7 +38,7 @@ async def staff_page(request: Request, session: SessionDep, settings: SettingsDe
     viewer = await optional_viewer(request)
     if viewer is None:
         return to_sign_in()
-    _staff_only(viewer)
+    staff_only(viewer)
     return await _queue_page(session, settings=settings, viewer=viewer)
 
 
@@ -65,7 +65,7 @@ async def decide(
     viewer = await optional_viewer(request)
     if viewer is None:
         return to_sign_in()
-    _staff_only(viewer)
+    staff_only(viewer)
     form = await checked_form(request, viewer)
     reviewer = await session.get(User, viewer.user.id)
     if reviewer is None or action not in ("claim", "approve", "reject"):

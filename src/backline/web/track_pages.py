@@ -1,5 +1,6 @@
 """The artist's tracks page: each track with its status and what it still misses, a form to
-start a draft, and a button to send a complete draft for review.
+start a draft, and a button to send a complete draft for review (here, or from the track's
+own page: `track_edit_pages`).
 
 Drafts are made by `tracks.service.create` from the API's `TrackCreate`, and sent by
 `tracks.service.submit`, which refuses an incomplete track with the list of what is missing.
@@ -23,6 +24,7 @@ from backline.routing import router
 from backline.tracks import service as tracks
 from backline.tracks.schemas import TrackCreate
 from backline.web.render import field_errors, page
+from backline.web.track_edit_pages import edit_page
 from backline.web.viewer import Viewer, checked_form, optional_viewer, to_sign_in
 
 pages = router(public=True, include_in_schema=False)
@@ -90,12 +92,20 @@ async def submit(track_id: uuid.UUID, request: Request, session: SessionDep) -> 
     if found is None:
         return to_sign_in()
     viewer, user = found
-    await checked_form(request, viewer)
+    form = await checked_form(request, viewer)
+    from_track_page = form.get("back") == "track"
     try:
         track = await tracks.get_own(session, track_id=track_id, owner=user, lock=True)
         await tracks.submit(session, track=track)
     except ProblemError as exc:
         await session.rollback()  # nothing of the refused change is kept
         async with request.app.state.sessionmaker() as fresh:
+            if from_track_page and exc.code != "not_found":
+                again = await tracks.get_own(fresh, track_id=track_id, owner=viewer.user)
+                return await edit_page(
+                    request, again, viewer=viewer, status=exc.status, error=exc.detail
+                )
             return await _tracks_page(fresh, viewer=viewer, status=exc.status, error=exc.detail)
+    if from_track_page:
+        return RedirectResponse(f"/tracks/{track_id}?done=submitted", status_code=303)
     return RedirectResponse("/tracks", status_code=303)
