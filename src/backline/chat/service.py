@@ -35,13 +35,6 @@ async def own(
     return conversation
 
 
-async def start(session: AsyncSession, *, user_id: uuid.UUID, message: str) -> Conversation:
-    conversation = Conversation(user_id=user_id, title=title_for(message))
-    session.add(conversation)
-    await session.flush()
-    return conversation
-
-
 async def ask(
     session: AsyncSession, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None, text: str
 ) -> uuid.UUID:
