@@ -14,8 +14,14 @@ import os
 import re
 import time
 from collections.abc import Collection
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import time_machine
+
+from backline.accounts import tokens
+from backline.db import utcnow
 
 CHROMIUM = Path(os.environ.get("BACKLINE_TEST_CHROMIUM", "/usr/bin/chromium"))
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -100,3 +106,18 @@ def emailed_link(mail_dir: Path, path: str, *, seen: Collection[Path] = ()) -> s
                 return match.group(0)
         assert time.monotonic() < deadline, f"no email with a {path} link in {mail_dir}"
         time.sleep(0.1)
+
+
+def expire_access(context: Any, key: bytes, *, minutes: int = 15) -> str:
+    """Swaps the browser's access cookie for one of the same session whose token lapsed a
+    minute ago (issued, through the token clock's seam, `minutes` + 1 minutes back), as a
+    cookie the browser did not drop in time would be; the served app signs with `key`.
+    Answers the lapsed token."""
+    cookie = next(c for c in context.cookies() if c["name"] == "backline_access")
+    claims = tokens.verify_access(key, cookie["value"])
+    with time_machine.travel(utcnow() - timedelta(minutes=minutes + 1), tick=False):
+        lapsed = tokens.issue_access(
+            key, user_id=claims.user_id, session_id=claims.session_id, minutes=minutes
+        )
+    context.add_cookies([{**cookie, "value": lapsed}])
+    return lapsed

@@ -3,10 +3,15 @@
 // progress events): straight to object storage when the page says the backend offers a
 // presigned URL (upload-url, PUT, then complete), else as the body of PUT /api/tracks/{id}/<kind>
 // with its SHA-256 in Content-Digest. Cookie requests carry the form's CSRF token as a header.
+// When the access cookie has lapsed (a page left open a while, a long upload), a request to
+// the app answered 401 renews the session through POST /api/auth/refresh, as chat.js does, and
+// is sent once more; a session that cannot be renewed goes to the log-in page.
 
 const POLL_MS = 500;
 const POLL_LIMIT = 240;
 const HASH_LIMIT = 1024 ** 3; // hashing reads the file into memory: a larger one goes unhashed
+
+class SignedOut extends Error {}
 
 async function sha256(file) {
   if (!window.crypto || !crypto.subtle || file.size > HASH_LIMIT) return null; // sent without
@@ -23,19 +28,44 @@ function problem(text, status) {
   }
 }
 
-function send(method, url, body, headers, bar) {
+function ok(answer) {
+  if (answer.status >= 200 && answer.status < 300) return answer.text;
+  throw new Error(problem(answer.text, answer.status));
+}
+
+async function renewed(csrf) {
+  const response = await fetch("/api/auth/refresh", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-CSRF-Token": csrf },
+  });
+  return response.ok;
+}
+
+// Sends a request to the app; if it is answered 401, renews the session and sends it again.
+async function renewing(request, csrf) {
+  let answer = await request();
+  if (answer.status === 401 && (await renewed(csrf))) answer = await request();
+  if (answer.status === 401) {
+    window.location.assign("/login"); // the session ended: sign in again, as pages do
+    throw new SignedOut();
+  }
+  return answer;
+}
+
+// Answers {status, text} once the whole response is in; fails only when the connection does.
+function transfer(method, url, body, headers, bar) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(method, url);
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    bar.value = 0;
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) bar.value = Math.round((100 * event.loaded) / event.total);
     });
     xhr.addEventListener("load", () => {
-      if (xhr.status >= 200 && xhr.status < 300) {
-        bar.value = bar.max;
-        resolve(xhr.responseText);
-      } else reject(new Error(problem(xhr.responseText, xhr.status)));
+      if (xhr.status >= 200 && xhr.status < 300) bar.value = bar.max;
+      resolve({ status: xhr.status, text: xhr.responseText });
     });
     xhr.addEventListener("error", () => reject(new Error("The connection failed; try again.")));
     xhr.send(body);
@@ -45,15 +75,16 @@ function send(method, url, body, headers, bar) {
 async function api(method, url, csrf, body) {
   const headers = { "X-CSRF-Token": csrf, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "same-origin",
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(problem(text, response.status));
-  return JSON.parse(text);
+  const request = async () => {
+    const response = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    return { status: response.status, text: await response.text() };
+  };
+  return JSON.parse(ok(await renewing(request, csrf)));
 }
 
 async function direct(track, file, digest, csrf, bar, say) {
@@ -63,7 +94,7 @@ async function direct(track, file, digest, csrf, bar, say) {
     content_type: "application/octet-stream",
   });
   say("Sending the file to storage…");
-  await send(grant.method, grant.url, file, grant.headers, bar);
+  ok(await transfer(grant.method, grant.url, file, grant.headers, bar)); // the store's own answer
   await api("POST", `/api/tracks/${track}/audio/complete`, csrf, {});
   say("Checking the audio…");
   for (let i = 0; i < POLL_LIMIT; i += 1) {
@@ -102,11 +133,13 @@ async function upload(form) {
       say("Uploading…");
       const headers = { "X-CSRF-Token": csrf, "Content-Type": file.type || "application/octet-stream" };
       if (digest) headers["Content-Digest"] = `sha-256=:${digest}:`;
-      await send("PUT", `/api/tracks/${track}/${kind}`, file, headers, bar);
+      const url = `/api/tracks/${track}/${kind}`;
+      ok(await renewing(() => transfer("PUT", url, file, headers, bar), csrf));
     }
     say("Uploaded.");
     window.location.assign(`/tracks/${track}?done=${kind}`);
   } catch (failure) {
+    if (failure instanceof SignedOut) return;
     const error = document.createElement("p");
     error.className = "field-error";
     error.id = `${kind}-error`;
