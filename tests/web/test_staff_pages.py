@@ -87,6 +87,32 @@ async def test_the_track_queue_and_audit_log_are_for_staff(
         assert (await staff.get(path)).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/staff/audit?event=" + "x" * 49,
+        "/staff/audit?user=not-an-account",
+        "/staff/tracks/not-a-track/claim",
+        "/staff/applications/not-an-application/approve",
+    ],
+    ids=["long-event", "bad-account", "track-action", "application-action"],
+)
+async def test_staff_pages_tell_outsiders_nothing_of_their_input(
+    portal: httpx.AsyncClient, make_user: Any, path: str
+) -> None:
+    """Whatever the query or path, nobody signed in is sent to sign in and anyone else is
+    refused, before the input is looked at."""
+    post = "/applications/" in path or "/tracks/" in path
+    asked = portal.post(path, headers={"Origin": ORIGIN}) if post else portal.get(path)
+    assert (await asked).headers["location"] == "/login"
+    await make_user(role=Role.ARTIST)
+    await log_in(portal)
+    asked = portal.post(path, headers={"Origin": ORIGIN}) if post else portal.get(path)
+    refused = await asked
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "forbidden_role"
+
+
 async def test_staff_act_on_tracks_only_as_staff(portal: httpx.AsyncClient, make_user: Any) -> None:
     await make_user(role=Role.ARTIST)
     await log_in(portal)

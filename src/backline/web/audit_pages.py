@@ -3,7 +3,7 @@
 The same rows as `GET /api/admin/audit-events`, read by `audit.service.list`, narrowed to one
 event name or one account if asked; the "Older events" link carries the cursor of
 `backline.pagination`, so a page stays right while events are added. Everyone but staff and
-admins gets 403 `forbidden_role`.
+admins gets 403 `forbidden_role` (`StaffViewer`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.responses import HTMLResponse, Response
 
 from backline import pagination
@@ -21,8 +21,7 @@ from backline.audit import service as audit
 from backline.deps import SessionDep
 from backline.routing import router
 from backline.web.render import page
-from backline.web.staff_pages import staff_only
-from backline.web.viewer import optional_viewer, to_sign_in
+from backline.web.viewer import StaffViewer
 
 pages = router(public=True, include_in_schema=False)
 PAGE_SIZE = 50
@@ -31,16 +30,12 @@ EVENT_NAME = re.compile(r"[a-z_]{1,48}")
 
 @pages.get("/staff/audit", response_class=HTMLResponse)
 async def audit_page(
-    request: Request,
+    viewer: StaffViewer,
     session: SessionDep,
     event: Annotated[str, Query(max_length=48)] = "",
     user: Annotated[str, Query(max_length=36)] = "",
     cursor: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    viewer = await optional_viewer(request)
-    if viewer is None:
-        return to_sign_in()
-    staff_only(viewer)
     event, user = event.strip(), user.strip()
     errors: dict[str, str] = {}
     if event and not EVENT_NAME.fullmatch(event):

@@ -3,7 +3,8 @@
 A `ProblemError` raised by a portal route (a staff page for a non-staff account, a forged form
 post, a rate limit) is answered with the same status, headers and stable code, as an HTML page
 when the browser asks for HTML; API clients and everything outside the portal keep
-`application/problem+json`.
+`application/problem+json`. A page's dependency finding nobody signed in (`SignInFirst`) is
+answered with the redirect to the log-in page.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from backline.errors import PROBLEM_JSON, ProblemError, problem_of
 from backline.web.render import page
+from backline.web.viewer import SignInFirst, to_sign_in
 
 TITLES = {403: "Not allowed here", 404: "Not found", 429: "Too many attempts"}
 
@@ -35,6 +37,12 @@ def _page_or_problem(request: Request, exc: Exception) -> Response:
     )
 
 
+def _sign_in(request: Request, exc: Exception) -> Response:
+    return to_sign_in()
+
+
 def install_page_errors(app: FastAPI) -> None:
-    """Replace the app's `ProblemError` handler with one that knows portal pages."""
+    """Replace the app's `ProblemError` handler with one that knows portal pages, and send
+    `SignInFirst` to the log-in page."""
     app.add_exception_handler(ProblemError, _page_or_problem)
+    app.add_exception_handler(SignInFirst, _sign_in)

@@ -1,6 +1,7 @@
 """The staff portal: the artist application queue, with claim, approve and reject.
 
-Everyone but staff and admins gets 403 `forbidden_role`, as from `/api/admin/*`. The actions
+Every staff page takes its viewer from `StaffViewer`: nobody signed in is sent to sign in, and
+everyone but staff and admins gets 403 `forbidden_role`, as from `/api/admin/*`. The actions
 call `artists.review`, the service behind the admin API.
 """
 
@@ -20,25 +21,16 @@ from backline.artists.schemas import RejectRequest
 from backline.config import Settings
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
-from backline.errors import Forbidden, ProblemError
+from backline.errors import ProblemError
 from backline.routing import router
 from backline.web.render import page
-from backline.web.viewer import Viewer, checked_form, optional_viewer, to_sign_in
+from backline.web.viewer import StaffViewer, Viewer, checked_form
 
 pages = router(public=True, include_in_schema=False)
 
 
-def staff_only(viewer: Viewer) -> None:
-    if not viewer.is_staff:
-        raise Forbidden("This needs the staff role.", code="forbidden_role")
-
-
 @pages.get("/staff", response_class=HTMLResponse)
-async def staff_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    viewer = await optional_viewer(request)
-    if viewer is None:
-        return to_sign_in()
-    staff_only(viewer)
+async def staff_page(viewer: StaffViewer, session: SessionDep, settings: SettingsDep) -> Response:
     return await _queue_page(session, settings=settings, viewer=viewer)
 
 
@@ -56,16 +48,13 @@ async def _queue_page(
 
 @pages.post("/staff/applications/{application_id}/{action}")
 async def decide(
+    viewer: StaffViewer,
     application_id: uuid.UUID,
     action: str,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    viewer = await optional_viewer(request)
-    if viewer is None:
-        return to_sign_in()
-    staff_only(viewer)
     form = await checked_form(request, viewer)
     reviewer = await session.get(User, viewer.user.id)
     if reviewer is None or action not in ("claim", "approve", "reject"):

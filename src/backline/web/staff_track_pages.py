@@ -1,7 +1,8 @@
 """The staff track queue: submitted tracks oldest first, each with its details, its audio to
 listen to through a short-lived signed link, and claim, approve and reject (with a reason).
 
-Everyone but staff and admins gets 403 `forbidden_role`, as from `/api/admin/tracks`. The
+Staff only (`StaffViewer`): everyone else gets 403 `forbidden_role`, as from
+`/api/admin/tracks`. The
 actions call `tracks.review`, the service behind that API, and a rejection's reason is checked
 by the API's own `RejectRequest`, its error shown beside the track's reason field.
 """
@@ -27,8 +28,7 @@ from backline.tracks.models import Track, TrackStatus
 from backline.tracks.routes import RejectRequest
 from backline.web.media_policy import media_page_headers
 from backline.web.render import field_errors, page
-from backline.web.staff_pages import staff_only
-from backline.web.viewer import Viewer, checked_form, optional_viewer, to_sign_in
+from backline.web.viewer import StaffViewer, Viewer, checked_form
 
 pages = router(public=True, include_in_schema=False)
 QUEUE = "/staff/tracks"
@@ -59,22 +59,14 @@ async def _queue_page(
 
 
 @pages.get(QUEUE, response_class=HTMLResponse)
-async def queue(request: Request, session: SessionDep) -> Response:
-    viewer = await optional_viewer(request)
-    if viewer is None:
-        return to_sign_in()
-    staff_only(viewer)
+async def queue(viewer: StaffViewer, request: Request, session: SessionDep) -> Response:
     return await _queue_page(request, session, viewer=viewer)
 
 
 @pages.post(QUEUE + "/{track_id}/{action}", response_class=HTMLResponse)
 async def decide(
-    track_id: uuid.UUID, action: str, request: Request, session: SessionDep
+    viewer: StaffViewer, track_id: uuid.UUID, action: str, request: Request, session: SessionDep
 ) -> Response:
-    viewer = await optional_viewer(request)
-    if viewer is None:
-        return to_sign_in()
-    staff_only(viewer)
     form = await checked_form(request, viewer)
     reviewer = await session.get(User, viewer.user.id)
     if reviewer is None or action not in ("claim", "approve", "reject"):

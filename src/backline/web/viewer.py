@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
 from backline.accounts.deps import check_csrf, check_origin
 from backline.accounts.models import Role, User
 from backline.accounts.renewal import browser_identity
 from backline.accounts.tokens import csrf_token
+from backline.errors import Forbidden
 
 SIGN_IN = "/login"
 
@@ -69,3 +71,22 @@ async def public_form(request: Request) -> dict[str, str]:
 
 def to_sign_in() -> RedirectResponse:
     return RedirectResponse(SIGN_IN, status_code=303)
+
+
+class SignInFirst(Exception):
+    """Raised by a page's dependency when nobody is signed in: answered with `to_sign_in()`
+    (see `web.errors`)."""
+
+
+async def staff_viewer(request: Request) -> Viewer:
+    """The staff member or admin looking at a staff page. Nobody signed in is sent to sign in;
+    anyone else gets 403 `forbidden_role`, as from `/api/admin/*`."""
+    viewer = await optional_viewer(request)
+    if viewer is None:
+        raise SignInFirst
+    if not viewer.is_staff:
+        raise Forbidden("This needs the staff role.", code="forbidden_role")
+    return viewer
+
+
+StaffViewer = Annotated[Viewer, Depends(staff_viewer)]
