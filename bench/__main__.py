@@ -34,6 +34,7 @@ def main() -> None:
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    load = report.load_average()  # before any bench: how busy the machine was with others
     for name in args.names or BENCHMARKS:
         try:
             importlib.import_module(f"bench.{name}").run(quick=args.quick)
@@ -41,9 +42,8 @@ def main() -> None:
             traceback.print_exc()
             report.failed(name, str(exc) or type(exc).__name__)
         sys.stdout.flush()
-    text = report.write(
-        args.report, mode="quick" if args.quick else "full", command=report.command_line()
-    )
+    mode = "quick" if args.quick else "full"
+    text = report.write(args.report, mode=mode, command=report.command_line(), load=load)
     print()
     print(text, end="")
     print(f"(written to {args.report})")

@@ -243,8 +243,9 @@ class _User:
 async def _drive(
     port: int, emails: list[str], *, seconds: float, warmup: float, seed: int
 ) -> Tally:
-    """Each user signs in and sends every kind of request once (a tour: every kind is sent
-    however short the run), then requests picked by weight until the window closes."""
+    """Each user (their starts spread over the warm-up) signs in and sends every kind of
+    request once (a tour: every kind is sent however short the run), then requests picked by
+    weight until the window closes."""
     tally = Tally(seconds, opens=time.monotonic() + warmup)
     closes = tally.opens + seconds
     audio = _wav()
@@ -253,6 +254,7 @@ async def _drive(
 
     async def one(email: str, index: int) -> None:
         chooser = random.Random(seed + index)
+        await asyncio.sleep(warmup * index / len(emails))  # no burst of sign-ins at the start
         async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=timeout) as client:
             user = _User(client, email, tally)
             tour = list(kinds)

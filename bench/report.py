@@ -224,16 +224,26 @@ class Machine:
     python: str
     system: str
     date: str
+    load: float | None = None  # the load average (1 min) when the run began: others' work
 
     @classmethod
-    def this(cls) -> Machine:
+    def this(cls, *, load: float | None = None) -> Machine:
         now = datetime.datetime.now(datetime.UTC)
         return cls(
             cores=cores(),
             python=platform.python_version(),
             system=f"{platform.system()} {platform.machine()}",
             date=now.strftime("%Y-%m-%d %H:%M UTC"),
+            load=load,
         )
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, where the system tells it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 HEADER = ("bench", "measure", "value", "baseline", "ratio", "goal", "result", "note")
@@ -250,7 +260,8 @@ def render(rows: Sequence[Row], *, mode: str, machine: Machine, command: str = "
         "# Benchmark report",
         "",
         f"- date: {machine.date}",
-        f"- machine: {machine.cores} cores, {machine.system}",
+        f"- machine: {machine.cores} cores, {machine.system}"
+        + ("" if machine.load is None else f"; load average {machine.load:.1f} as the run began"),
         f"- Python: {machine.python}",
         f"- run: {mode}" + (f" (`{command}`)" if command else ""),
         f"- {tally}" + (f"; benches that stopped: {', '.join(stopped)}" if stopped else ""),
@@ -273,9 +284,10 @@ def render(rows: Sequence[Row], *, mode: str, machine: Machine, command: str = "
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path | None, *, mode: str, command: str = "") -> str:
-    """Render every row recorded so far, write it to `path` (unless None) and return it."""
-    text = render(rows(), mode=mode, machine=Machine.this(), command=command)
+def write(path: Path | None, *, mode: str, command: str = "", load: float | None = None) -> str:
+    """Render every row recorded so far, write it to `path` (unless None) and return it;
+    `load` is the load average when the run began (`load_average()`)."""
+    text = render(rows(), mode=mode, machine=Machine.this(load=load), command=command)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

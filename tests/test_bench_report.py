@@ -123,6 +123,9 @@ def test_the_table_shows_each_measure_its_baseline_ratio_goal_and_outcome() -> N
 
     assert text.startswith("# Benchmark report\n")
     assert "- machine: 2 cores, Linux x86_64\n" in text
+    loaded = report.Machine(2, "3.11.9", "Linux x86_64", "2026-12-03 10:00 UTC", load=3.04)
+    busy = report.render(report.rows(), mode="quick", machine=loaded)
+    assert "- machine: 2 cores, Linux x86_64; load average 3.0 as the run began\n" in busy
     assert "- date: 2026-12-03 10:00 UTC\n" in text
     assert "- Python: 3.11.9\n" in text
     assert "- run: quick (`python -m bench`)\n" in text
