@@ -28,6 +28,7 @@ import httpx
 from backline.accounts import service as accounts
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
+from bench import report
 from bench.load import percentile, server, server_process
 from bench.support import postgres_database
 
@@ -158,6 +159,16 @@ def run(*, quick: bool = False) -> None:
                 ).json()["access_token"]
                 extra, bare = asyncio.run(_ttfb(port, floor, upstream, token, 50 if quick else 500))
         ms = 1000
+        for quantile, goal in ((0.5, 5), (0.99, 15)):
+            report.record(
+                bench="chat",
+                measure=f"time to first byte added by Backline, p{quantile * 100:g}",
+                value=percentile(extra, quantile) * ms,
+                unit="ms",
+                baseline=percentile(bare, quantile) * ms,
+                goal=report.below(goal),
+                note="baseline: what a bare relay adds (bench.chat_floor)",
+            )
         print(
             f"  time to first byte added by Backline: p50 {percentile(extra, 0.5) * ms:.2f} ms, "
             f"p99 {percentile(extra, 0.99) * ms:.2f} ms (goal < 5 ms, < 15 ms)"
@@ -182,6 +193,21 @@ def run(*, quick: bool = False) -> None:
                 ok50, bad50, rss50 = asyncio.run(_concurrent(port, token, 50, process.pid))
                 ok200, bad200, rss200 = asyncio.run(_concurrent(port, token, 200, process.pid))
         mib = 1024 * 1024
+        report.record(
+            bench="chat",
+            measure="200 concurrent streams of 200 chunks: failed",
+            value=bad200,
+            goal=report.equal(0),
+            note=f"{ok200} complete; with 50 at once, {bad50} failed",
+        )
+        report.record(
+            bench="chat",
+            measure="server RSS growth from 50 to 200 concurrent streams",
+            value=(rss200 - rss50) / mib,
+            unit="MiB",
+            goal=report.below(50),
+            note=f"peak {rss50 / mib:.0f} MiB at 50, {rss200 / mib:.0f} MiB at 200",
+        )
         print(
             f"  50 concurrent streams of 200 chunks: {ok50} complete, {bad50} failed, "
             f"peak RSS {rss50 / mib:.0f} MiB"

@@ -22,6 +22,7 @@ import aiosmtplib
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.email import service as outbox
+from bench import report
 from bench.support import Sink, postgres_database, smtp_sink
 
 BATCH = 20
@@ -137,3 +138,27 @@ def run(*, quick: bool = False) -> None:
     print(f"  outbox, 2 workers                         {two:8.0f} msg/s  {two / baseline:6.1%}")
     print(f"crash run: {crash_count} messages, 2 workers, one SIGKILLed halfway")
     print(f"  lost {lost} (goal 0), duplicated {duplicated} (bound: one batch of {BATCH})")
+    for workers, rate in ((1, one), (2, two)):
+        report.record(
+            bench="outbox",
+            measure=f"delivery, {workers} worker{'s' if workers > 1 else ''}, against direct SMTP",
+            value=rate,
+            unit="msg/s",
+            baseline=baseline,
+            note=f"{count} messages to a loopback SMTP sink; direct: {BATCH} at a time",
+        )
+    crash = f"{crash_count} messages, 2 workers, one SIGKILLed halfway"
+    report.record(
+        bench="outbox",
+        measure="crash run: messages lost",
+        value=lost,
+        goal=report.equal(0),
+        note=crash,
+    )
+    report.record(
+        bench="outbox",
+        measure="crash run: messages duplicated",
+        value=duplicated,
+        goal=report.at_most(BATCH),
+        note="at most the batch the dead worker had in flight",
+    )

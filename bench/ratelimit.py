@@ -20,6 +20,7 @@ import redis.asyncio
 
 from backline.config import Settings
 from backline.ratelimit.limiter import RateLimiter
+from bench import report
 from bench.load import Request, alternate, measure, paired_ratios, percentile, server, spread
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -62,6 +63,15 @@ def run(*, quick: bool = False) -> None:
         f"a bare PING: p50 {percentile(pings, 0.5) * ms:.3f} ms "
         f"({percentile(checks, 0.5) / percentile(pings, 0.5):.1f}x)"
     )
+    report.record(
+        bench="ratelimit",
+        measure="one global check on loopback Redis, p50 (a PING as baseline)",
+        value=percentile(checks, 0.5) * ms,
+        unit="ms",
+        baseline=percentile(pings, 0.5) * ms,
+        goal=report.below(0.3),
+        note=f"p99 {percentile(checks, 0.99) * ms:.3f} ms",
+    )
     env = {
         "BACKLINE_ENV": "test",
         "BACKLINE_REDIS_URL": REDIS_URL,
@@ -83,4 +93,14 @@ def run(*, quick: bool = False) -> None:
     print(
         f"  limited against unlimited, median of the {rounds} rounds: {spread(ratios)} "
         f"(goal >= 85%)"
+    )
+    report.record(
+        bench="ratelimit",
+        measure="trivial route under the global limit against it exempt",
+        value=limited,
+        unit="req/s",
+        baseline=unlimited,
+        ratio=median(ratios),
+        goal=report.at_least(0.85, of="ratio"),
+        note=f"median of {rounds} alternating rounds of 0.25 s",
     )

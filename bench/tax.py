@@ -33,6 +33,7 @@ from backline.db import create_engine, create_sessionmaker, utcnow
 from backline.tax import service as tax
 from backline.tax.models import TaxForm
 from backline.tax.schemas import TaxFormIn
+from bench import report
 from bench.load import HOST, Request, alternate, measure, paired_ratios, server, spread
 from bench.support import postgres_database
 
@@ -145,6 +146,14 @@ def _rotations(sizes: tuple[int, int]) -> list[str]:
             f"peak RSS {peak / MIB:6.1f} MiB"
         )
     growth = peaks[1] - peaks[0]
+    report.record(
+        bench="tax",
+        measure=f"keys rotate: peak RSS growth from {sizes[0]:,} to {sizes[1]:,} forms",
+        value=growth / MIB,
+        unit="MiB",
+        goal=report.below(RSS_GOAL / MIB),
+        note=f"{sizes[1] / seconds:,.0f} rows/s over {sizes[1]:,} forms",
+    )
     lines.append(
         f"  peak RSS growth from {sizes[0]:,} to {sizes[1]:,} forms: {growth / MIB:6.1f} MiB "
         f"(goal < {RSS_GOAL // MIB} MiB: {_verdict(growth < RSS_GOAL)})"
@@ -216,6 +225,16 @@ def _reading(seconds: float, rounds: int) -> list[str]:
             client.close()
     ratios = paired_ratios(rows, 1, 0)
     me, form_rate = median(r[0] for r in rows), median(r[1] for r in rows)
+    report.record(
+        bench="tax",
+        measure="GET /api/me/tax-form against GET /api/me",
+        value=form_rate,
+        unit="req/s",
+        baseline=me,
+        ratio=median(ratios),
+        goal=report.at_least(RATIO_GOAL, of="ratio"),
+        note=f"median of {len(rows)} alternating rounds",
+    )
     return [
         f"  GET /api/me/tax-form {form_rate:8.0f} req/s; GET /api/me {me:8.0f} req/s",
         f"  tax form / me, {len(rows)} alternating rounds: {spread(ratios)} "

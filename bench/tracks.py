@@ -45,6 +45,7 @@ from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.tracks import service as tracks
 from backline.tracks.schemas import TrackCreate
+from bench import report
 from bench.load import (
     HOST,
     Request,
@@ -329,6 +330,16 @@ def _listing(env: Mapping[str, str], seconds: float) -> tuple[str, list[str]]:
     ratio = median(paired_ratios(rows, 1, 0))
     verdict = _verdict(ratio >= RATIO_GOAL)
     label = f"GET /api/tracks?limit=100 ({TRACKS} tracks, {len(page.content) / 1024:.0f} KiB)"
+    report.record(
+        bench="tracks",
+        measure=f"{label} against a bare route",
+        value=median(row[1] for row in rows),
+        unit="req/s",
+        baseline=median(row[0] for row in rows),
+        ratio=ratio,
+        goal=report.at_least(RATIO_GOAL, of="ratio"),
+        note=f"median of {len(rows)} alternating rounds",
+    )
     return token, [
         _rate_line(label, listed, latencies),
         _rate_line("GET /bench/constant (a bare route)", bare, bare_latencies),
@@ -345,7 +356,41 @@ def _rate_line(label: str, rate: float, latencies: list[float]) -> str:
     )
 
 
+def _record(label: str, size: int, upload: Upload, baseline: float, goal: float | None) -> None:
+    measure = f"PUT audio, {_mib(size)}, {label}, against cp + sha256sum"
+    if upload.error is not None:
+        report.record(
+            bench="tracks",
+            measure=measure,
+            value=float("nan"),
+            unit="MiB/s",
+            baseline=baseline,
+            goal=report.stated("the upload succeeds"),
+            met=False,
+            note=f"failed: {upload.error}",
+        )
+        return
+    report.record(
+        bench="tracks",
+        measure=measure,
+        value=size / MIB / upload.seconds,
+        unit="MiB/s",
+        baseline=baseline,
+        goal=None if goal is None else report.at_least(goal, of="ratio"),
+        note=f"{upload.tail:.2f} s of {upload.seconds:.2f} s after the last byte",
+    )
+    report.record(
+        bench="tracks",
+        measure=f"PUT audio, {_mib(size)}, {label}: server peak RSS growth",
+        value=upload.growth / MIB,
+        unit="MiB",
+        goal=report.below(RSS_GOAL / MIB),
+        note="" if upload.reset else "peak not reset: includes the warm-up",
+    )
+
+
 def _report(label: str, size: int, upload: Upload, baseline: float, goal: float | None) -> str:
+    _record(label, size, upload, baseline, goal)
     if upload.error is not None:
         after = f" after {upload.seconds:.1f} s" if upload.seconds else ""
         return f"  {label:10} {_mib(size):>8}: failed{after}: {upload.error} (goal missed)"
