@@ -188,9 +188,16 @@ def worker(
 ) -> None:
     """Deliver queued email and verify direct uploads until stopped (SIGINT/SIGTERM finish
     the work in hand)."""
+    from backline import errorreports, tracing
+
     settings = load_settings()
     configure_logging(settings)
-    asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
+    tracing.configure_tracing(settings, "backline-worker")
+    try:
+        asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
+    finally:
+        tracing.flush()
+        errorreports.flush()
 
 
 async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> None:
