@@ -55,7 +55,6 @@ def configure_error_reports(settings: Settings) -> bool:
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.env,
         release=f"backline@{__version__}",
-        send_default_pii=False,
         include_local_variables=False,
         max_request_body_size="never",
         default_integrations=False,
