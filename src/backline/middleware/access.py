@@ -52,6 +52,7 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                tracing.end_request(method, route_template(scope))  # the span ends with the body
             await send(message)
 
         try:
@@ -62,7 +63,6 @@ class AccessLog:
             route = route_template(scope)
             REQUESTS.labels(method, route, str(status)).inc()
             REQUEST_DURATION.labels(method, route).observe(elapsed)
-            tracing.end_request(method, route)
             if _enabled(logging.INFO):  # else building the line would be thrown away, per request
                 log.info(
                     "request",

@@ -1,0 +1,110 @@
+"""Traces over OTLP/HTTP from a real `backline serve` with two worker processes, received by a
+loopback collector stand-in: each request's spans carry its request ID, with SQL, Redis, S3 and
+outbound HTTP child spans, and outbound calls carry W3C `traceparent` beside `X-Request-ID`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backline.tracing import REQUEST_ID_ATTRIBUTE
+from tests.conftest import S3Server
+from tests.receivers import ExportedSpan, Receiver, spans_of
+from tests.served import served
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+
+
+def _of_request(spans: list[ExportedSpan], request_id: str) -> list[ExportedSpan]:
+    return [s for s in spans if s.attributes.get(REQUEST_ID_ATTRIBUTE) == request_id]
+
+
+def _complete(request_id: str, *scopes: str):  # type: ignore[no-untyped-def]
+    def found(received):  # type: ignore[no-untyped-def]
+        spans = _of_request(spans_of(received), request_id)
+        have = {s.scope for s in spans}
+        server = any(s.kind == SERVER for s in spans)
+        return spans if server and all(any(x in h for h in have) for x in scopes) else None
+
+    return found
+
+
+async def test_each_request_is_traced_with_its_children_and_request_id(
+    tmp_path: Path, redis_url: str, redis_prefix: str, moto_s3: S3Server
+) -> None:
+    breach_answer = b"0000000000000000000000000000000000A:1\r\n"
+    with (
+        Receiver(answer=b"", content_type="application/x-protobuf").running() as collector,
+        Receiver(answer=breach_answer, content_type="text/plain").running() as hibp,
+        served(
+            tmp_path,
+            workers=2,
+            BACKLINE_OTLP_ENDPOINT=collector.url,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            BACKLINE_BREACHED_PASSWORD_CHECK="true",
+            BACKLINE_HIBP_BASE_URL=hibp.url,
+            BACKLINE_REDIS_URL=redis_url,
+            BACKLINE_REDIS_PREFIX=redis_prefix,
+            BACKLINE_STORAGE_BACKEND="s3",
+            BACKLINE_S3_BUCKET=moto_s3.bucket,
+            BACKLINE_S3_ENDPOINT_URL=moto_s3.endpoint,
+            BACKLINE_S3_REGION="us-east-1",
+        ) as server,
+    ):
+        response = httpx.post(
+            f"{server.url}/api/auth/register",
+            json={
+                "email": "traced@example.com",
+                "password": "a long traced passphrase 42",
+                "display_name": "Traced",
+            },
+            headers={"X-Request-ID": "trace-register-1"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        ready = httpx.get(
+            f"{server.url}/readyz", headers={"X-Request-ID": "trace-ready-1"}, timeout=30
+        )
+        assert ready.status_code == 200, ready.text
+        page = httpx.get(
+            f"{server.url}/reset-password?token=trace-secret-token-123",
+            headers={"X-Request-ID": "trace-page-1"},
+            timeout=30,
+        )
+        assert page.status_code == 200
+
+        register = collector.wait_for(
+            _complete("trace-register-1", "sqlalchemy", "httpx", "backline")
+        )
+        readiness = collector.wait_for(
+            _complete("trace-ready-1", "sqlalchemy", "redis", "botocore")
+        )
+        collector.wait_for(_complete("trace-page-1"))
+
+    [root] = [s for s in register if s.kind == SERVER]
+    assert root.name == "POST /api/auth/register"
+    assert root.attributes["http.route"] == "/api/auth/register"
+    in_trace = [s for s in register if s.trace_id == root.trace_id]
+    [outbound] = [s for s in in_trace if "httpx" in s.scope]
+    assert outbound.kind == CLIENT
+    assert any(s.kind == CLIENT and "sqlalchemy" in s.scope for s in in_trace)
+    # The email it queued is delivered later, in a trace of its own with the same request ID.
+    assert any(s.name == "email.deliver" and s.trace_id != root.trace_id for s in register)
+
+    [call] = [r for r in hibp.snapshot() if r.path.startswith("/range/")]
+    assert call.headers["x-request-id"] == "trace-register-1"
+    version, trace_id, parent_id, _ = call.headers["traceparent"].split("-")
+    assert (version, trace_id, parent_id) == ("00", root.trace_id, outbound.span_id)
+
+    [ready_root] = [s for s in readiness if s.kind == SERVER]
+    assert ready_root.name == "GET /readyz"
+    s3 = [s for s in readiness if "botocore" in s.scope]
+    assert s3
+    assert all(s.trace_id == ready_root.trace_id for s in s3)
+
+    exported = b"".join(r.body for r in collector.snapshot())
+    assert b"trace-secret-token-123" not in exported
+    assert b"a long traced passphrase 42" not in exported
