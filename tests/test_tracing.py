@@ -4,6 +4,7 @@ outbound HTTP child spans, and outbound calls carry W3C `traceparent` beside `X-
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,7 @@ async def test_each_request_is_traced_with_its_children_and_request_id(
         served(
             tmp_path,
             workers=2,
+            start_seconds=90,  # each worker also loads OpenTelemetry, on two shared cores
             BACKLINE_OTLP_ENDPOINT=collector.url,
             OTEL_BSP_SCHEDULE_DELAY="100",
             BACKLINE_BREACHED_PASSWORD_CHECK="true",
@@ -54,27 +56,25 @@ async def test_each_request_is_traced_with_its_children_and_request_id(
             BACKLINE_S3_REGION="us-east-1",
         ) as server,
     ):
-        response = httpx.post(
-            f"{server.url}/api/auth/register",
+        web = httpx.AsyncClient(base_url=server.url, timeout=30)
+        response = await web.post(
+            "/api/auth/register",
             json={
                 "email": "traced@example.com",
                 "password": "a long traced passphrase 42",
                 "display_name": "Traced",
             },
             headers={"X-Request-ID": "trace-register-1"},
-            timeout=30,
         )
         assert response.status_code == 202, response.text
-        ready = httpx.get(
-            f"{server.url}/readyz", headers={"X-Request-ID": "trace-ready-1"}, timeout=30
-        )
+        ready = await web.get("/readyz", headers={"X-Request-ID": "trace-ready-1"})
         assert ready.status_code == 200, ready.text
-        page = httpx.get(
-            f"{server.url}/reset-password?token=trace-secret-token-123",
+        page = await web.get(
+            "/reset-password?token=trace-secret-token-123",
             headers={"X-Request-ID": "trace-page-1"},
-            timeout=30,
         )
         assert page.status_code == 200
+        await web.aclose()
 
         register = collector.wait_for(
             _complete("trace-register-1", "sqlalchemy", "httpx", "backline")
@@ -83,6 +83,7 @@ async def test_each_request_is_traced_with_its_children_and_request_id(
             _complete("trace-ready-1", "sqlalchemy", "redis", "botocore")
         )
         collector.wait_for(_complete("trace-page-1"))
+        output = server.output
 
     [root] = [s for s in register if s.kind == SERVER]
     assert root.name == "POST /api/auth/register"
@@ -104,6 +105,18 @@ async def test_each_request_is_traced_with_its_children_and_request_id(
     s3 = [s for s in readiness if "botocore" in s.scope]
     assert s3
     assert all(s.trace_id == ready_root.trace_id for s in s3)
+
+    # One JSON event per log line (the console email backend prints its messages on standard
+    # output, which the served process shares here); access lines carry the trace ID.
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert "is running at" not in output
+    [access] = [
+        e for e in lines if e["event"] == "request" and e.get("request_id") == "trace-ready-1"
+    ]
+    assert access["route"] == "/readyz"
+    assert access["status"] == 200
+    assert access["trace_id"] == ready_root.trace_id
+    assert "trace-secret-token-123" not in output
 
     exported = b"".join(r.body for r in collector.snapshot())
     assert b"trace-secret-token-123" not in exported

@@ -34,7 +34,7 @@ from backline.commands import fail, load_settings
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
-from backline.logging import configure_logging
+from backline.logging import configure_logging, get_logger
 from backline.storage.migrate import Report as MigrateReport
 from backline.storage.verify import Report, recorded, verify
 from backline.tax.cli import tax_app
@@ -88,11 +88,14 @@ def serve(
     os.environ["BACKLINE_DEV_MAILBOX"] = "true" if mailbox else "false"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{port}"
-    typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
-    if mailbox:
-        typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
-    elif not settings.is_production:
-        typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
+    if settings.effective_log_format == "json":  # standard error holds JSON lines only
+        get_logger("backline.cli").info("serving", env=settings.env, url=f"{base}/")
+    else:
+        typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
+        if mailbox:
+            typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
+        elif not settings.is_production:
+            typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
     with shared_by_workers(workers):  # the workers' metrics, summed at each scrape
         uvicorn.run(
             "backline.app:create_app",
