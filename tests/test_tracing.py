@@ -1,6 +1,7 @@
-"""Traces over OTLP/HTTP from a real `backline serve` with two worker processes, received by a
-loopback collector stand-in: each request's spans carry its request ID, with SQL, Redis, S3 and
-outbound HTTP child spans, and outbound calls carry W3C `traceparent` beside `X-Request-ID`."""
+"""Traces over OTLP/HTTP from a real `backline serve` with two worker processes and from
+`backline worker`, received by a loopback collector stand-in: each request's spans carry its
+request ID, with SQL, Redis, S3 and outbound HTTP child spans, and outbound calls carry W3C
+`traceparent` beside `X-Request-ID`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.conftest import S3Server
 from tests.receivers import ExportedSpan, Receiver, spans_of
 from tests.served import served
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = pytest.mark.slow
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 
@@ -33,6 +34,7 @@ def _complete(request_id: str, *scopes: str):  # type: ignore[no-untyped-def]
     return found
 
 
+@pytest.mark.redis
 async def test_each_request_is_traced_with_its_children_and_request_id(
     tmp_path: Path, redis_url: str, redis_prefix: str, moto_s3: S3Server
 ) -> None:
@@ -121,3 +123,65 @@ async def test_each_request_is_traced_with_its_children_and_request_id(
     exported = b"".join(r.body for r in collector.snapshot())
     assert b"trace-secret-token-123" not in exported
     assert b"a long traced passphrase 42" not in exported
+
+
+def test_the_worker_traces_each_delivery_under_the_request_id_that_queued_it(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    import structlog
+
+    from backline.config import Settings
+    from backline.db import create_engine, create_sessionmaker
+    from backline.email import service as outbox
+    from backline.migrate import upgrade
+    from tests.served import serve_env
+
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
+
+    async def queue() -> None:
+        settings = Settings(env="test", database_url=database_url)
+        engine = create_engine(settings)
+        await upgrade(engine, "head", storage_backend="local")
+        async with create_sessionmaker(engine)() as session, session.begin():
+            with structlog.contextvars.bound_contextvars(request_id="queued-req-1"):
+                await outbox.enqueue(
+                    session, settings=settings, template="signup_attempt", to_address="w@x.org"
+                )
+        await engine.dispose()
+
+    asyncio.run(queue())
+    with (
+        Receiver(answer=b"", content_type="application/x-protobuf").running() as collector,
+        Receiver(answer=b'{"id": "sent-1"}').running() as resend,
+    ):
+        env = serve_env(
+            BACKLINE_DATABASE_URL=database_url,
+            BACKLINE_EMAIL_BACKEND="resend",
+            BACKLINE_RESEND_API_KEY="re_worker_trace_key",
+            BACKLINE_RESEND_BASE_URL=resend.url,
+            BACKLINE_OTLP_ENDPOINT=collector.url,
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "backline", "worker", "--once"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "attempted 1 deliveries" in result.stderr
+        spans = _of_request(spans_of(collector.wait_for(lambda r: r or None)), "queued-req-1")
+
+    [delivery] = [s for s in spans if s.name == "email.deliver"]
+    [call] = [s for s in spans if "httpx" in s.scope]
+    assert call.trace_id == delivery.trace_id
+    assert call.parent_span_id == delivery.span_id
+    [sent] = resend.snapshot()
+    assert sent.headers["x-request-id"] == "queued-req-1"
+    assert sent.headers["traceparent"].split("-")[1:3] == [call.trace_id, call.span_id]
+    assert b"re_worker_trace_key" not in b"".join(r.body for r in collector.snapshot())
