@@ -89,7 +89,13 @@ def serve(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{port}"
     if settings.effective_log_format == "json":  # standard error holds JSON lines only
-        get_logger("backline.cli").info("serving", env=settings.env, url=f"{base}/")
+        if mailbox:
+            dev_mailbox: str | None = f"{base}/dev/mailbox"
+        else:
+            dev_mailbox = None if settings.is_production else "off"
+        get_logger("backline.cli").info(
+            "serving", env=settings.env, url=f"{base}/", dev_mailbox=dev_mailbox
+        )
     else:
         typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
         if mailbox:
