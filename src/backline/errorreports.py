@@ -43,7 +43,7 @@ def configure_error_reports(settings: Settings) -> bool:
     if settings.sentry_dsn is None:
         if _sdk is not None:
             _sdk.get_client().close(timeout=2)
-            _sdk.init()  # a client without a DSN: sends nothing
+            _sdk.init(dsn="")  # a client without a DSN (not even SENTRY_DSN): sends nothing
             _sdk = None
         return False
     import sentry_sdk
