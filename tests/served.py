@@ -76,11 +76,12 @@ def served(
     host: str = "127.0.0.1",
     port: int | None = None,
     workers: int = 1,
+    start_seconds: float = START_SECONDS,
     **settings: str,
 ) -> Iterator[Served]:
     """Run `backline serve --host HOST --workers N` in `workdir` with `settings` (environment
     variables, `BACKLINE_*` names mostly), on `port` when given (a test that must name the
-    server's URL in a setting picks it first)."""
+    server's URL in a setting picks it first), waiting up to `start_seconds` for each worker."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / "serve.log"
@@ -97,7 +98,7 @@ def served(
         )
     server = Served(process, port, workdir, log_path)
     try:
-        _wait_until_healthy(server, START_SECONDS * workers)
+        _wait_until_healthy(server, start_seconds * workers)
         yield server
     finally:
         server.stop()

@@ -96,6 +96,12 @@ async def boom() -> dict[str, str]:
     raise RuntimeError("kaboom with password=hunter2hunter2")
 
 
+@router.post("/explode")
+async def explode(fields: dict[str, Any]) -> dict[str, str]:
+    log.info("probe_event", **fields)
+    raise RuntimeError(f"failed with password={fields.get('password')} and {fields.get('note')}")
+
+
 @router.get("/outbound")
 async def outbound(url: str, http: HttpClientDep) -> dict[str, Any]:
     response = await http.get(url)

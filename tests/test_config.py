@@ -162,6 +162,8 @@ def test_libpq_and_prisma_style_urls_are_translated() -> None:
         ({"database_url": "backline.db"}, "BACKLINE_DATABASE_URL"),
         ({"redis_url": "localhost:6379"}, "BACKLINE_REDIS_URL"),
         ({"secret_key": "short-dev-key"}, "BACKLINE_SECRET_KEY"),
+        ({"otlp_endpoint": "collector:4318"}, "BACKLINE_OTLP_ENDPOINT"),
+        ({"sentry_dsn": "https://sentry.example.com/1"}, "BACKLINE_SENTRY_DSN"),
     ],
 )
 def test_unusable_values_are_problems_in_every_environment(
@@ -284,3 +286,32 @@ def test_the_dev_mailbox_is_on_by_default_only_in_development_on_loopback(
     env: str, setting: bool | None, host: str, served: bool
 ) -> None:
     assert Settings(env=env, dev_mailbox=setting).dev_mailbox_on(host) is served
+
+
+def test_the_traces_endpoint_comes_from_backline_or_opentelemetry_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().traces_endpoint is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318/")
+    assert Settings().traces_endpoint == "http://otel:4318/v1/traces"
+    assert Settings().masked()["BACKLINE_OTLP_ENDPOINT"] == (
+        "http://otel:4318/v1/traces (OTEL_EXPORTER_OTLP_* environment)"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://otel:4318/custom")
+    assert Settings().traces_endpoint == "http://otel:4318/custom"
+    assert (
+        Settings(otlp_endpoint="http://mine:4318").traces_endpoint == "http://mine:4318/v1/traces"
+    )
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert Settings(otlp_endpoint="http://mine:4318").traces_endpoint is None
+
+
+def test_sentry_dsn_and_collector_headers_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=collector-key-123,x-team=ops")
+    settings = Settings(sentry_dsn="https://dsnpublic999@sentry.example.com/7")
+    assert not settings.problems()
+    assert "dsnpublic999" not in settings.masked()["BACKLINE_SENTRY_DSN"]
+    assert "(unset: no error reporting)" in Settings().masked()["BACKLINE_SENTRY_DSN"]
+    secrets = settings.secret_values()
+    assert "collector-key-123" in secrets
+    assert "dsnpublic999" in secrets

@@ -9,6 +9,9 @@ and closes them on shutdown.
 `Backline` is FastAPI with Backline's own ASGI middleware wrapped around the *whole* stack,
 outside FastAPI's error middleware, so that even a 500 or a framework-made 413 carries the
 request ID and security headers and is logged.
+
+`create_app` runs in each server process (`backline serve --workers N` builds the app in every
+worker), so each one sets up its own tracing and error reporting there when they are configured.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from backline import __version__
+from backline import __version__, errorreports, tracing
 from backline.accounts import routes as accounts_routes
 from backline.accounts.revocation import Revocations
 from backline.apidoc.build import install as install_openapi
@@ -101,6 +104,7 @@ class Backline(FastAPI):
         app = DeferredCookies(app)
         app = SecurityHeaders(app, hsts=settings.is_production, docs_paths=DOCS_PATHS)
         app = AccessLog(app)
+        app = tracing.wrap_asgi(app)  # a server span per request when tracing is on
         return RequestContext(app)
 
 
@@ -152,6 +156,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
         forget_this_process()
         log.info("stopped")
+        tracing.flush()
+        errorreports.flush()
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Backline:
@@ -159,6 +165,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     settings.require_startable()
     if configure_logs:
         configure_logging(settings)
+    tracing.configure_tracing(settings, "backline")
     docs: dict[str, Any] = {"docs_url": DOCS_PATHS[0], "redoc_url": None}
     app = Backline(
         title="Backline",

@@ -34,7 +34,7 @@ from backline.commands import fail, load_settings
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from backline.errors import ProblemError
-from backline.logging import configure_logging
+from backline.logging import configure_logging, get_logger
 from backline.storage.migrate import Report as MigrateReport
 from backline.storage.verify import Report, recorded, verify
 from backline.tax.cli import tax_app
@@ -88,11 +88,20 @@ def serve(
     os.environ["BACKLINE_DEV_MAILBOX"] = "true" if mailbox else "false"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{port}"
-    typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
-    if mailbox:
-        typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
-    elif not settings.is_production:
-        typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
+    if settings.effective_log_format == "json":  # standard error holds JSON lines only
+        if mailbox:
+            dev_mailbox: str | None = f"{base}/dev/mailbox"
+        else:
+            dev_mailbox = None if settings.is_production else "off"
+        get_logger("backline.cli").info(
+            "serving", env=settings.env, url=f"{base}/", dev_mailbox=dev_mailbox
+        )
+    else:
+        typer.echo(f"Backline ({settings.env}) is running at {base}/", err=True)
+        if mailbox:
+            typer.echo(f"Dev mailbox: {base}/dev/mailbox", err=True)
+        elif not settings.is_production:
+            typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
     with shared_by_workers(workers):  # the workers' metrics, summed at each scrape
         uvicorn.run(
             "backline.app:create_app",
@@ -188,9 +197,16 @@ def worker(
 ) -> None:
     """Deliver queued email and verify direct uploads until stopped (SIGINT/SIGTERM finish
     the work in hand)."""
+    from backline import errorreports, tracing
+
     settings = load_settings()
     configure_logging(settings)
-    asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
+    tracing.configure_tracing(settings, "backline-worker")
+    try:
+        asyncio.run(_run_worker(settings, once=once, batch_size=batch_size))
+    finally:
+        tracing.flush()
+        errorreports.flush()
 
 
 async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> None:

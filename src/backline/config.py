@@ -47,6 +47,8 @@ MIN_SECRET_BYTES = 32
 MIN_METRICS_TOKEN = 24
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 ENCRYPTION_KEYS_FILE = "encryption.keys"
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+OTLP_HEADER_VARIABLES = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,6 +163,14 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry collector base URL for traces over OTLP/HTTP "
+        "(/v1/traces is added); unset: OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing",
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None, description="Sentry DSN: errors are reported there, masked as the logs are"
+    )
 
     access_token_minutes: int = Field(15, ge=1, le=60)
     refresh_token_days: int = Field(30, ge=1, le=365)
@@ -218,6 +228,8 @@ class Settings(BaseSettings):
         "s3_bucket",
         "s3_endpoint_url",
         "chat_base_url",
+        "otlp_endpoint",
+        "sentry_dsn",
         mode="before",
     )
     @classmethod
@@ -345,6 +357,23 @@ class Settings(BaseSettings):
         return "json" if self.is_production else "console"
 
     @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans go over OTLP/HTTP (the full `/v1/traces` URL), or None: no tracing.
+
+        `BACKLINE_OTLP_ENDPOINT` first, then OpenTelemetry's own variables; `OTEL_SDK_DISABLED`
+        turns tracing off whatever is set.
+        """
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        if self.otlp_endpoint:
+            return self.otlp_endpoint.rstrip("/") + "/v1/traces"
+        traces = os.environ.get(OTLP_ENDPOINT_VARIABLES[0], "").strip()
+        if traces:
+            return traces
+        base = os.environ.get(OTLP_ENDPOINT_VARIABLES[1], "").strip()
+        return base.rstrip("/") + "/v1/traces" if base else None
+
+    @property
     def effective_email_file_dir(self) -> Path:
         return self.email_file_dir or self.var_dir / "mail"
 
@@ -408,6 +437,7 @@ class Settings(BaseSettings):
             "BACKLINE_S3_ENDPOINT_URL": self.s3_endpoint_url or "",
             "BACKLINE_CHAT_BASE_URL": self.chat_base_url or "",
             "BACKLINE_RESEND_BASE_URL": self.resend_base_url,
+            "BACKLINE_OTLP_ENDPOINT": self.otlp_endpoint or "",
         }
         return {name: url for name, url in urls.items() if url}
 
@@ -422,6 +452,7 @@ class Settings(BaseSettings):
                 self.encryption_keys,
                 self.chat_api_key,
                 self.metrics_token,
+                self.sentry_dsn,
             )
             if s is not None
         ]
@@ -434,6 +465,12 @@ class Settings(BaseSettings):
         aws_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
         if aws_secret:
             values.append(aws_secret)
+        if self.sentry_dsn is not None:
+            values.extend(url_secrets(self.sentry_dsn.get_secret_value()))
+            values.append(urlsplit(self.sentry_dsn.get_secret_value()).username or "")
+        for name in OTLP_HEADER_VARIABLES:  # collector credentials, `key=value,...`
+            for pair in os.environ.get(name, "").split(","):
+                values.append(pair.partition("=")[2].strip())
         return [v for v in values if len(v) >= 6]
 
     # ----------------------------------------------------------------- checks
@@ -463,6 +500,17 @@ class Settings(BaseSettings):
                 "BACKLINE_SMTP_STARTTLS and BACKLINE_SMTP_TLS are both on: choose one "
                 "(implicit TLS on port 465, STARTTLS on 587)"
             )
+        if self.otlp_endpoint and urlsplit(self.otlp_endpoint).scheme not in ("http", "https"):
+            found.append(
+                "BACKLINE_OTLP_ENDPOINT must be the collector's http(s):// URL, "
+                "e.g. http://collector:4318"
+            )
+        if self.sentry_dsn is not None:
+            dsn = urlsplit(self.sentry_dsn.get_secret_value())
+            if dsn.scheme not in ("http", "https") or not dsn.username or not dsn.path.strip("/"):
+                found.append(
+                    "BACKLINE_SENTRY_DSN must be a Sentry DSN: https://<key>@<host>/<project>"
+                )
         if self.storage_backend == "s3" and not self.s3_bucket:
             found.append("BACKLINE_S3_BUCKET is not set but BACKLINE_STORAGE_BACKEND is s3")
         token_length = len(self.metrics_token.get_secret_value()) if self.metrics_token else 0
@@ -573,6 +621,12 @@ class Settings(BaseSettings):
             "metrics_token": (f"(unset: /metrics {metrics})", for_env),
             "encryption_keys": (f"(unset: {ring})", for_env),
             "redis_url": ("(unset: rate limits and revocation in process memory)", "default"),
+            "otlp_endpoint": (
+                (self.traces_endpoint, "OTEL_EXPORTER_OTLP_* environment")
+                if self.traces_endpoint
+                else ("(unset: no tracing)", "default")
+            ),
+            "sentry_dsn": ("(unset: no error reporting)", "default"),
         }
 
     def masked(self) -> dict[str, str]:

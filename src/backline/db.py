@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from backline import tracing
 from backline.config import Settings
 
 NAMING_CONVENTION = {
@@ -101,6 +102,12 @@ HIDDEN = {"hide_parameters": True}
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    engine = _create_engine(settings)
+    tracing.instrument_engine(engine)  # a span per statement when tracing is on
+    return engine
+
+
+def _create_engine(settings: Settings) -> AsyncEngine:
     url = settings.db_url
     if url.startswith("sqlite"):
         if ":memory:" not in url and "///" in url:

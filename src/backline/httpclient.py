@@ -6,7 +6,8 @@ made here, so each one:
 * carries the current request's `X-Request-ID` (or none outside a request), and a
   `User-Agent` naming Backline;
 * has the report's 30 s default timeout (a caller may pass a shorter one, such as email's 10 s);
-* is logged with its host, status and duration, and counted in the metrics.
+* is logged with its host, status and duration, and counted in the metrics;
+* when tracing is on, is a span of the current trace and carries W3C `traceparent`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import httpx
 
-from backline import __version__
+from backline import __version__, tracing
 from backline.context import REQUEST_ID_HEADER, current_request_id
 from backline.logging import get_logger
 from backline.metrics import OUTBOUND_REQUESTS
@@ -45,10 +46,12 @@ async def _record(response: httpx.Response) -> None:
 
 
 def create_http_client(timeout: float, **kwargs: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": f"backline/{__version__}"},
         event_hooks={"request": [_stamp], "response": [_record]},
         follow_redirects=False,
         **kwargs,  # type: ignore[arg-type]
     )
+    tracing.instrument_http_client(client)
+    return client

@@ -13,6 +13,11 @@ text, formatted tracebacks):
   URLs;
 * the configured secret values themselves (signing key, SMTP password, API keys, database
   password), registered at start-up by `configure_logging`.
+
+Lines go to standard error, one JSON object per line in production. While a span is current
+(tracing on) a line also has `trace_id` and `span_id`. The same redactor masks what leaves the
+process for Sentry (`backline.errorreports`) and the trace collector (`backline.tracing`);
+`configure_logging` also starts error reporting when `BACKLINE_SENTRY_DSN` is set.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from backline import errorreports, tracing
 from backline.config import Settings
 
 MASK = "[redacted]"
@@ -40,6 +46,7 @@ _SENSITIVE_SEGMENTS = frozenset(
         "token",
         "authorization",
         "cookie",
+        "cookies",
         "apikey",
         "tin",
         "ssn",
@@ -160,6 +167,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        tracing.add_trace_ids,
     ]
 
 
@@ -211,6 +219,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     structlog.configure(
         processors=[
             *_shared_processors(),
+            errorreports.forward,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
@@ -218,6 +227,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    errorreports.configure_error_reports(settings)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -16,6 +16,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backline import tracing
 from backline.config import Settings
 from backline.email import service
 from backline.email.backends import DeliveryError, EmailBackend
@@ -89,9 +90,10 @@ class Worker:
             request_id=row.request_id, email_id=str(row.id), template=row.template
         ):
             try:
-                await asyncio.wait_for(
-                    self.backend.send(service.outgoing(row)), self.settings.email_timeout + 1
-                )
+                with tracing.span("email.deliver"):
+                    await asyncio.wait_for(
+                        self.backend.send(service.outgoing(row)), self.settings.email_timeout + 1
+                    )
             except DeliveryError as exc:
                 return exc
             except TimeoutError:

@@ -5,7 +5,8 @@ The line has the method, the route template (`/api/tracks/{track_id}`, never the
 query string, which may carry tokens; fixed framework paths such as `/docs` as they are), the
 status, the duration in milliseconds, and, through
 the bound context, the request ID and the user ID when known. Unmatched paths are logged as
-`<unmatched>` so that scanners cannot flood the metrics with one series per path.
+`<unmatched>` so that scanners cannot flood the metrics with one series per path. When tracing
+is on, the request's server span is named after the same route template.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backline import tracing
 from backline.logging import get_logger
 from backline.metrics import REQUEST_DURATION, REQUESTS, REQUESTS_IN_FLIGHT
 
@@ -50,6 +52,7 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                tracing.end_request(method, route_template(scope))  # the span ends with the body
             await send(message)
 
         try:

@@ -12,6 +12,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backline import errorreports
 from backline.context import REQUEST_ID_HEADER, accept_request_id
 
 
@@ -41,7 +42,8 @@ class RequestContext:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            with errorreports.request_scope(request_id):
+                await self.app(scope, receive, send_with_id)
         except Exception:
             if not started:
                 raise
