@@ -34,7 +34,6 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
-from backline.allow import allowed_methods
 from backline.context import current_request_id
 from backline.logging import get_logger
 
@@ -212,6 +211,10 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 413:
         return _problem_error(request, PayloadTooLarge(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)))
     if status == 405:
+        # Imported here: it needs FastAPI's routing, which the command line's services (which
+        # raise these errors too) do without; the app has imported it long before.
+        from backline.allow import allowed_methods
+
         allowed = allowed_methods(request.scope) or (exc.headers or {}).get("Allow", "")
         return problem_response(405, None, detail, headers={"Allow": allowed})
     return problem_response(status, None, detail, headers=exc.headers)
