@@ -15,6 +15,10 @@
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
+
+Showing help, or refusing a bad option, imports Typer and little else: each command imports
+what it uses (the database, the services, the server) when it runs, and none imports the
+application's routes unless it serves them. tests/test_lean_start.py holds the line.
 """
 
 from __future__ import annotations
@@ -23,21 +27,19 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backline.accounts import service as accounts
-from backline.accounts.models import Role
+from backline.accounts.roles import Role
 from backline.cli_keys import keys_app
-from backline.commands import fail, load_settings
-from backline.config import Settings
-from backline.db import create_engine, create_sessionmaker
-from backline.errors import ProblemError
-from backline.logging import configure_logging, get_logger
-from backline.storage.migrate import Report as MigrateReport
-from backline.storage.verify import Report, recorded, verify
+from backline.commands import configure_logging, fail, load_settings
 from backline.tax.cli import tax_app
+
+if TYPE_CHECKING:
+    from backline.config import Settings
+    from backline.storage.migrate import Report as MigrateReport
+    from backline.storage.verify import Report
 
 app = typer.Typer(
     help="Backline: the artist platform back end.",
@@ -49,6 +51,7 @@ app = typer.Typer(
 
 async def _migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
     from backline import migrate
+    from backline.db import create_engine
 
     engine = create_engine(settings)
     try:
@@ -93,6 +96,8 @@ def serve(
             dev_mailbox: str | None = f"{base}/dev/mailbox"
         else:
             dev_mailbox = None if settings.is_production else "off"
+        from backline.logging import get_logger
+
         get_logger("backline.cli").info(
             "serving", env=settings.env, url=f"{base}/", dev_mailbox=dev_mailbox
         )
@@ -157,6 +162,10 @@ def create_user(
     ] = False,
 ) -> None:
     """Create a user whose email address counts as verified."""
+    from backline.accounts import service as accounts
+    from backline.db import create_engine, create_sessionmaker
+    from backline.errors import ProblemError
+
     settings = load_settings(startable=False)
     configure_logging(settings)
     if password_stdin:
@@ -210,6 +219,7 @@ def worker(
 
 
 async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> None:
+    from backline.db import create_engine, create_sessionmaker
     from backline.email.backends import create_backend
     from backline.email.worker import Worker
     from backline.httpclient import create_http_client
@@ -285,7 +295,9 @@ def storage_verify() -> None:
 
 
 async def _verify_storage(settings: Settings) -> Report:
+    from backline.db import create_engine, create_sessionmaker
     from backline.storage import create_storages
+    from backline.storage.verify import recorded, verify
 
     engine = create_engine(settings)
     try:
@@ -330,6 +342,7 @@ def storage_migrate(
 
 
 async def _migrate_storage(settings: Settings, to: str, *, keep_source: bool) -> MigrateReport:
+    from backline.db import create_engine, create_sessionmaker
     from backline.storage import create_storages
     from backline.storage.migrate import migrate, pending
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backline.commands import fail, load_settings
-from backline.config import Settings
-from backline.db import create_engine, create_sessionmaker
-from backline.encrypted import Rotation, census, count_rows
-from backline.encrypted import rotate as rotate_all
-from backline.logging import configure_logging
+from backline.commands import configure_logging, fail, load_settings
+
+if TYPE_CHECKING:
+    from backline.config import Settings
+    from backline.encrypted import Rotation
 
 keys_app = typer.Typer(help="The key ring for data at rest.", no_args_is_help=True)
 
@@ -76,6 +75,8 @@ def rotate(
 
 async def _census(settings: Settings) -> dict[tuple[str, str], Counter[str]]:
     import backline.models  # noqa: F401 - every domain registers its encrypted columns
+    from backline.db import create_engine, create_sessionmaker
+    from backline.encrypted import census
 
     engine = create_engine(settings)
     try:
@@ -86,6 +87,9 @@ async def _census(settings: Settings) -> dict[tuple[str, str], Counter[str]]:
 
 async def _rotate(settings: Settings, batch_size: int) -> Rotation:
     import backline.models  # noqa: F401 - every domain registers its encrypted columns
+    from backline.db import create_engine, create_sessionmaker
+    from backline.encrypted import count_rows
+    from backline.encrypted import rotate as rotate_all
 
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)

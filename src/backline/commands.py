@@ -2,16 +2,19 @@
 
 Configuration problems are reported as one line per problem, naming the variable, with exit
 status 2; nothing starts.
+
+The command line imports only Typer and this module to show its help: everything else
+(settings, the database, the app) is imported inside the command that needs it.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from pydantic import ValidationError
 
-from backline.config import ConfigError, Settings
+if TYPE_CHECKING:
+    from backline.config import Settings
 
 
 def fail(lines: list[str], status: int = 2) -> NoReturn:
@@ -21,6 +24,11 @@ def fail(lines: list[str], status: int = 2) -> NoReturn:
 
 
 def load_settings(*, startable: bool = True) -> Settings:
+    # Imported here: pydantic-settings is not needed to show help.
+    from pydantic import ValidationError
+
+    from backline.config import ConfigError, Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -31,6 +39,13 @@ def load_settings(*, startable: bool = True) -> Settings:
         except ConfigError as exc:
             fail(exc.problems)
     return settings
+
+
+def configure_logging(settings: Settings) -> None:
+    """The logging every command that does work sets up (structlog, imported only then)."""
+    from backline.logging import configure_logging as configure
+
+    configure(settings)
 
 
 def _describe(error: object) -> str:

@@ -26,19 +26,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
 
-from backline.allow import allowed_methods
 from backline.context import current_request_id
 from backline.logging import get_logger
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.requests import Request
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -210,12 +211,20 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 413:
         return _problem_error(request, PayloadTooLarge(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)))
     if status == 405:
+        # Imported here: it needs FastAPI's routing, which the command line's services (which
+        # raise these errors too) do without; the app has imported it long before.
+        from backline.allow import allowed_methods
+
         allowed = allowed_methods(request.scope) or (exc.headers or {}).get("Allow", "")
         return problem_response(405, None, detail, headers={"Allow": allowed})
     return problem_response(status, None, detail, headers=exc.headers)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # Imported here, not at the top: services raise these errors from the command line too,
+    # which has no use for FastAPI (and the app has imported it long before any request).
+    from fastapi.exceptions import RequestValidationError
+
     assert isinstance(exc, RequestValidationError)
     raw = exc.errors()
     if any(e.get("type") == "json_invalid" for e in raw):
@@ -265,6 +274,8 @@ def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

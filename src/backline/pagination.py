@@ -14,9 +14,8 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Query
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -24,11 +23,28 @@ from backline.errors import BadRequest
 
 Position = tuple[datetime, uuid.UUID]
 INVALID_CURSOR = (400, "invalid_cursor")
-# The query parameter of every paged list: absent for the first page, never empty.
-CursorQuery = Annotated[
-    str | None,
-    Query(min_length=1, max_length=200, description="`next_cursor` of the previous page"),
-]
+_CURSOR_RULES: dict[str, Any] = {
+    "min_length": 1,
+    "max_length": 200,
+    "description": "`next_cursor` of the previous page",
+}
+
+if TYPE_CHECKING:
+    from fastapi import Query
+
+    # The query parameter of every paged list: absent for the first page, never empty.
+    CursorQuery = Annotated[str | None, Query(**_CURSOR_RULES)]
+else:
+
+    def __getattr__(name: str) -> Any:
+        """`CursorQuery`, made when a route first names it: it needs FastAPI, which the services
+        paging with this module do without when they run in the worker or the command line."""
+        if name != "CursorQuery":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from fastapi import Query
+
+        value = globals()[name] = Annotated[str | None, Query(**_CURSOR_RULES)]
+        return value
 
 
 def encode(created_at: datetime, row_id: uuid.UUID) -> str:

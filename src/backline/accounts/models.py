@@ -21,14 +21,8 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backline.accounts.roles import Role as Role
 from backline.db import Base, IdMixin, TimestampMixin, utcnow
-
-
-class Role(enum.StrEnum):
-    USER = "user"
-    ARTIST = "artist"
-    STAFF = "staff"
-    ADMIN = "admin"
 
 
 class User(IdMixin, TimestampMixin, Base):

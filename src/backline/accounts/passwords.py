@@ -33,19 +33,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
-import httpx
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
 from backline.config import Settings
 from backline.errors import ServiceUnavailable, Unprocessable
-from backline.httpclient import create_http_client
 from backline.logging import get_logger
+
+if TYPE_CHECKING:
+    import httpx
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -134,6 +134,8 @@ async def check_password(
     if not settings.breached_password_check:
         return
     if http is None:
+        from backline.httpclient import create_http_client  # the app passes its own client
+
         async with create_http_client(breach_timeout) as own:
             count = await breach_count(
                 password, base_url=settings.hibp_base_url, http=own, time_limit=breach_timeout
@@ -172,6 +174,10 @@ def _weakness(password: str, inputs: Sequence[str]) -> str | None:
     at least half of it, however many guesses it would take. The reason told is the kind of
     match that covers the most characters.
     """
+    # Imported at the first check, not at start-up: zxcvbn's lists take some 10 MB that a
+    # process which never sets a password (the command line, the worker) would carry for nothing.
+    from zxcvbn import zxcvbn  # type: ignore[import-untyped]
+
     analysed = password[:ANALYSED_LENGTH]
     with _zxcvbn_lock:
         result: dict[str, Any] = zxcvbn(
@@ -217,6 +223,8 @@ async def breach_count(
     Only the first 5 hex digits of the SHA-1 are sent; the answer lists the suffixes sharing
     them (`SUFFIX:COUNT` lines), padded with decoys of count 0 so its size tells nothing.
     """
+    import httpx  # the app has imported it long before: only the command line does without
+
     digest = hashlib.sha1(password.encode(), usedforsecurity=False).hexdigest().upper()
     prefix, suffix = digest[:5], digest[5:]
     try:

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import Select, String, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +26,9 @@ from backline.accounts.models import User
 from backline.artists.models import ArtistApplication
 from backline.chat.models import ChatMessage
 from backline.tracks.models import Track
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 PROMPT_VERSION = "v1"
 MAX_TRACKS = 20

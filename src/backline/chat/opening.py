@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backline.chat.provider import Chunks
 from backline.chat.turns import Turn, store_unanswered, write_question
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
+
+if TYPE_CHECKING:
+    from backline.chat.provider import Chunks
 
 log = get_logger(__name__)
 QUESTION_LOST = "The conversation could not be saved; please ask again."

@@ -14,6 +14,9 @@ What the package does not do, and this module adds:
 * mapping failures to problems: 502 `chat_upstream_error` or 504 `chat_upstream_timeout`. The
   provider's error body is never passed on or logged (it may echo the prompt or the key), only
   its status.
+
+The package (some 30 MB, and most of a second to import) is imported when a `Provider` is
+built, at start-up and only where the assistant is configured.
 """
 
 from __future__ import annotations
@@ -21,21 +24,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
-from openai import AsyncOpenAI, AsyncStream
-from openai.types.chat import ChatCompletionMessageParam
 
 from backline.config import Settings
 from backline.errors import ProblemError, ServiceUnavailable
 from backline.logging import get_logger
 from backline.metrics.recording import count_chat_tokens
 
+if TYPE_CHECKING:
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletionMessageParam
+
+    # A streamed answer, chunk by chunk, each the provider's JSON object.
+    Chunks = AsyncStream[Any]
+
 log = get_logger(__name__)
-# A streamed answer, chunk by chunk, each the provider's JSON object.
-Chunks = AsyncStream[Any]
 # Local servers (Ollama, llama.cpp) need no key; the package insists on one, and sends this.
 NO_KEY = "not-needed"
 
@@ -88,6 +93,8 @@ def upstream_id(headers: httpx.Headers | Any) -> str | None:
 
 def problem_for(exc: BaseException) -> ProblemError:
     """The client-facing problem for a provider failure (logged here, without its body)."""
+    import openai  # a failure comes from a Provider, which has imported it
+
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         log.warning("chat_upstream_timeout")
         return UpstreamTimeout("The assistant's provider did not answer in time.")
@@ -106,10 +113,12 @@ class Provider:
     """One configured provider, shared by the process (it holds no connection of its own)."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        import openai  # imported here: only a process with the assistant configured needs it
+
         key = settings.chat_api_key.get_secret_value() if settings.chat_api_key else NO_KEY
         self.model = settings.chat_model or ""
         self.settings = settings
-        self.client = AsyncOpenAI(
+        self.client = openai.AsyncOpenAI(
             base_url=settings.chat_base_url,
             api_key=key,
             # The package types its client as httpx2's, and accepts (and tests for) httpx's.
@@ -126,6 +135,8 @@ class Provider:
         self, messages: Sequence[ChatCompletionMessageParam], *, max_tokens: int | None = None
     ) -> Completion:
         """One whole answer within `chat_timeout`; raises `UpstreamError`/`UpstreamTimeout`."""
+        import openai  # imported by __init__ already
+
         try:
             async with asyncio.timeout(self.settings.chat_timeout):
                 raw = await self.client.chat.completions.with_raw_response.create(
@@ -154,6 +165,8 @@ class Provider:
         the package's retries, error mapping and event parsing, but hands each chunk back as
         the JSON object it is. Building the typed model of every chunk (and validating the
         request body against its type) cost more than relaying the chunk."""
+        import openai  # imported by __init__ already
+
         body = {
             "model": self.model,
             "messages": list(messages),
@@ -173,7 +186,7 @@ class Provider:
                     body=body,
                     options={"timeout": timeout},
                     stream=True,
-                    stream_cls=Chunks,
+                    stream_cls=openai.AsyncStream[Any],
                 )
         except (openai.OpenAIError, TimeoutError) as exc:
             raise problem_for(exc) from None

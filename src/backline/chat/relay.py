@@ -17,9 +17,9 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
-import openai
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.chat import limits, service
@@ -27,12 +27,15 @@ from backline.chat.context import estimate_tokens
 from backline.chat.models import Conversation
 from backline.chat.opening import QUESTION_LOST as LOST
 from backline.chat.opening import QuestionNotStored
-from backline.chat.provider import Chunks, Usage, deltas
+from backline.chat.provider import Usage, deltas
 from backline.chat.streaming import KEEPALIVE, Emit, event
 from backline.config import Settings
 from backline.logging import get_logger
 from backline.ratelimit.limiter import RateLimiter
 from backline.ratelimit.policies import Key
+
+if TYPE_CHECKING:
+    from backline.chat.provider import Chunks
 
 log = get_logger(__name__)
 _END = object()
@@ -95,6 +98,8 @@ class Relay:
         self, emit: Emit, chunks: AsyncIterator[str | Usage]
     ) -> tuple[str, str] | None:
         """None when the answer finished, else the (code, detail) of what cut it."""
+        import openai  # the stream's Provider has imported it
+
         settings = self.settings
         start = last = self.clock()
         first = True

@@ -18,11 +18,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import Request
-from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backline.chat import context, limits, service
@@ -32,6 +31,9 @@ from backline.errors import Unprocessable
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
 from backline.ratelimit.policies import Key
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = get_logger(__name__)
 DEADLINE_MARGIN = 5.0  # past the chat's own limit, so that its 504 is the one the client sees

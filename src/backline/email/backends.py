@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, TextIO
 
-import aiosmtplib
 import anyio.to_thread
 import httpx
 
@@ -88,6 +87,8 @@ class SMTPBackend:
             self.tls_context = ssl.create_default_context(cafile=str(settings.smtp_ca_file))
 
     async def send(self, email: OutgoingEmail) -> None:
+        import aiosmtplib  # imported at the first delivery: only the SMTP backend needs it
+
         settings = self.settings
         message = build_mime(email, sender=settings.email_from, domain=settings.email_sender_domain)
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from backline.email.message import clean_header
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class UnknownTemplate(KeyError):
 
 @cache
 def _environments() -> tuple[Environment, Environment]:
+    # Imported at the first email rendered: the worker, which only delivers, never needs it.
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     loader = PackageLoader("backline.email", "templates")
     html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined)
     # The plain-text part is not HTML: escaping it would show "&amp;" to the reader.

@@ -12,6 +12,10 @@ reject: BACKLINE_S3_REQUEST_CHECKSUM sets botocore's `request_checksum_calculati
 (`when_required`, the default here, or `when_supported`). Credentials come from the standard
 AWS variables or files.
 
+aioboto3 and botocore (some 30 MB, and half a second to import) are imported when an
+`S3Storage` is built: a deployment that stores objects locally never loads them, though other
+modules may name `S3Storage` (e.g. to tell whether uploads can go straight to the store).
+
 Where stores differ (the tests run against moto and Ceph's radosgw, tests/s3servers.py):
 
 * a presigned PUT signs `x-amz-checksum-sha256`, but Ceph 16's radosgw (like moto) stores a
@@ -29,10 +33,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import aioboto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from backline.config import Settings
 from backline.storage.base import (
@@ -64,6 +64,9 @@ class S3Storage:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.region = region
+        import aioboto3  # imported here, only where S3 is configured (see the module docstring)
+        from botocore.config import Config
+
         self.session = aioboto3.Session()
         self.config = Config(
             request_checksum_calculation=checksum_calculation,
@@ -87,6 +90,8 @@ class S3Storage:
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[Any]:
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded by __init__ already
+
         try:
             async with self.session.client(
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=self.config
@@ -198,6 +203,8 @@ class S3Storage:
                 body.close()
 
     async def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError  # loaded by __init__ already
+
         validate(key)
         async with self.client() as s3:
             try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 
-from backline.commands import load_settings
-from backline.config import Settings
-from backline.db import create_engine, create_sessionmaker
-from backline.logging import configure_logging
+from backline.commands import configure_logging, load_settings
+
+if TYPE_CHECKING:
+    from backline.config import Settings
 
 tax_app = typer.Typer(help="Tax forms.", no_args_is_help=True)
 
@@ -27,6 +28,7 @@ def purge() -> None:
 
 
 async def _purge(settings: Settings) -> int:
+    from backline.db import create_engine, create_sessionmaker
     from backline.tax import service
 
     engine = create_engine(settings)

@@ -25,7 +25,6 @@ from typing import BinaryIO, Final
 
 import anyio
 import anyio.to_thread
-from PIL import Image, UnidentifiedImageError
 
 from backline.errors import ProblemError, Unprocessable
 
@@ -33,8 +32,6 @@ MIN_SIDE: Final = 1400
 MAX_SIDE: Final = 6000
 MAX_PIXELS: Final = MAX_SIDE * MAX_SIDE
 FORMATS: Final = {"JPEG": ("jpeg", "image/jpeg"), "PNG": ("png", "image/png")}
-# Pillow's own bomb guard, at the same ceiling: warns past it, refuses past twice it.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 PNG_CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by PNG colour type
 ADAM7: Final = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4))
 ADAM7_LAST: Final = ((1, 0, 2, 2), (0, 1, 1, 2))
@@ -62,6 +59,11 @@ class ArtworkInfo:
 
 
 def inspect_image(path: Path, *, max_decoded_bytes: int = MAX_PIXELS * 4) -> ArtworkInfo:
+    # Imported at the first artwork, not at start-up: a process may never inspect an image.
+    from PIL import Image, UnidentifiedImageError
+
+    # Pillow's own bomb guard, at the same ceiling: warns past it, refuses past twice it.
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

@@ -6,15 +6,6 @@ import math
 from pathlib import Path
 from typing import IO, Any
 
-from mutagen.aiff import AIFFInfo
-from mutagen.flac import FLAC
-from mutagen.mp3 import MPEGInfo
-from mutagen.mp4 import MP4
-from mutagen.ogg import OggPage
-from mutagen.oggopus import OggOpus
-from mutagen.oggvorbis import OggVorbis
-from mutagen.wave import WaveStreamInfo
-
 from backline.tracks.audio.formats import (
     ACCEPTED,
     HEAD_SIZE,
@@ -93,6 +84,15 @@ def _parse(fmt: str, file: IO[bytes]) -> Any:
     WAV, AIFF and MP3 are read through their stream-info classes, so broken tags never
     reject good audio; FLAC, M4A and Ogg need their full file classes for the stream details.
     """
+    # Imported at the first upload, not at start-up: a process may never inspect audio.
+    from mutagen.aiff import AIFFInfo
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MPEGInfo
+    from mutagen.mp4 import MP4
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.wave import WaveStreamInfo
+
     file.seek(0)
     try:
         if fmt == "wav":
@@ -164,6 +164,8 @@ def _check_complete(fmt: str, file: IO[bytes], size: int, stream: Any) -> float:
                 f"The M4A file holds {name} audio, which is not accepted (AAC or ALAC only)."
             )
     else:  # Ogg Vorbis, Ogg Opus
+        from mutagen.ogg import OggPage  # imported by `_parse` already
+
         file.seek(0)
         try:
             last = OggPage.find_last(file, stream.serial)  # type: ignore[no-untyped-call]
