@@ -277,6 +277,12 @@ def _database_lost(request: Request, exc: Exception) -> JSONResponse | None:
     )
 
 
+def _lost_or_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if (lost := _database_lost(request, exc)) is not None:
+        return lost
+    raise exc  # any other database error goes on to `_unhandled`, as every other exception
+
+
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     if (lost := _database_lost(request, exc)) is not None:  # also when raised in a middleware
         return lost
@@ -296,7 +302,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # Every database connection busy for longer than the pool timeout: a 503, not a 500.
     app.add_exception_handler(PoolTimeout, _overloaded)
     # A database connection lost mid-request (see `db`): a 503, not a 500.
-    app.add_exception_handler(DBAPIError, _unhandled)
+    app.add_exception_handler(DBAPIError, _lost_or_unhandled)
     # The client hung up mid-body: nobody hears the answer, and it is not the server's fault.
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled)
