@@ -9,11 +9,9 @@ PostgreSQL and Redis servers are never stopped or reconfigured.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,19 +163,6 @@ def background(args: list[str], workdir: Path, name: str, **settings: str) -> It
         running.stop()
 
 
-def wait_healthy(url: str, process: Process, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        assert process.process.poll() is None, f"the server exited:\n{process.output}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"the server did not start:\n{process.output}"
-        time.sleep(0.05)
-
-
 def log_events(text: str) -> list[dict[str, Any]]:
     events = []
     for line in text.splitlines():
@@ -187,7 +172,3 @@ def log_events(text: str) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return events
-
-
-def environ_without_backline() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("BACKLINE_")}
