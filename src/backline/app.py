@@ -66,6 +66,7 @@ from backline.tax import routes as tax_routes
 from backline.tracks import holdings as tracks_holdings
 from backline.tracks import routes as tracks_routes
 from backline.tracks import upload_routes
+from backline.tracks.uploads import clear_dead_spools
 from backline.tracks.verifier import Verifier
 from backline.web.errors import install_page_errors
 from backline.web.routes import pages as web_pages
@@ -117,6 +118,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     http = create_http_client(settings.http_timeout)
     if settings.storage_backend == "local":
         settings.effective_storage_dir.mkdir(parents=True, exist_ok=True)
+    await clear_dead_spools(settings.var_dir)  # what a killed process could not remove
     app.state.engine = engine
     app.state.engines = Engines.of(engine)
     app.state.sessionmaker = create_sessionmaker(engine, settings=settings)

@@ -224,8 +224,10 @@ async def _run_worker(settings: Settings, *, once: bool, batch_size: int) -> Non
     from backline.email.worker import Worker
     from backline.httpclient import create_http_client
     from backline.storage import create_storages
+    from backline.tracks.uploads import clear_dead_spools
     from backline.tracks.verifier import Verifier
 
+    await clear_dead_spools(settings.var_dir)  # what a killed process could not remove
     engine = create_engine(settings)
     http = create_http_client(settings.http_timeout)
     sessionmaker = create_sessionmaker(engine)

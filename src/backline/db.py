@@ -4,8 +4,10 @@
 * Timestamps are timezone-aware UTC on the way in and out, on SQLite as on PostgreSQL.
 * Constraint and index names follow one naming convention, so Alembic migrations are stable.
 * On PostgreSQL (asyncpg) every statement has a server-side timeout (default 5 s), the pool
-  pings a connection that sat idle before using it, and connections identify themselves as
-  `backline`.
+  pings a connection that sat idle before using it, connections identify themselves as
+  `backline`, and a connection that fails because the server ended it (or whose protocol
+  state that left unknown) is discarded with every other connection of the pool: the request
+  that met it fails (503, see `errors`) and the next ones get new connections.
 * On SQLite (the embedded default) foreign keys are enforced, the journal is WAL, and a writer
   waits up to the statement timeout for a lock.
 
@@ -139,7 +141,39 @@ def _create_engine(settings: Settings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine.pool, "checkin", _checked_in)
     event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine, "handle_error", _note_lost_connection)
     return engine
+
+
+def _lost_connection(error: BaseException | None) -> bool:
+    """Whether a driver error means the connection is gone, or in a state nobody knows.
+
+    SQLAlchemy's asyncpg dialect asks the connection whether it is closed, which it may not
+    know yet: the server's "terminating connection" message arrives before the socket closes,
+    and a statement sent in between fails with a protocol error (`InternalClientError`,
+    "another operation is in progress") on a connection that would go back to the pool."""
+    import asyncpg
+
+    for _ in range(4):  # the adapter's error, then the driver's, then the socket's
+        if error is None:
+            return False
+        if isinstance(
+            error,
+            asyncpg.PostgresConnectionError  # class 08, ConnectionDoesNotExistError among them
+            | asyncpg.AdminShutdownError
+            | asyncpg.CrashShutdownError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.InternalClientError
+            | ConnectionError,
+        ):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _note_lost_connection(context: Any) -> None:
+    if not context.is_disconnect and _lost_connection(context.original_exception):
+        context.is_disconnect = True  # the pool discards it, and the connections made before it
 
 
 # A connection back from the pool after a pause is pinged first, so one the server dropped

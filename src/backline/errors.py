@@ -17,9 +17,11 @@ and the `request_id`; clients branch on `code`, never on `detail`, whose wording
 The handlers below also turn the framework's own errors into problems: request validation
 (422 `validation_failed`, or 400 `malformed_json` / `invalid_encoding`), HTTP errors raised by
 Starlette (404 `not_found`, 405 `method_not_allowed`, 413 `payload_too_large`, 415
-`unsupported_media_type`), and any unhandled exception (500 `internal_error`, logged with its
-traceback and request ID, never shown to the client). Validation details name the field and
-the rule but never echo the submitted value, which may be a password.
+`unsupported_media_type`), a database that is busy or whose connection was lost mid-request
+(503 `unavailable` with `Retry-After`), and any other unhandled exception (500
+`internal_error`, logged with its traceback and request ID, never shown to the client).
+Validation details name the field and the rule but never echo the submitted value, which may
+be a password.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -263,7 +266,35 @@ def _client_gone(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _database_lost(request: Request, exc: Exception) -> JSONResponse | None:
+    """A statement failed because its connection was lost (the server restarted, failed over,
+    or ended it): the pool has discarded the connection and the transaction did not commit
+    (or, when the loss came during COMMIT, its outcome is the database's). A 503 to retry."""
+    if not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return None
+    log.warning(
+        "database_connection_lost",
+        method=request.method,
+        path=request.url.path,
+        error=type(exc.orig).__name__,
+    )
+    return problem_response(
+        503,
+        "unavailable",
+        "The database connection was lost; please retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _lost_or_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if (lost := _database_lost(request, exc)) is not None:
+        return lost
+    raise exc  # any other database error goes on to `_unhandled`, as every other exception
+
+
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if (lost := _database_lost(request, exc)) is not None:  # also when raised in a middleware
+        return lost
     log.error(
         "unhandled_exception",
         method=request.method,
@@ -281,6 +312,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     # Every database connection busy for longer than the pool timeout: a 503, not a 500.
     app.add_exception_handler(PoolTimeout, _overloaded)
+    # A database connection lost mid-request (see `db`): a 503, not a 500.
+    app.add_exception_handler(DBAPIError, _lost_or_unhandled)
     # The client hung up mid-body: nobody hears the answer, and it is not the server's fault.
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled)

@@ -160,3 +160,33 @@ async def test_a_revocation_that_cannot_be_published_fails_and_changes_nothing(
         assert len(listed.json()["items"]) == 1  # the session was not half-revoked
         assert (await client.post("/api/auth/logout", headers=bearer(tokens))).status_code == 204
         assert (await client.get("/api/me", headers=bearer(tokens))).status_code == 401
+
+
+@pytest.mark.redis
+async def test_a_session_ended_before_redis_lost_its_data_stays_ended(
+    app_factory: Callable[[Settings], Backline],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    own_redis: Any,
+    make_user: Any,
+    logs: Any,
+) -> None:
+    settings = make_settings(
+        database_url=database_url, redis_url=own_redis.url, rate_limits=GENEROUS_LIMITS
+    )
+    await make_user()
+    app = app_factory(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client,
+    ):
+        ended, kept = await login(client, "ann@example.com"), await login(client, "ann@example.com")
+        assert (await client.post("/api/auth/logout", headers=bearer(ended))).status_code == 204
+        own_redis.stop()
+        own_redis.start()  # empty: no persistence
+        for _ in range(3):  # the database answers, then the markers are written again
+            assert (await client.get("/api/me", headers=bearer(ended))).status_code == 401
+            assert (await client.get("/api/me", headers=bearer(kept))).status_code == 200
+            await asyncio.sleep(0.2)
+        # Once for the new server at the first check, once after the loss: the ended session.
+        assert [e["sessions"] for e in logs.named("revocations_restored")] == [0, 1]

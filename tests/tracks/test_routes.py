@@ -161,7 +161,7 @@ async def test_bad_uploads_keep_nothing(
     if code:
         assert response.json()["code"] == code
     assert objects(settings) == []
-    assert list((settings.var_dir / "uploads").glob("*")) == []  # no temporary file left
+    assert list((settings.var_dir / "uploads").rglob(".upload-*")) == []  # no temporary file left
     after = (await client.get(f"/api/tracks/{track['id']}", headers=artist)).json()
     assert after["audio"] is None
 

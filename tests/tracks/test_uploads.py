@@ -436,7 +436,7 @@ async def test_a_browser_form_streams_in(
     files = stored_files(settings)
     assert len(files) == 1
     assert "my song" not in files[0]  # keys are the server's, never the file name
-    assert not list((settings.var_dir / "uploads").glob("*"))
+    assert not list((settings.var_dir / "uploads").rglob(".upload-*"))
 
 
 @pytest.mark.parametrize(
@@ -478,7 +478,7 @@ async def test_bad_forms_keep_nothing(
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     assert stored_files(settings) == []
-    assert not list((settings.var_dir / "uploads").glob("*"))
+    assert not list((settings.var_dir / "uploads").rglob(".upload-*"))
     after = (await client.get(f"/api/tracks/{track['id']}", headers=artist)).json()
     assert after["audio"] is None
     assert after["upload"] is None  # as it was
@@ -495,7 +495,7 @@ async def test_a_malformed_form_is_a_400(
     )
     assert response.status_code == 400
     assert response.json()["code"] in ("invalid_form", "missing_file")
-    assert not list((settings.var_dir / "uploads").glob("*"))
+    assert not list((settings.var_dir / "uploads").rglob(".upload-*"))
 
 
 # -- one upload at a time ------------------------------------------------------------------
@@ -733,7 +733,7 @@ async def test_awkward_forms_are_400s(
     )
     assert crowded.status_code == 400
     assert crowded.json()["code"] == "invalid_form"
-    assert not list((settings.var_dir / "uploads").glob("*"))
+    assert not list((settings.var_dir / "uploads").rglob(".upload-*"))
     assert stored_files(settings) == []
 
 

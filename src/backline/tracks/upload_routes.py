@@ -154,7 +154,7 @@ async def receive(
         try:
             path, hasher, expected = await spooler(
                 request,
-                directory=settings.var_dir / "uploads",
+                directory=uploads.spool_directory(settings.var_dir),
                 max_size=max_size,
                 idle_timeout=settings.upload_timeout,
             )

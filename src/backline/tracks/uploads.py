@@ -13,6 +13,11 @@ flat whatever the size and the file can be validated before anything reaches sto
 report's 2-minute upload timeout is applied to idle time, between chunks, not to the whole
 transfer: a 500 MiB file on a slow but steady link completes, a stalled one is cut after
 BACKLINE_UPLOAD_TIMEOUT seconds without a byte (408 `upload_stalled`).
+
+Temporary files live in a directory of the process's own, `var/uploads/<pid>`: a process that
+is killed (SIGKILL, out of memory, a power cut) cannot remove its files, so every process
+clears, when it starts, the directories of processes no longer running, and its own pid's
+(left by an earlier process of the same pid, as after a container restart).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import base64
 import binascii
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,7 +39,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from backline.errors import BadRequest, ProblemError
+from backline.logging import get_logger
 from backline.storage.base import Hasher
+
+log = get_logger(__name__)
 
 _CONTENT_DIGEST = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):", re.IGNORECASE)
 
@@ -90,6 +99,44 @@ async def chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
             ) from None
         if chunk:
             yield chunk
+
+
+def spool_directory(var_dir: Path) -> Path:
+    """This process's own directory of temporary upload files."""
+    return var_dir / "uploads" / str(os.getpid())
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():  # at start-up, what is there was left by an earlier process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_spool(var_dir: Path) -> int:
+    """Remove the temporary files of processes that died; returns how many. Run at start-up,
+    before this process makes any."""
+    root = var_dir / "uploads"
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.isdigit() and not _running(int(entry.name)):
+            removed += sum(1 for item in entry.rglob("*") if item.is_file())
+            shutil.rmtree(entry, ignore_errors=True)
+    return removed
+
+
+async def clear_dead_spools(var_dir: Path) -> None:
+    """`sweep_spool` off the event loop, saying what it removed."""
+    removed = await anyio.to_thread.run_sync(sweep_spool, var_dir)
+    if removed:
+        log.warning("upload_leftovers_removed", files=removed)
 
 
 async def _temporary(directory: Path) -> tuple[int, Path]:

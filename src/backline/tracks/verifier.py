@@ -250,7 +250,7 @@ class Verifier:
     async def _check(self, job: Job, stream: AsyncIterator[bytes]) -> audio.AudioInfo:
         """Spool the copy to a temporary file, re-hashing it; then validate it as audio."""
         path, hasher = await uploads.spool_stream(
-            stream, directory=self.settings.var_dir / "uploads", max_size=job.size
+            stream, directory=uploads.spool_directory(self.settings.var_dir), max_size=job.size
         )
         try:
             if hasher.size != job.size:
