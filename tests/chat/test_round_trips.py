@@ -20,8 +20,6 @@ from backline.chat.models import ChatMessage, Conversation
 from backline.config import Settings
 from backline.db import Engines, create_sessionmaker
 from backline.errors import NotFound
-from tests.chat.conftest import CHAT_LIMITS, messages_of, running, signed_in
-from tests.chat.upstream import Upstream
 
 
 @contextmanager
@@ -117,23 +115,3 @@ async def test_the_context_is_one_statement_and_only_the_owners(
         assert not other.owned
         assert other.turns == []
         assert "Ann A" not in other.system
-
-
-async def test_a_refused_streamed_message_keeps_nothing_written_meanwhile(
-    app_factory: Callable[[Settings], Backline],
-    chat_settings: Callable[..., Settings],
-    engine: AsyncEngine,
-    make_user: Any,
-    upstream: Upstream,
-) -> None:
-    # The question is written while the limits are checked: a refusal rolls it back.
-    settings = chat_settings(rate_limits={**CHAT_LIMITS, "chat_message": "1/minute"})
-    async with running(app_factory, settings) as client:
-        who = await signed_in(client, make_user, "ann@example.com")
-        assert (await client.post("/api/chat", json={"message": "One"}, headers=who)).is_success
-        refused = await client.post("/api/chat", json={"message": "Two"}, headers=who)
-    assert refused.status_code == 429
-    assert refused.json()["code"] == "rate_limited"
-    assert len(upstream.seen) == 1
-    asked = [m.content for m in await messages_of(engine) if m.role == "user"]
-    assert asked == ["One"]

@@ -1,14 +1,10 @@
-"""Starting a streamed answer: the question written while the turn is prepared, the provider
-asked, the question committed while the answer starts.
+"""Starting a streamed answer: the provider asked while the question is written and committed.
 
-The question is written (in a transaction left open) while the limits are checked and the
-context read (`turns.prepare`): a refusal rolls it back, so nothing is stored for a refused
-message, and the write adds no round trips to the time to the first word. The provider is
-asked as soon as the turn is ready; the question is then committed while the answer starts:
-what a commit costs (a disk flush on PostgreSQL) is not added to the time to the first word
-either. The route waits for the question to be written before it relays anything, so that
-under load new answers queue for the database rather than the database for a busy event
-loop. The relay (`relay`) waits for the commit only when it stores
+The provider is asked first; the question is written meanwhile (its connection taken), then
+committed while the answer starts: what a commit costs (a disk flush on PostgreSQL) is not
+added to the time to the first word. The route waits for the question to be written before it
+relays anything, so that under load new answers queue for the database rather than the
+database for a busy event loop. The relay (`relay`) waits for the commit only when it stores
 the answer, and stops early, with an error event, if the question could not be stored.
 
 A client that leaves while the provider thinks, a provider that fails before its first byte,
@@ -24,12 +20,10 @@ import uuid
 
 import anyio
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from backline.chat import service, turns
 from backline.chat.provider import Chunks
-from backline.chat.turns import Turn, store_unanswered
-from backline.config import Settings
+from backline.chat.turns import Turn, store_unanswered, write_question
 from backline.db import Engines
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
@@ -43,45 +37,27 @@ class QuestionNotStored(ServiceUnavailable):
 
 
 async def open_answer(
-    request: Request,
-    *,
-    settings: Settings,
-    user_id: uuid.UUID,
-    message: str,
-    conversation_id: uuid.UUID | None,
-    sessions: async_sessionmaker[AsyncSession],
-) -> tuple[Turn, asyncio.Task[uuid.UUID], Chunks | None]:
-    """Prepare the turn while the question is written, ask the provider, then wait for it
+    request: Request, turn: Turn, *, sessions: async_sessionmaker[AsyncSession]
+) -> tuple[asyncio.Task[uuid.UUID], Chunks | None]:
+    """Ask the provider and write the question side by side; then wait for the provider
     while the question commits.
 
-    Returns the turn, the committing task (it gives the conversation's id) and the opened
-    stream, or None for the stream when the client left before the provider answered. A
-    refusal (`turns.prepare`) rolls the written question back; a provider failure is raised
-    as its problem; a question that cannot be saved as 503 `chat_unavailable`."""
-    turns.provider_of(request, settings)
-    text = turns.checked_message(message, settings)  # nothing is written for a bad message
-    engines: Engines = request.app.state.engines
-    writing = asyncio.ensure_future(
-        _write(engines.default, user_id=user_id, conversation_id=conversation_id, text=text)
-    )
-    try:
-        turn = await turns.prepare(
-            request,
-            settings=settings,
-            user_id=user_id,
-            message=message,
-            conversation_id=conversation_id,
-        )
-    except BaseException:
-        await _undo(writing)
-        raise
+    Returns the committing task (it gives the conversation's id) and the opened stream, or
+    None for the stream when the client left before the provider answered. A provider
+    failure is raised as its problem; a question that cannot be saved as 503
+    `chat_unavailable`."""
     opening = asyncio.ensure_future(turn.provider.open_stream(turn.messages))
+    engines: Engines = request.app.state.engines
+    connection = engines.default.connect()  # Core: the ORM's session costs more than the write
     try:
-        connection, stored = await writing
+        await connection.start()
+        await connection.begin()
+        conversation_id = await write_question(connection, turn)
     except BaseException:
+        await connection.close()
         await _abandon(opening)
         raise
-    question = asyncio.ensure_future(_committed(connection, stored))
+    question = asyncio.ensure_future(_committed(connection, conversation_id))
     try:
         stream = await _first_of(request, opening, question)
     except BaseException:
@@ -90,36 +66,7 @@ async def open_answer(
     if stream is None:
         log.info("chat_client_disconnected")
         await _unanswered(sessions, turn, opening, question)
-    return turn, question, stream
-
-
-async def _write(
-    engine: AsyncEngine, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None, text: str
-) -> tuple[AsyncConnection, uuid.UUID]:
-    """The question written in a transaction left open (Core: the ORM's session costs more
-    than the write); the connection holding it, and the conversation's id."""
-    connection = engine.connect()
-    try:
-        await connection.start()
-        await connection.begin()
-        stored = await service.ask(
-            connection, user_id=user_id, conversation_id=conversation_id, text=text
-        )
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await connection.close()
-        raise
-    return connection, stored
-
-
-async def _undo(writing: asyncio.Task[tuple[AsyncConnection, uuid.UUID]]) -> None:
-    """Roll back a question written for a turn that was refused: nothing is kept."""
-    with anyio.CancelScope(shield=True):
-        try:
-            connection, _ = await writing
-        except BaseException:  # it failed on its own, or was stopped: nothing to undo
-            return
-        await connection.close()
+    return question, stream
 
 
 async def _unanswered(

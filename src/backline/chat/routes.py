@@ -1,9 +1,9 @@
 """`POST /api/chat` and the user's conversations under `/api/chat/conversations`.
 
-The route prepares the turn (`turns.prepare`: configuration, message, limits, context) and
-waits for the whole answer (`stream: false`, `turns.answer_whole`), or starts a streamed one
-(`opening.open_answer`, which prepares the turn while it writes the question) and hands it to
-`EventStream`, lifting the request deadline: the stream keeps its own limits.
+The route prepares the turn (`turns.prepare`: configuration, message, limits, context), then
+either waits for the whole answer (`stream: false`, `turns.answer_whole`) or starts a streamed
+one (`opening.open_answer`) and hands it to `EventStream`, lifting the request deadline: the
+stream keeps its own limits.
 """
 
 from __future__ import annotations
@@ -65,26 +65,19 @@ async def chat(
     settings: SettingsDep,
     sessions: Sessions,
 ) -> Response | EventStream:
-    if not body.stream:
-        turn = await turns.prepare(
-            request,
-            settings=settings,
-            user_id=user_id,
-            message=body.message,
-            conversation_id=body.conversation_id,
-        )
-        return JSONResponse(
-            await turns.answer_whole(request, turn, settings=settings, sessions=sessions)
-        )
-    set_deadline(request, settings.chat_total_timeout + settings.chat_first_byte_timeout)
-    turn, question, stream = await open_answer(
+    turn = await turns.prepare(
         request,
         settings=settings,
         user_id=user_id,
         message=body.message,
         conversation_id=body.conversation_id,
-        sessions=sessions,
     )
+    if not body.stream:
+        return JSONResponse(
+            await turns.answer_whole(request, turn, settings=settings, sessions=sessions)
+        )
+    set_deadline(request, settings.chat_total_timeout + settings.chat_first_byte_timeout)
+    question, stream = await open_answer(request, turn, sessions=sessions)
     if stream is None:
         return Response(status_code=499)  # nobody is left to read it; never sent
     set_deadline(request, None)  # the relay enforces the stream's own limits from here
