@@ -50,7 +50,11 @@ async def open_answer(
     engines: Engines = request.app.state.engines
     connection = engines.default.connect()  # Core: the ORM's session costs more than the write
     try:
-        await connection.start()
+        await connection.start()  # a pool that stays exhausted raises here: nothing to close
+    except BaseException:
+        await _abandon(opening)
+        raise
+    try:
         await connection.begin()
         conversation_id = await write_question(connection, turn)
     except BaseException:
