@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, String, literal, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, String, Uuid, bindparam, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backline.accounts.models import User
 from backline.artists.models import ArtistApplication
-from backline.chat.models import ChatMessage
+from backline.chat.models import ChatMessage, Conversation
 from backline.tracks.models import Track
 
 if TYPE_CHECKING:
@@ -45,16 +46,33 @@ def template(version: str = PROMPT_VERSION) -> Template:
     return Template(text)
 
 
-def _facts_query(user_id: uuid.UUID) -> Select[Any]:
-    """The user's name, latest application and newest tracks in one query: one round trip
-    instead of three, since every message waits on it before the provider is asked."""
+@dataclass(frozen=True)
+class Read:
+    """What the database holds for one turn: the filled system prompt and the past turns
+    (role, text), oldest first; `owned` is False when the named conversation is not the
+    user's (or does not exist)."""
+
+    system: str
+    turns: list[tuple[str, str]]
+    owned: bool
+
+
+@lru_cache(maxsize=2)
+def _read_query(named: bool) -> Select[Any]:
+    """The user's name, latest application and newest tracks, and with a conversation named,
+    whether it is theirs and its turns, in one query: one round trip instead of five, since
+    every message waits on it before the provider is asked. Each row is a `kind` with the same
+    six columns. Built once (the ids are parameters): building it costs more than running it."""
     nothing = literal(None, String)
+    user_id = bindparam("user_id", type_=Uuid())
+    conversation_id = bindparam("conversation_id", type_=Uuid())
     name = select(
         literal("user").label("kind"),
         nothing.label("status"),
         nothing.label("reason"),
         User.display_name.label("title"),
         User.created_at.label("at"),
+        User.id.label("ref"),
     ).where(User.id == user_id)
     application = (
         select(
@@ -63,6 +81,7 @@ def _facts_query(user_id: uuid.UUID) -> Select[Any]:
             ArtistApplication.rejection_reason.label("reason"),
             nothing.label("title"),
             ArtistApplication.created_at.label("at"),
+            ArtistApplication.id.label("ref"),
         )
         .where(ArtistApplication.user_id == user_id)
         .order_by(ArtistApplication.created_at.desc())
@@ -76,19 +95,50 @@ def _facts_query(user_id: uuid.UUID) -> Select[Any]:
             Track.rejection_reason.label("reason"),
             Track.title.label("title"),
             Track.created_at.label("at"),
+            Track.id.label("ref"),
         )
         .where(Track.owner_id == user_id)
         .order_by(Track.created_at.desc())
         .limit(MAX_TRACKS)
         .subquery()
     )
-    return select(union_all(name, select(application), select(tracks)).subquery())
+    parts: list[Any] = [name, select(application), select(tracks)]  # rows of one shape
+    if named:
+        owner = select(
+            literal("conversation").label("kind"),
+            nothing.label("status"),
+            nothing.label("reason"),
+            nothing.label("title"),
+            Conversation.created_at.label("at"),
+            Conversation.id.label("ref"),
+        ).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        # An answer that never began (empty, `cut`) is left out: providers refuse an empty
+        # assistant turn. Only the owner's turns are read at all.
+        turns = (
+            select(
+                literal("turn").label("kind"),
+                ChatMessage.role.label("status"),
+                nothing.label("reason"),
+                ChatMessage.content.label("title"),
+                ChatMessage.created_at.label("at"),
+                ChatMessage.id.label("ref"),
+            )
+            .join(Conversation, Conversation.id == ChatMessage.conversation_id)
+            .where(
+                ChatMessage.conversation_id == conversation_id,
+                Conversation.user_id == user_id,
+                ChatMessage.content != "",
+            )
+            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+            .limit(MAX_TURNS)
+            .subquery()
+        )
+        parts += [owner, select(turns)]
+    return select(union_all(*parts).subquery())
 
 
-async def facts(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[str, str]:
-    """The user's display name, and their application and track statuses one line each."""
-    rows = (await session.execute(_facts_query(user_id))).all()
-    name = next((row.title for row in rows if row.kind == "user"), "")
+def _statuses(rows: Sequence[Row[Any]]) -> str:
+    """The user's application and track statuses, one line each."""
     lines: list[str] = []
     application = next((row for row in rows if row.kind == "application"), None)
     if application is None:
@@ -102,26 +152,22 @@ async def facts(session: AsyncSession, *, user_id: uuid.UUID) -> tuple[str, str]
     for track in tracks:
         why = f" (reason given: {track.reason})" if track.reason else ""
         lines.append(f'- Track "{track.title}": {track.status}{why}.')
-    return name, "\n".join(lines)
+    return "\n".join(lines)
 
 
-async def system_prompt(session: AsyncSession, *, user_id: uuid.UUID) -> str:
-    name, statuses = await facts(session, user_id=user_id)
-    return template().safe_substitute(display_name=name, statuses=statuses)
-
-
-async def history(session: AsyncSession, *, conversation_id: uuid.UUID) -> list[ChatMessage]:
-    """The conversation's past messages, oldest first (at most `MAX_TURNS`); an answer that
-    never began (empty, `cut`) is left out: providers refuse an empty assistant turn."""
-    rows = (
-        await session.scalars(
-            select(ChatMessage)
-            .where(ChatMessage.conversation_id == conversation_id, ChatMessage.content != "")
-            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
-            .limit(MAX_TURNS)
-        )
-    ).all()
-    return list(reversed(rows))
+async def read(
+    connection: AsyncConnection, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None
+) -> Read:
+    """The system prompt filled with the user's own facts, and the named conversation's past
+    turns (at most `MAX_TURNS`), oldest first: one Core statement, no ORM session."""
+    query = _read_query(conversation_id is not None)
+    params = {"user_id": user_id, "conversation_id": conversation_id}
+    rows = (await connection.execute(query, params)).all()
+    name = next((row.title for row in rows if row.kind == "user"), "")
+    system = template().safe_substitute(display_name=name, statuses=_statuses(rows))
+    turns = sorted((row for row in rows if row.kind == "turn"), key=lambda r: (r.at, r.ref))
+    owned = conversation_id is None or any(row.kind == "conversation" for row in rows)
+    return Read(system, [(row.status, row.title) for row in turns] if owned else [], owned)
 
 
 def fit(

@@ -7,10 +7,16 @@
 A message is admitted while the day's budget has any token left (it counts one up front);
 its answer's tokens are counted afterwards. An answer larger than what was left fills the
 budget rather than being refused (the sliding window refuses a hit that would overflow it).
+
+Both limits are checked at once: with Redis their scripts travel in one write and cost one
+round trip, not two, before every message. A message refused by its rate has still counted
+its one token (and one refused by the budget its message): a refusal costs a token or a
+message of a budget that is refusing anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from fastapi import Request
@@ -26,8 +32,14 @@ TOKENS = "chat_tokens"
 
 async def admit(request: Request) -> Mapping[Key, str]:
     """Count a message; refuse it (429) past the message rate or the spent token budget."""
-    await charge(request, "chat_message")
-    await charge(request, TOKENS, cost=1)
+    checks = await asyncio.gather(
+        charge(request, "chat_message"),
+        charge(request, TOKENS, cost=1),
+        return_exceptions=True,  # both run to the end; the rate's refusal is reported first
+    )
+    for outcome in checks:
+        if isinstance(outcome, BaseException):
+            raise outcome
     return await identities(request, ("user",))
 
 

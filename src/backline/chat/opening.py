@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from backline.chat.turns import Turn, store_unanswered, write_question
+from backline.db import Engines
 from backline.errors import ServiceUnavailable
 from backline.logging import get_logger
 
@@ -49,15 +50,21 @@ async def open_answer(
     failure is raised as its problem; a question that cannot be saved as 503
     `chat_unavailable`."""
     opening = asyncio.ensure_future(turn.provider.open_stream(turn.messages))
-    session = sessions()
+    engines: Engines = request.app.state.engines
+    connection = engines.default.connect()  # Core: the ORM's session costs more than the write
     try:
-        await session.begin()
-        conversation_id = await write_question(session, turn)
+        await connection.start()  # a pool that stays exhausted raises here: nothing to close
     except BaseException:
-        await session.close()
         await _abandon(opening)
         raise
-    question = asyncio.ensure_future(_committed(session, conversation_id))
+    try:
+        await connection.begin()
+        conversation_id = await write_question(connection, turn)
+    except BaseException:
+        await connection.close()
+        await _abandon(opening)
+        raise
+    question = asyncio.ensure_future(_committed(connection, conversation_id))
     try:
         stream = await _first_of(request, opening, question)
     except BaseException:
@@ -114,11 +121,11 @@ async def _first_of(
         watcher.cancel()
 
 
-async def _committed(session: AsyncSession, conversation_id: uuid.UUID) -> uuid.UUID:
+async def _committed(connection: AsyncConnection, conversation_id: uuid.UUID) -> uuid.UUID:
     try:
-        await session.commit()
+        await connection.commit()
     finally:
-        await session.close()
+        await connection.close()
     return conversation_id
 
 

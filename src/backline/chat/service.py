@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Executable,
+    String,
+    Text,
+    Uuid,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Insert, Update
 
 from backline.chat.models import ChatMessage, Conversation
-from backline.db import utcnow
+from backline.db import UTCDateTime, connection_of, utcnow
 from backline.errors import NotFound, Unprocessable
 from backline.pagination import decode, encode, older_than
 
 TITLE_CHARS = 80
+# Where a `WITH` may hold an INSERT or UPDATE whose rows the main statement reads.
+ONE_STATEMENT_DIALECTS = frozenset({"postgresql"})
 
 
 def title_for(message: str) -> str:
@@ -35,40 +49,81 @@ async def own(
     return conversation
 
 
-async def ask(
-    session: AsyncSession, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None, text: str
-) -> uuid.UUID:
-    """Add the user's message to their conversation, or to a new one when none is named; the
-    conversation's id. Two statements either way, as every message waits on them: a new
-    conversation is inserted complete (no later UPDATE of its times), then its first message;
-    a named one is touched by an UPDATE that also proves it is the user's (404
-    `conversation_not_found` otherwise), then the message is inserted."""
-    if conversation_id is None:
-        now = utcnow()
-        conversation = Conversation(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            title=title_for(text),
+@lru_cache(maxsize=4)
+def _ask_statements(new: bool, one_statement: bool) -> tuple[Executable, ...]:
+    """What `ask` runs, built once (the values are parameters, none named like a column: a
+    parameter named so would be added to an UPDATE's SET): its parent row (a new
+    conversation inserted whole, or the named one's time touched, which also proves it is
+    the user's), then the message. On PostgreSQL both are one statement (the parent in a
+    `WITH`), and the message is inserted only if the parent row was."""
+    cid, owner = bindparam("cid", type_=Uuid()), bindparam("owner", type_=Uuid())
+    now, mid = bindparam("now", type_=UTCDateTime()), bindparam("mid", type_=Uuid())
+    text = bindparam("text", type_=Text())
+    if new:
+        parent: Insert | Update = insert(Conversation).values(
+            id=cid,
+            user_id=owner,
+            title=bindparam("heading", type_=String()),
             created_at=now,
             updated_at=now,
         )
-        session.add(conversation)
-        await session.flush()  # first: the message's foreign key needs the row
-        conversation_id = conversation.id
     else:
-        touched = await session.execute(
+        parent = (
             update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-            .values(updated_at=utcnow())
-            .execution_options(synchronize_session=False)
+            .where(Conversation.id == cid, Conversation.user_id == owner)
+            .values(updated_at=now)
         )
-        if touched.rowcount != 1:  # type: ignore[attr-defined]
-            raise NotFound("No such conversation.", code="conversation_not_found")
-    session.add(
-        ChatMessage(conversation_id=conversation_id, role="user", content=text, state="complete")
+    columns = ["id", "conversation_id", "role", "content", "state", "created_at"]
+    if not one_statement:
+        question = insert(ChatMessage).values(
+            id=mid,
+            conversation_id=cid,
+            role=bindparam("asker", type_=String()),
+            content=text,
+            state=bindparam("question_state", type_=String()),
+            created_at=now,
+        )
+        return parent, question
+    written = parent.returning(Conversation.id).cte("parent")
+    role, state = bindparam("asker", type_=String()), bindparam("question_state", type_=String())
+    row = select(mid, written.c.id, role, text, state, now)
+    return (insert(ChatMessage).add_cte(written).from_select(columns, row),)
+
+
+async def ask(
+    db: AsyncSession | AsyncConnection,
+    *,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    text: str,
+) -> uuid.UUID:
+    """Add the user's message to their conversation, or to a new one when none is named; the
+    conversation's id. A named conversation that is not the user's is 404
+    `conversation_not_found`, and nothing is written.
+
+    Every message waits on this before its answer is relayed, so it is Core, not the ORM's
+    unit of work: one statement on PostgreSQL, two elsewhere (a new conversation is inserted
+    complete, with no later UPDATE of its times)."""
+    connection = await connection_of(db)
+    params = {
+        "cid": conversation_id or uuid.uuid4(),
+        "owner": user_id,
+        "heading": title_for(text),
+        "now": utcnow(),
+        "mid": uuid.uuid4(),
+        "text": text,
+        "asker": "user",
+        "question_state": "complete",
+    }
+    statements = _ask_statements(
+        conversation_id is None, connection.dialect.name in ONE_STATEMENT_DIALECTS
     )
-    await session.flush()
-    return conversation_id
+    for statement in statements:
+        written = await connection.execute(statement, params)
+        if written.rowcount != 1:
+            raise NotFound("No such conversation.", code="conversation_not_found")
+    cid: uuid.UUID = params["cid"]  # type: ignore[assignment]
+    return cid
 
 
 async def add_message(

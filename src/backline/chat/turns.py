@@ -15,6 +15,7 @@ without a reply, and nothing the person asked is lost.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from backline.chat import context, limits, service
 from backline.chat.provider import Provider, missing_setting, not_configured
 from backline.config import Settings
-from backline.errors import Unprocessable
+from backline.db import Engines
+from backline.errors import NotFound, Unprocessable
 from backline.logging import get_logger
 from backline.middleware.deadline import set_deadline
 from backline.ratelimit.policies import Key
@@ -73,21 +75,33 @@ def checked_message(message: str, settings: Settings) -> str:
 
 
 async def _context(
-    session: AsyncSession,
+    engines: Engines,
     *,
     user_id: uuid.UUID,
     conversation_id: uuid.UUID | None,
     text: str,
     budget: int,
 ) -> list[ChatCompletionMessageParam]:
-    """What is sent: the system prompt, the turns that fit, the new message (reads only)."""
-    past: list[tuple[str, str]] = []
-    if conversation_id is not None:
-        await service.own(session, conversation_id=conversation_id, user_id=user_id)
-        rows = await context.history(session, conversation_id=conversation_id)
-        past = [(m.role, m.content) for m in rows]
-    system = await context.system_prompt(session, user_id=user_id)
-    return context.fit(system, past, text, budget=budget)
+    """What is sent: the system prompt, the turns that fit, the new message (one read, on an
+    autocommit connection: no BEGIN or ROLLBACK to wait for); 404 for a conversation that
+    is not the user's."""
+    async with engines.autocommit.connect() as connection:
+        found = await context.read(connection, user_id=user_id, conversation_id=conversation_id)
+    if not found.owned:
+        raise NotFound("No such conversation.", code="conversation_not_found")
+    return context.fit(found.system, found.turns, text, budget=budget)
+
+
+async def _discard(task: asyncio.Task[Any]) -> None:
+    """Let a task whose result is not wanted end (cancelled only if the wait is), and
+    retrieve its outcome, so that nothing is left running or unreported."""
+    try:
+        await asyncio.wait({task})
+    finally:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()
 
 
 async def prepare(
@@ -98,26 +112,36 @@ async def prepare(
     message: str,
     conversation_id: uuid.UUID | None,
 ) -> Turn:
-    """A turn ready to send; refusals (503, 422, 429, 404) before anything is stored."""
+    """A turn ready to send; refusals (503, 422, 429, 404) before anything is stored.
+
+    The limits are checked and the context read side by side: the turn waits for the slower
+    of the two round trips, not both. A refused message is reported as such (429) whatever
+    the read found."""
     provider = provider_of(request, settings)
     text = checked_message(message, settings)
-    who = await limits.admit(request)
-    async with request.app.state.read_sessionmaker() as session:
-        messages = await _context(
-            session,
+    reading = asyncio.ensure_future(
+        _context(
+            request.app.state.engines,
             user_id=user_id,
             conversation_id=conversation_id,
             text=text,
             budget=settings.chat_context_tokens,
         )
+    )
+    try:
+        who = await limits.admit(request)
+    except BaseException:
+        await _discard(reading)
+        raise
+    messages = await reading
     prompt = "".join(str(m.get("content", "")) for m in messages)
     return Turn(provider, user_id, conversation_id, text, who, messages, prompt)
 
 
-async def write_question(session: AsyncSession, turn: Turn) -> uuid.UUID:
+async def write_question(db: AsyncSession | AsyncConnection, turn: Turn) -> uuid.UUID:
     """Add the user's message (not committed); the conversation's id."""
     return await service.ask(
-        session, user_id=turn.user_id, conversation_id=turn.conversation_id, text=turn.text
+        db, user_id=turn.user_id, conversation_id=turn.conversation_id, text=turn.text
     )
 
 
