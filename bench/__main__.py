@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "ratelimit", "outbox", "tracks", "tax", "chat")
+BENCHMARKS = ("hotpaths", "auth", "ratelimit", "outbox", "tracks", "tax", "chat")
 
 
 def main() -> None:
