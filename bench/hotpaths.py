@@ -46,7 +46,7 @@ from backline.accounts import service as accounts
 from backline.config import Settings
 from backline.db import create_engine, create_sessionmaker
 from bench.load import HOST, Request, alternate, measure, paired_ratios, percentile, start
-from bench.support import free_port, postgres_database
+from bench.support import CpuMeter, free_port, postgres_database
 from bench.tracks import EMAIL, PASSWORD, TRACKS, _seed
 
 REDIS_URL = os.environ.get("BACKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -56,6 +56,9 @@ TRACKS_PATH = f"/api/tracks?limit={TRACKS}"
 # Logins flood as an account of their own: each opens a session, and past the session cap the
 # oldest are ended, which would revoke the token `/api/me` is measured with.
 LOGIN_EMAIL = "signing-in@example.com"
+# Between two turns: longer than a page of tracks takes at 32 connections, so that the
+# requests a turn leaves in flight are answered before the next turn begins.
+GAP = 0.4
 
 
 def backline_command(port: int) -> list[str]:
@@ -213,7 +216,9 @@ def run(*, quick: bool = False) -> None:
                 Request("/api/me", port=port, headers=auth),
                 Request(TRACKS_PATH, port=port, headers=auth),
             ]
-            rows = alternate(port, columns, rounds=rounds, connections=32, errors=errors)
+            rows = alternate(port, columns, rounds=rounds, connections=32, gap=GAP, errors=errors)
+            pids = {running[name][0]: running[name][1] for name in commands}
+            cpu = [_cpu_per_request(pids[c.port or port], c, seconds / 2) for c in columns]
             _, me_latencies = measure(
                 port, "/api/me", seconds=seconds, connections=32, headers=auth
             )
@@ -244,6 +249,44 @@ def run(*, quick: bool = False) -> None:
         ),
     ]
     _print(columns, rates, goals, rounds, size, log_lines, errors, flood_errors)
+    _print_cpu(columns, cpu)
+
+
+def _cpu_per_request(pid: int, request: Request, seconds: float) -> tuple[float, float]:
+    """CPU seconds the server's process spent per 2xx answer to `request` under a load of 32
+    connections: what a request costs its worker, whatever else the machine is running."""
+    assert request.port is not None
+    meter = CpuMeter(pid)
+    opens = time.monotonic() + 0.2
+    load = start(
+        request.port,
+        request.path,
+        seconds=seconds,
+        connections=32,
+        headers=request.headers,
+        opens=opens,
+    )
+    time.sleep(max(0.0, opens - time.monotonic()))
+    meter.start()
+    time.sleep(seconds)
+    meter.stop()
+    rate, _ = load()
+    parts = meter.parts()
+    return (parts["loop"] + parts["threads"]) / max(rate * seconds, 1.0), rate
+
+
+def _print_cpu(columns: list[Request], cpu: list[tuple[float, float]]) -> None:
+    """The same comparisons by the server's CPU per request, which the machine's other work
+    disturbs far less than it does rates: a ratio of rates is the inverse of this ratio when
+    the worker is what limits them."""
+    bare = cpu[0][0]
+    print("  CPU per request of the serving process (loop and its threads), 32 connections:")
+    for column, (spent, rate) in zip(columns, cpu, strict=True):
+        share = f"{bare / spent:6.1%}" if spent else "   n/a"
+        print(f"    {column.path:28} {spent * 1e6:8.0f} us  bare/this {share} ({rate:.0f} req/s)")
+    (info, _), (warning, _) = cpu[1], cpu[2]
+    if info:
+        print(f"    the access-log line: {(info - warning) / info:6.1%} of /healthz's CPU at INFO")
 
 
 def _during_login_flood(

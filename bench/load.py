@@ -195,7 +195,7 @@ class Request:
 
 
 async def _turns(
-    turns: list[tuple[int, int, bytes, float]],
+    turns: list[tuple[int, int, bytes, tuple[float, float]]],
     counts: list[int],
     errors: Counter[tuple[int, int]],
     width: int,
@@ -205,10 +205,18 @@ async def _turns(
     try:
         for port in dict.fromkeys(port for _, port, _, _ in turns):
             streams[port] = await asyncio.open_connection(HOST, port)
-        for index, port, request, stop_at in turns:
-            reader, writer = streams[port]
+        for index, port, request, (start_at, stop_at) in turns:
+            await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
             while time.perf_counter() < stop_at:
-                status = await _exchange(reader, writer, request)
+                reader, writer = streams[port]
+                try:
+                    status = await _exchange(reader, writer, request)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # The server closed a connection idle past its keep-alive timeout (the
+                    # other servers' turns): a new one, and the request is sent again.
+                    writer.close()
+                    streams[port] = await asyncio.open_connection(HOST, port)
+                    continue
                 if _ok(status):
                     counts[index] += 1
                 else:
@@ -219,15 +227,21 @@ async def _turns(
 
 
 def _alternate(
-    requests: list[tuple[int, bytes]], rounds: int, seconds: float, connections: int, out: Any
+    requests: list[tuple[int, bytes]],
+    rounds: int,
+    turn: tuple[float, float],
+    connections: int,
+    out: Any,
 ) -> None:
+    seconds, gap = turn
+
     async def main() -> tuple[list[int], dict[tuple[int, int], int]]:
-        stop_at = time.perf_counter() + 0.05
+        start_at = time.perf_counter() + 0.05
         turns = []
         for index in range(rounds * len(requests)):
-            stop_at += seconds
             port, request = requests[index % len(requests)]
-            turns.append((index, port, request, stop_at))
+            turns.append((index, port, request, (start_at, start_at + seconds)))
+            start_at += seconds + gap
         counts = [0] * len(turns)
         errors: Counter[tuple[int, int]] = Counter()
         width = len(requests)
@@ -244,6 +258,7 @@ def alternate(
     rounds: int,
     seconds: float = 0.25,
     connections: int = 16,
+    gap: float = 0.0,
     errors: Counter[tuple[int, int]] | None = None,
 ) -> list[list[float]]:
     """Requests per second (2xx answers only) of each request in each round: `rounds` rows,
@@ -253,11 +268,13 @@ def alternate(
     start over `rounds` times (a request started in a turn counts for it). A request with a
     `port` of its own goes to that server (each connection keeps one to every server), so that
     two servers can be compared as closely as two routes. Non-2xx answers are added to
-    `errors` by (column, status)."""
+    `errors` by (column, status). With a `gap`, no request is sent for that long after each
+    turn: the requests a turn has in flight as it ends (a slow route's are long) are answered
+    before the next turn starts, rather than during it."""
     parent, child = multiprocessing.Pipe()
     encoded = [(request.port or port, request.encode()) for request in requests]
     worker = multiprocessing.Process(
-        target=_alternate, args=(encoded, rounds, seconds, connections, child)
+        target=_alternate, args=(encoded, rounds, (seconds, gap), connections, child)
     )
     worker.start()
     counts, refused = parent.recv()
