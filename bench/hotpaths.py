@@ -56,9 +56,6 @@ TRACKS_PATH = f"/api/tracks?limit={TRACKS}"
 # Logins flood as an account of their own: each opens a session, and past the session cap the
 # oldest are ended, which would revoke the token `/api/me` is measured with.
 LOGIN_EMAIL = "signing-in@example.com"
-# Between two turns: longer than a page of tracks takes at 32 connections, so that the
-# requests a turn leaves in flight are answered before the next turn begins.
-GAP = 0.4
 
 
 def backline_command(port: int) -> list[str]:
@@ -216,7 +213,9 @@ def run(*, quick: bool = False) -> None:
                 Request("/api/me", port=port, headers=auth),
                 Request(TRACKS_PATH, port=port, headers=auth),
             ]
-            rows = alternate(port, columns, rounds=rounds, connections=32, gap=GAP, errors=errors)
+            rows = alternate(
+                port, columns, rounds=rounds, connections=32, drain=True, errors=errors
+            )
             pids = {running[name][0]: running[name][1] for name in commands}
             cpu = [_cpu_per_request(pids[c.port or port], c, seconds / 2) for c in columns]
             _, me_latencies = measure(

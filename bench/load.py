@@ -195,18 +195,24 @@ class Request:
 
 
 async def _turns(
-    turns: list[tuple[int, int, bytes, tuple[float, float]]],
+    turns: list[tuple[int, int, bytes, float]],
     counts: list[int],
     errors: Counter[tuple[int, int]],
     width: int,
+    barrier: asyncio.Barrier | None,
 ) -> None:
-    """One connection to each server; each turn sends its request on its server's."""
+    """One connection to each server; each turn sends its request on its server's.
+
+    With a `barrier`, a turn starts when every connection has had its answers to the turn
+    before, and lasts its own length from there."""
     streams = {}
     try:
         for port in dict.fromkeys(port for _, port, _, _ in turns):
             streams[port] = await asyncio.open_connection(HOST, port)
-        for index, port, request, (start_at, stop_at) in turns:
-            await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        for index, port, request, stop_at in turns:
+            if barrier is not None:
+                await barrier.wait()
+                stop_at += time.perf_counter()  # `stop_at` is the turn's length here
             while time.perf_counter() < stop_at:
                 reader, writer = streams[port]
                 try:
@@ -229,23 +235,26 @@ async def _turns(
 def _alternate(
     requests: list[tuple[int, bytes]],
     rounds: int,
-    turn: tuple[float, float],
+    turn: tuple[float, bool],
     connections: int,
     out: Any,
 ) -> None:
-    seconds, gap = turn
+    seconds, drain = turn
 
     async def main() -> tuple[list[int], dict[tuple[int, int], int]]:
-        start_at = time.perf_counter() + 0.05
+        stop_at = 0.0 if drain else time.perf_counter() + 0.05
         turns = []
         for index in range(rounds * len(requests)):
             port, request = requests[index % len(requests)]
-            turns.append((index, port, request, (start_at, start_at + seconds)))
-            start_at += seconds + gap
+            stop_at = seconds if drain else stop_at + seconds
+            turns.append((index, port, request, stop_at))
         counts = [0] * len(turns)
         errors: Counter[tuple[int, int]] = Counter()
         width = len(requests)
-        await asyncio.gather(*(_turns(turns, counts, errors, width) for _ in range(connections)))
+        barrier = asyncio.Barrier(connections) if drain else None
+        await asyncio.gather(
+            *(_turns(turns, counts, errors, width, barrier) for _ in range(connections))
+        )
         return counts, dict(errors)
 
     out.send(uvloop.run(main()))
@@ -258,7 +267,7 @@ def alternate(
     rounds: int,
     seconds: float = 0.25,
     connections: int = 16,
-    gap: float = 0.0,
+    drain: bool = False,
     errors: Counter[tuple[int, int]] | None = None,
 ) -> list[list[float]]:
     """Requests per second (2xx answers only) of each request in each round: `rounds` rows,
@@ -268,13 +277,13 @@ def alternate(
     start over `rounds` times (a request started in a turn counts for it). A request with a
     `port` of its own goes to that server (each connection keeps one to every server), so that
     two servers can be compared as closely as two routes. Non-2xx answers are added to
-    `errors` by (column, status). With a `gap`, no request is sent for that long after each
-    turn: the requests a turn has in flight as it ends (a slow route's are long) are answered
-    before the next turn starts, rather than during it."""
+    `errors` by (column, status). With `drain`, a turn starts only once every connection has
+    had the answers to the turn before (a slow route's last requests end well after its turn
+    does, and would otherwise be served during the next turn, as its own)."""
     parent, child = multiprocessing.Pipe()
     encoded = [(request.port or port, request.encode()) for request in requests]
     worker = multiprocessing.Process(
-        target=_alternate, args=(encoded, rounds, (seconds, gap), connections, child)
+        target=_alternate, args=(encoded, rounds, (seconds, drain), connections, child)
     )
     worker.start()
     counts, refused = parent.recv()
