@@ -253,23 +253,15 @@ def run(*, quick: bool = False) -> None:
 
 def _cpu_per_request(pid: int, request: Request, seconds: float) -> tuple[float, float]:
     """CPU seconds the server's process spent per 2xx answer to `request` under a load of 32
-    connections: what a request costs its worker, whatever else the machine is running."""
+    connections, and the rate: what a request costs its worker, whatever else the machine
+    runs. The meter runs over the whole load, which sends nothing outside its window."""
     assert request.port is not None
     meter = CpuMeter(pid)
-    opens = time.monotonic() + 0.2
-    load = start(
-        request.port,
-        request.path,
-        seconds=seconds,
-        connections=32,
-        headers=request.headers,
-        opens=opens,
-    )
-    time.sleep(max(0.0, opens - time.monotonic()))
     meter.start()
-    time.sleep(seconds)
+    rate, _ = start(
+        request.port, request.path, seconds=seconds, connections=32, headers=request.headers
+    )()
     meter.stop()
-    rate, _ = load()
     parts = meter.parts()
     return (parts["loop"] + parts["threads"]) / max(rate * seconds, 1.0), rate
 
