@@ -217,7 +217,7 @@ def run(*, quick: bool = False) -> None:
                 port, columns, rounds=rounds, connections=32, drain=True, errors=errors
             )
             pids = {running[name][0]: running[name][1] for name in commands}
-            cpu = [_cpu_per_request(pids[c.port or port], c, seconds / 2) for c in columns]
+            cpu = [_cpu_per_request(pids[c.port or port], c, seconds) for c in columns]
             _, me_latencies = measure(
                 port, "/api/me", seconds=seconds, connections=32, headers=auth
             )
