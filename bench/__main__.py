@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import report
 
-BENCHMARKS = ("auth", "ratelimit", "outbox", "tracks", "tax", "chat", "start", "mixed")
+BENCHMARKS = ("hotpaths", "auth", "ratelimit", "outbox", "tracks", "tax", "chat", "start", "mixed")
 
 
 def main() -> None:

@@ -8,9 +8,18 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import structlog
 
+from backline import logging as backline_logging
 from backline.config import Settings
-from backline.logging import MASK, Redactor, configure_logging, get_logger, is_sensitive_key
+from backline.logging import (
+    MASK,
+    Redactor,
+    configure_logging,
+    get_logger,
+    is_sensitive_key,
+    write_event,
+)
 from tests.conftest import LogCapture
 
 SECRET_KEY = "signing-key-that-is-long-enough-0123456789"
@@ -214,3 +223,51 @@ async def test_debug_level_never_logs_sql_parameters(
     await engine.dispose()
     assert user.password_hash not in stream.getvalue()
     assert "$argon2id$" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer abc.def",
+        "proxy-authorization: x",
+        "Set-Cookie: a=b",
+        '{"passwd": "x"}',
+        "api_key=k1&x=1",
+        "apikey: 'k2'",
+        "postgresql://user:pw-1@db/x",
+        JWT,
+        "ssn 123-45-6789",
+        "ein 12-3456789",
+        "basic dXNlcjpwdw==",
+        "the_signature='s'",
+        "GET",
+        "/api/tracks/{track_id}",
+        "2026-12-03T09:48:19.146199Z",
+        "3f2a9c0d5e6b4a7c8d9e0f1a2b3c4d5e",
+    ],
+)
+def test_the_quick_check_never_skips_what_a_pattern_would_mask(text: str) -> None:
+    # What the patterns alone make of the text, the redactor makes of it with its quick check.
+    by_patterns = text
+    for pattern, replacement in backline_logging._PATTERNS:
+        by_patterns = pattern.sub(replacement, by_patterns)
+    assert Redactor().scrub_text(text) == by_patterns
+    if by_patterns != text:
+        assert backline_logging._SUSPECT.search(text) is not None
+
+
+def test_write_event_writes_what_the_logger_would(make_settings: Callable[..., Settings]) -> None:
+
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format="json"), stream=stream)
+    structlog.contextvars.bind_contextvars(request_id=JWT, user_id="u-1")
+    try:
+        fields = {"method": "GET", "route": "/r", "status": 200, "duration_ms": 1.5}
+        get_logger("backline.access").info("request", **fields)
+        write_event("backline.access", "request", fields, trusted=frozenset({"route"}))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    by_logger, written = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert by_logger.pop("timestamp")[:10] == written.pop("timestamp")[:10]
+    assert written == by_logger
+    assert written["request_id"] == MASK  # a bound value is redacted as any other

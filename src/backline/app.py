@@ -22,7 +22,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from backline import __version__, errorreports, tracing
@@ -48,6 +47,7 @@ from backline.metrics.processes import forget_this_process
 from backline.metrics.recording import count_pool_use
 from backline.middleware.access import AccessLog
 from backline.middleware.cookies import DeferredCookies
+from backline.middleware.cors import Cors
 from backline.middleware.deadline import Deadline
 from backline.middleware.head import HeadAsGet
 from backline.middleware.problems import ProblemGuard
@@ -86,7 +86,7 @@ class Backline(FastAPI):
         app = HeadAsGet(app)
         app = Deadline(app, seconds=settings.request_timeout)
         app = RateLimitMiddleware(app, state=self.state)
-        app = CORSMiddleware(
+        app = Cors(
             app,
             allow_origins=settings.cors_origins,
             allow_credentials=True,

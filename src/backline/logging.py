@@ -18,6 +18,11 @@ Lines go to standard error, one JSON object per line in production. While a span
 (tracing on) a line also has `trace_id` and `span_id`. The same redactor masks what leaves the
 process for Sentry (`backline.errorreports`) and the trace collector (`backline.tracing`);
 `configure_logging` also starts error reporting when `BACKLINE_SENTRY_DSN` is set.
+
+`write_event` is the short way for a line written on every request (the access log): the same
+fields, context, redaction, renderer and stream as the pipeline, rendered once, without the
+standard-library record and the processor chain around it, and with only the fields that can
+hold a secret passed through `redact`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, TextIO
+from functools import lru_cache
+from typing import Any, NamedTuple, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -92,6 +98,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # refresh_token=x&..., client_secret=x in query strings and form bodies
     (re.compile(rf"(?i)(\w*{_SECRET_WORDS}\w*=)[^&\s\"']+"), rf"\1{MASK}"),
 )
+# What every pattern above needs somewhere in a text to match at all (a secret word, a scheme
+# of credentials, a JWT's start, an SSN or EIN, a URL): one search that fails on nearly every
+# value a line carries (routes, IDs, timestamps, plain messages), which then skips the eight
+# patterns, some of which backtrack over every word of the text.
+_SUSPECT = re.compile(
+    rf"(?i){_SECRET_WORDS}|bearer|basic|eyJ|://|\d{{3}}-\d{{2}}-\d{{4}}|\d{{2}}-\d{{7}}"
+)
 
 
 def is_sensitive_key(key: object) -> bool:
@@ -99,6 +112,11 @@ def is_sensitive_key(key: object) -> bool:
         key = key.decode("latin-1")
     if not isinstance(key, str):
         return False
+    return _is_sensitive_name(key)
+
+
+@lru_cache(maxsize=4096)  # the same few dozen keys, on every line
+def _is_sensitive_name(key: str) -> bool:
     lowered = key.lower()
     if lowered in _SENSITIVE_KEYS:
         return True
@@ -148,12 +166,27 @@ class Redactor:
         for secret in self.secret_values:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if _SUSPECT.search(text) is None:
+            return text
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
 
 
 redactor = Redactor()
+
+
+class _Sink(NamedTuple):
+    """Where `configure_logging` sends every line: its handler (stream and lock) and renderer."""
+
+    handler: logging.StreamHandler[TextIO]
+    renderer: Processor
+
+
+_sink: _Sink | None = None
+_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+# Fields the pipeline makes itself: never a secret, never redacted.
+_MADE_HERE = frozenset({"event", "level", "logger", "timestamp", "trace_id", "span_id"})
 
 
 def _drop_color_message(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
@@ -199,6 +232,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("backline")
+    global _sink
+    _sink = _Sink(handler, renderer)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "backline"]:
@@ -233,3 +268,40 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+def write_event(
+    logger_name: str, event: str, fields: dict[str, Any], *, trusted: frozenset[str] = frozenset()
+) -> None:
+    """Write one INFO line as `get_logger(logger_name).info(event, **fields)` would: with the
+    request's bound context, a timestamp, the level and the logger's name, redacted and
+    rendered as every other line, to the same stream under the same lock; but rendered once.
+
+    Fields named in `trusted` are made by the caller from nothing a client or a secret can
+    fill (a route template, a status, a duration) and skip redaction; every other field, the
+    bound context included, passes through it. The caller checks that INFO is enabled.
+    """
+    sink = _sink
+    if sink is None:  # logging not configured: the ordinary way
+        get_logger(logger_name).info(event, **fields)
+        return
+    line = structlog.contextvars.get_contextvars()
+    line.update(fields)
+    line["event"] = event
+    line["level"] = "info"
+    line["logger"] = logger_name
+    _stamp(None, "info", line)
+    tracing.add_trace_ids(None, "info", line)
+    for key, value in line.items():
+        if key not in trusted and key not in _MADE_HERE:
+            line[key] = redactor._value(key, value)
+    rendered = sink.renderer(None, "info", line)
+    if isinstance(rendered, bytes):
+        rendered = rendered.decode()
+    handler = sink.handler
+    handler.acquire()
+    try:
+        handler.stream.write(f"{rendered}{handler.terminator}")
+        handler.flush()
+    finally:
+        handler.release()

@@ -69,7 +69,11 @@ def _has_body(request: Request) -> bool:
 
 
 def _refuse_nul_in_url(request: Request) -> None:
-    if "\x00" in request.url.path or "%00" in request.url.query or "\x00" in request.url.query:
+    # The scope's own path and query, as `request.url` would show them, without building it.
+    scope = request.scope
+    path: str = scope.get("root_path", "") + scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    if "\x00" in path or b"%00" in query or b"\x00" in query:
         raise Unprocessable("The address may not contain NUL characters.", code="nul_character")
 
 

@@ -13,15 +13,38 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backline import tracing
-from backline.logging import get_logger
+from backline.logging import write_event
 from backline.metrics import REQUEST_DURATION, REQUESTS, REQUESTS_IN_FLIGHT
 
-log = get_logger("backline.access")
-_enabled = logging.getLogger("backline.access").isEnabledFor  # cached by `logging` per level
+LOGGER = "backline.access"
+_enabled = logging.getLogger(LOGGER).isEnabledFor  # cached by `logging` per level
+# Made here from the route table, the response and the clock: nothing a secret can be in.
+# The method is the client's and is redacted as any other field.
+_TRUSTED = frozenset({"route", "status", "duration_ms"})
+# The labelled series of each (method, route, status): `labels()` checks and locks each time.
+# Bounded: the methods and statuses a server answers are few, and routes are templates.
+_SERIES_LIMIT = 10_000
+_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _record(method: str, route: str, status: int, elapsed: float) -> None:
+    key = (method, route, status)
+    series = _series.get(key)
+    if series is None:
+        if len(_series) >= _SERIES_LIMIT:
+            _series.clear()
+        series = _series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            REQUEST_DURATION.labels(method, route),
+        )
+    count, duration = series
+    count.inc()
+    duration.observe(elapsed)
 
 
 def route_template(scope: Scope) -> str:
@@ -61,13 +84,12 @@ class AccessLog:
             REQUESTS_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
             route = route_template(scope)
-            REQUESTS.labels(method, route, str(status)).inc()
-            REQUEST_DURATION.labels(method, route).observe(elapsed)
+            _record(method, route, status, elapsed)
             if _enabled(logging.INFO):  # else building the line would be thrown away, per request
-                log.info(
-                    "request",
-                    method=method,
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+                fields = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+                write_event(LOGGER, "request", fields, trusted=_TRUSTED)

@@ -31,6 +31,10 @@ def _render(problem: dict[str, Any]) -> bytes:
     return bytes(JSONResponse(problem).body)
 
 
+def _content_type(start: Message) -> str:
+    return Headers(raw=start.get("headers", [])).get("content-type", "")
+
+
 class ProblemGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,8 +49,7 @@ class ProblemGuard:
             nonlocal replaced
             if message["type"] == "http.response.start":
                 status: int = message["status"]
-                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-                if status >= 400 and not content_type.startswith(_KEEP_AS_IS):
+                if status >= 400 and not _content_type(message).startswith(_KEEP_AS_IS):
                     replaced = True
                     body = _render(_problem_for(status, scope))
                     start: Message = {"type": "http.response.start", "status": status}

@@ -9,11 +9,25 @@ with its traceback by the error handler, and the server need not log it twice.
 from __future__ import annotations
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backline import errorreports
 from backline.context import REQUEST_ID_HEADER, accept_request_id
+
+_NAME = REQUEST_ID_HEADER.lower().encode()
+
+
+def _presented(scope: Scope) -> str | None:
+    """The request's first `X-Request-ID`, as `Headers(scope=scope).get` would find it."""
+    for name, value in scope["headers"]:
+        if name.lower() == _NAME:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _with_id(raw: list[tuple[bytes, bytes]], value: bytes) -> list[tuple[bytes, bytes]]:
+    """The response's headers with ours set (in place of any of its own)."""
+    return [header for header in raw if header[0].lower() != _NAME] + [(_NAME, value)]
 
 
 class RequestContext:
@@ -25,15 +39,16 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
 
-        request_id = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        request_id = accept_request_id(_presented(scope))
         scope.setdefault("state", {})["request_id"] = request_id
+        encoded = request_id.encode("latin-1")
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = _with_id(message.get("headers", []), encoded)
             await send(message)
 
         # A fresh logging context per request: nothing bound by an earlier request on the same

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTML_CSP = (
@@ -31,6 +30,17 @@ DOCS_CSP = (
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=63072000; includeSubDomains"
 
+# Added unless the response has its own (names lower-case, as ASGI servers and Starlette send).
+_ALWAYS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+_CSP = b"content-security-policy"
+_CACHE_CONTROL = (b"cache-control", b"no-store")
+_HSTS = (b"strict-transport-security", HSTS.encode())
+
 
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: Iterable[str] = ()) -> None:
@@ -46,22 +56,35 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                headers.setdefault("X-Frame-Options", "DENY")
-                if path in self.docs_paths:
-                    csp = DOCS_CSP
-                elif headers.get("content-type", "").startswith("text/html"):
-                    csp = HTML_CSP
-                else:
-                    csp = API_CSP
-                headers.setdefault("Content-Security-Policy", csp)
-                if path.startswith("/api/"):
-                    headers.setdefault("Cache-Control", "no-store")
-                if self.hsts:
-                    headers.setdefault("Strict-Transport-Security", HSTS)
+                message["headers"] = self._with_headers(path, message.get("headers", ()))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _with_headers(
+        self, path: str, raw: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The response's headers and every one of ours it does not set itself (one pass over
+        its headers: this runs on every response)."""
+        headers = list(raw)
+        present = set()
+        content_type = b""
+        for name, value in headers:
+            lowered = name.lower()
+            present.add(lowered)
+            if lowered == b"content-type" and not content_type:
+                content_type = value
+        headers.extend(header for header in _ALWAYS if header[0] not in present)
+        if _CSP not in present:
+            if path in self.docs_paths:
+                csp = DOCS_CSP
+            elif content_type.decode("latin-1").startswith("text/html"):
+                csp = HTML_CSP
+            else:
+                csp = API_CSP
+            headers.append((_CSP, csp.encode()))
+        if path.startswith("/api/") and _CACHE_CONTROL[0] not in present:
+            headers.append(_CACHE_CONTROL)
+        if self.hsts and _HSTS[0] not in present:
+            headers.append(_HSTS)
+        return headers

@@ -353,6 +353,9 @@ async def list(  # the service verb
         query = query.order_by(Track.created_at, Track.id)
     else:
         query = query.order_by(Track.created_at.desc(), Track.id.desc())
-    rows: Sequence[TrackRow] = (await session.execute(query.limit(limit + 1))).all()
+    # A Core statement of plain columns, run on the session's connection: the ORM would add
+    # its compile and loading steps for each row and change nothing in them.
+    connection = await session.connection()
+    rows: Sequence[TrackRow] = (await connection.execute(query.limit(limit + 1))).all()
     page = rows[:limit]
     return page, encode(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
