@@ -12,6 +12,7 @@ import time_machine
 
 from backline.accounts.tokens import now
 from backline.config import Settings
+from backline.crypto import generate_entry
 from backline.factors import totp
 from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, bearer
 
@@ -25,7 +26,12 @@ def database_url(any_database_url: str) -> str:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(database_url=database_url, rate_limits=LIMITS, lockout_threshold=20)
+    return make_settings(
+        database_url=database_url,
+        rate_limits=LIMITS,
+        lockout_threshold=20,
+        encryption_keys=generate_entry(),
+    )
 
 
 @pytest.fixture
