@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -34,12 +35,18 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
     )
 
 
-@pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+@contextmanager
+def stopped_clock() -> Iterator[time_machine.Coordinates]:
     """Time stands still at the start of a 30-second step until a test moves it."""
     start = now()
     start -= timedelta(seconds=start.timestamp() % totp.STEP_SECONDS)
     with time_machine.travel(start + timedelta(seconds=1), tick=False) as stopped:
+        yield stopped
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with stopped_clock() as stopped:
         yield stopped
 
 
