@@ -29,7 +29,12 @@ def new_secret() -> str:
 
 
 def step_at(at: datetime) -> int:
-    return int(at.timestamp()) // STEP_SECONDS
+    return step_at_epoch(at.timestamp())
+
+
+def step_at_epoch(seconds: float) -> int:
+    """The step of a moment given as seconds since the epoch."""
+    return int(seconds) // STEP_SECONDS
 
 
 def code_at(secret: str, step: int) -> str:
