@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backline.accounts.models import User
+from backline.accounts.tokens import now
 from backline.audit.models import AuditEvent
 from backline.db import create_sessionmaker
 from backline.factors.models import MfaChallenge
@@ -272,3 +274,21 @@ async def test_accounts_without_a_factor_sign_in_in_one_step(
     tokens = await login(client, "ann@example.com")
     assert tokens["access_token"]
     assert "mfa_required" not in tokens
+
+
+async def test_a_password_change_voids_the_challenges_before_it(
+    client: httpx.AsyncClient,
+    make_user: Any,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
+) -> None:
+    secret, _ = await enrolled(client, make_user)
+    first = await password_step(client)
+    clock.shift(timedelta(seconds=2))
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(User).values(password_changed_at=now()))
+    problem(
+        await second_step(client, first["challenge_token"], code=code_now(secret)),
+        401,
+        "invalid_challenge",
+    )

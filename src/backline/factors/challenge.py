@@ -294,6 +294,11 @@ async def redeem(
         user = await session.get(User, claims.user_id)
         if user is None:
             return Refused("invalid_challenge", _INVALID).failure()
+        changed = user.password_changed_at
+        if changed is not None and changed > claims.expires_at - LIFETIME:
+            # The password changed (a reset, say) after the step that earned this challenge.
+            await session.rollback()
+            return await refused(request, Refused("invalid_challenge", _INVALID, claims.user_id))
         key = throttle.key_for(user.email)
         if (paused_for := await throttle.locked_for(session, key=key)) is not None:
             await session.rollback()
@@ -310,7 +315,7 @@ async def redeem(
         )
         if used.rowcount != 1:  # completed meanwhile by another method's try
             await session.rollback()
-            return await refused(request, Refused("challenge_used", _USED, user.id))
+            return await refused(request, Refused("challenge_used", _USED, claims.user_id))
         outcome = await open_after_second_step(
             request,
             await session.connection(),
