@@ -24,7 +24,7 @@ import httpx
 
 from tests.conftest import free_port
 
-START_SECONDS = 30  # for each worker process: they import the app side by side
+START_SECONDS = 60  # for each worker process: they import the app side by side, on a busy machine
 
 
 @dataclass
