@@ -30,6 +30,7 @@ from backline.factors.schemas import (
     EnrolConfirmRequest,
     EnrolledSession,
     FactorsState,
+    PasswordReauth,
     PasswordRequest,
     ReauthRequest,
     RecoveryCodes,
@@ -37,6 +38,7 @@ from backline.factors.schemas import (
     TotpEnrolment,
     TotpState,
     VerifyRequest,
+    VerifyWithCode,
 )
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
@@ -77,10 +79,10 @@ async def verify(
     client = client_info(request)
 
     async def check(session: AsyncSession, user: User) -> Proof | Wrong:
-        if body.code is not None:
+        if isinstance(body, VerifyWithCode):
             return await service.check_totp(session, settings=settings, user=user, code=body.code)
         return await service.use_recovery_code(
-            session, settings=settings, user=user, code=body.recovery_code or "", client=client
+            session, settings=settings, user=user, code=body.recovery_code, client=client
         )
 
     outcome = await challenge.redeem(
@@ -277,10 +279,10 @@ async def regenerate(
     found = await service.totp_of(session, user_id=user.id)
     if found is None or found.confirmed_at is None:
         raise Conflict("Set up an authenticator app first.", code="no_factor")
+    password = body.password if isinstance(body, PasswordReauth) else None
     failure = await service.prove(
-        session, settings=settings, user=user, client=client, password=body.password,
-        code=body.code,
-    )  # fmt: skip
+        session, settings=settings, user=user, client=client, password=password, code=body.code
+    )
     if failure is not None:
         return _failure(failure)
     codes = await service.regenerate_recovery_codes(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from backline.accounts.schemas import Strict, TokenResponse
 
@@ -14,20 +14,23 @@ CODE = Field(min_length=1, max_length=64)
 Mode = Literal["token", "cookie"]
 
 
-class VerifyRequest(Strict):
-    """The second step: the challenge and exactly one of `code` (from the authenticator app)
-    and `recovery_code`."""
+class VerifyWithCode(Strict):
+    """The second step with a code from the authenticator app."""
 
     challenge_token: str = CHALLENGE
-    code: str | None = Field(None, min_length=1, max_length=64, description="6 digits")
-    recovery_code: str | None = Field(None, min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=64, description="6 digits")
     mode: Mode = Field("token", description="cookie: set HttpOnly cookies instead")
 
-    @model_validator(mode="after")
-    def _one_code(self) -> Self:
-        if (self.code is None) == (self.recovery_code is None):
-            raise ValueError("send either code or recovery_code")
-        return self
+
+class VerifyWithRecoveryCode(Strict):
+    """The second step with one of the recovery codes."""
+
+    challenge_token: str = CHALLENGE
+    recovery_code: str = Field(min_length=1, max_length=64)
+    mode: Mode = Field("token", description="cookie: set HttpOnly cookies instead")
+
+
+VerifyRequest = VerifyWithCode | VerifyWithRecoveryCode
 
 
 class ChallengeRequest(Strict):
@@ -53,17 +56,20 @@ class DisableRequest(Strict):
     code: str = Field(min_length=1, max_length=64, description="authenticator or recovery code")
 
 
-class ReauthRequest(Strict):
-    """The password, or a code (authenticator or recovery), or both."""
+class PasswordReauth(Strict):
+    """The password (and, optionally, a code as well)."""
 
-    password: str | None = Field(None, min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024)
     code: str | None = Field(None, min_length=1, max_length=64)
 
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if self.password is None and self.code is None:
-            raise ValueError("send the password or a code")
-        return self
+
+class CodeReauth(Strict):
+    """A code from the authenticator app, or a recovery code."""
+
+    code: str = Field(min_length=1, max_length=64)
+
+
+ReauthRequest = PasswordReauth | CodeReauth
 
 
 class TotpEnrolment(BaseModel):
