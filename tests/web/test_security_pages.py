@@ -96,7 +96,7 @@ async def test_logging_in_takes_the_second_step(
         step = await post_login(browser, "ann@example.com", PASSWORD)
         assert step.status_code == 200
         assert "backline_access" not in step.cookies
-        assert step.headers["referrer-policy"] == "no-referrer"
+        assert step.headers["cache-control"] == "no-store"
         challenge = re.search(r'name="challenge_token" value="([^"]+)"', step.text)
         assert challenge
         assert '<label for="code">' in step.text

@@ -9,7 +9,10 @@ Logging in: when the password step answers a challenge, `/login` shows the secon
 challenge token in a hidden field, and its form posts to `/login/verify` (a code, or a recovery
 code). When the account's role needs a second factor it lacks, `/login` shows the enrolment
 instead (the QR code, the secret, a code field), posting to `/login/enrol`; the session opens
-with the recovery codes page, shown once. Both pages are sent `no-store` and `no-referrer`.
+with the recovery codes page, shown once. These pages are sent `no-store` and
+`Referrer-Policy: same-origin`: the challenge token is in a form field, never in a URL, and
+with `no-referrer` a browser posts their forms with `Origin: null`, which the origin check
+refuses.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from backline.factors import challenge, service
 from backline.factors.challenge import Proof, Purpose, Refused, Wrong
 from backline.ratelimit.deps import RateLimit, charge
 from backline.routing import router
-from backline.web.render import TOKEN_PAGE_HEADERS, page
+from backline.web.render import page
 from backline.web.viewer import Viewer, checked_form, optional_viewer, public_form, to_sign_in
 
 pages = router(public=True, include_in_schema=False)
 MAX_PASSWORD = 1024
 MAX_CODE = 64
 MAX_TOKEN = 2048
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 TITLE = "Security"
 STEP_TITLE = "Second step"
 ENROL_TITLE = "Set up an authenticator app"
@@ -49,7 +53,7 @@ ENROL_TITLE = "Set up an authenticator app"
 
 
 def _headers(failure: auth.AuthFailure | None = None) -> dict[str, str]:
-    headers = dict(TOKEN_PAGE_HEADERS)
+    headers = dict(HEADERS)
     if failure is not None and failure.retry_after:
         headers["Retry-After"] = str(failure.retry_after)
     return headers
@@ -180,7 +184,7 @@ async def _security_page(
 ) -> HTMLResponse:
     user = await session.get(User, viewer.user.id) or viewer.user
     state = await service.state(session, settings=settings, user=user)
-    headers = dict(TOKEN_PAGE_HEADERS)
+    headers = dict(HEADERS)
     if retry := context.pop("retry_after", None):
         headers["Retry-After"] = str(retry)
     return page(
