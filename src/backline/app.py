@@ -41,6 +41,8 @@ from backline.email.backends import create_backend
 from backline.email.routes import dev_router
 from backline.email.worker import Worker
 from backline.errors import install_error_handlers
+from backline.factors import holdings as factors_holdings
+from backline.factors import routes as factors_routes
 from backline.httpclient import create_http_client
 from backline.logging import configure_logging, get_logger
 from backline.metrics.processes import forget_this_process
@@ -73,7 +75,7 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings)
+HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings, factors_holdings)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -202,6 +204,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(tax_routes.me_router)
     app.include_router(tax_routes.staff_router)
     app.include_router(chat_router)
+    app.include_router(factors_routes.second_step)
+    app.include_router(factors_routes.mine)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     install_openapi(app)

@@ -176,6 +176,12 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(30, ge=1, le=365)
     session_idle_days: int = Field(14, ge=1, le=365, description="a session unused this long ends")
     lockout_threshold: int = Field(5, ge=2, le=100, description="failed passwords before a lock")
+    mfa_required_roles: Annotated[list[Literal["user", "artist", "staff", "admin"]], NoDecode] = (
+        Field(
+            default_factory=list,
+            description="roles that must sign in with a second factor, e.g. staff,admin",
+        )
+    )
     breached_password_check: bool = Field(
         False, description="refuse passwords found in Have I Been Pwned (k-anonymity range API)"
     )
@@ -260,6 +266,13 @@ class Settings(BaseSettings):
             ):
                 raise ValueError(f"{origin!r} is not an origin: use scheme://host[:port]")
         return origins
+
+    @field_validator("mfa_required_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from backline.audit.models import AuditEvent
 from backline.chat.models import ChatMessage, Conversation
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.factors.models import MfaChallenge, RecoveryCode, TotpFactor
 from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
@@ -20,9 +21,12 @@ __all__ = [
     "ChatMessage",
     "Conversation",
     "LoginThrottle",
+    "MfaChallenge",
     "OutboxEmail",
+    "RecoveryCode",
     "RefreshToken",
     "TaxForm",
+    "TotpFactor",
     "Track",
     "User",
     "metadata",

@@ -23,6 +23,7 @@ REQUIRED = {
     "application_rejected",
     "track_approved",
     "track_rejected",
+    "recovery_code_used",
 }
 
 

@@ -109,8 +109,11 @@ async def count_failure(
     key: str,
     user: Person | None,
     client: ClientInfo,
+    reason: str | None = None,
 ) -> AuthFailure | None:
     """Count a wrong password for the address; a lock that follows is audited and mailed.
+
+    A second step's wrong code counts the same way, its `reason` (the refusal's code) audited.
 
     When another attempt paused the address while this one was being checked, nothing is
     counted and the pause is returned, to be answered instead: the same 429 as for a right
@@ -126,7 +129,7 @@ async def count_failure(
         event="login_failed",
         user_id=user_id,
         client=client,
-        reason="wrong_password" if user else "unknown_email",
+        reason=reason or ("wrong_password" if user else "unknown_email"),
     )
     if outcome.locked_until is None:
         return None

@@ -39,6 +39,7 @@ from backline.accounts.schemas import (
     DeleteAccountRequest,
     EmailRequest,
     LoginRequest,
+    MfaChallengeResponse,
     RefreshRequest,
     RegisterRequest,
     ResetPasswordRequest,
@@ -49,9 +50,11 @@ from backline.accounts.schemas import (
     UserPublic,
     UserUpdate,
 )
+from backline.accounts.second_step import Challenge
 from backline.accounts.tokens import csrf_token
 from backline.apidoc.declare import raises
 from backline.audit import service as audit
+from backline.config import Settings
 from backline.context import client_info
 from backline.deps import (
     EnginesDep,
@@ -103,9 +106,10 @@ def _failure(failure: auth.AuthFailure) -> JSONResponse:
     return problem_response(failure.status, failure.code, failure.detail, headers=headers)
 
 
-def _tokens(
-    pair: auth.TokenPair, *, mode: str, response: Response, settings: SettingsDep
+def session_response(
+    pair: auth.TokenPair, *, mode: str, response: Response, settings: Settings
 ) -> TokenResponse:
+    """A new session as the answer: the tokens, or (mode `cookie`) the cookies that hold them."""
     if mode == "cookie":
         csrf = csrf_token(settings.signing_key, pair.session_id)
         set_session_cookies(
@@ -190,8 +194,9 @@ async def resend_verification(
 
 @public.post(
     "/login",
-    response_model=TokenResponse,
+    response_model=TokenResponse | MfaChallengeResponse,
     dependencies=[RateLimit("login"), RateLimit("login_account")],
+    summary="Sign in: a session, or (with a second factor) a challenge for the second step",
 )
 @raises(
     (401, "invalid_credentials"),
@@ -205,7 +210,18 @@ async def login(
     outcome = await log_in(request, email=body.email, password=body.password)
     if isinstance(outcome, auth.AuthFailure):
         return _failure(outcome)
-    return _tokens(outcome, mode=body.mode, response=response, settings=settings)
+    if isinstance(outcome, Challenge):
+        return challenge_response(outcome)
+    return session_response(outcome, mode=body.mode, response=response, settings=settings)
+
+
+def challenge_response(challenge: Challenge) -> MfaChallengeResponse:
+    return MfaChallengeResponse(
+        challenge_token=challenge.token,
+        methods=list(challenge.methods),
+        expires_in=challenge.expires_in,
+        enrolment_required=challenge.enrolment_required,
+    )
 
 
 @public.post(
@@ -247,7 +263,7 @@ async def refresh(
         if mode == "cookie":
             clear_session_cookies(failed, settings=settings)
         return failed
-    return _tokens(outcome, mode=mode, response=response, settings=settings)
+    return session_response(outcome, mode=mode, response=response, settings=settings)
 
 
 @public.post(

@@ -50,6 +50,23 @@ class TokenResponse(BaseModel):
     csrf_token: str | None = Field(None, description="cookie mode: send as X-CSRF-Token")
 
 
+class MfaChallengeResponse(BaseModel):
+    """The password was right, and the account must prove a second factor: no session yet.
+
+    Send `challenge_token` with a code to `POST /api/auth/mfa/verify` within `expires_in`
+    seconds (or, when `enrolment_required`, enrol one first: `POST /api/auth/mfa/enrol/totp`).
+    The token is good for that alone, once, and for at most 5 wrong codes.
+    """
+
+    mfa_required: Literal[True] = True
+    challenge_token: str
+    methods: list[str] = Field(description="what may complete it, e.g. totp, recovery_code")
+    expires_in: int
+    enrolment_required: bool = Field(
+        False, description="the account's role needs a second factor and it has none yet"
+    )
+
+
 class EmailRequest(Strict):
     # Any text: the answer is the same whether or not it is an address with an account.
     email: str = Field(min_length=1, max_length=320)

@@ -211,6 +211,40 @@ _OPEN_ALL = _open_in_one_statement()
 _REHASH = update(_users).where(_UNCHANGED).values(password_hash=bindparam("new_hash"))
 
 
+_ACCOUNT = select(
+    _users.c.id,
+    _users.c.email,
+    _users.c.display_name,
+    _users.c.password_hash,
+    _users.c.email_verified_at.is_not(None).label("verified"),
+).where(_users.c.id == bindparam("user_id"))
+
+
+async def account_of(connection: AsyncConnection, *, user_id: uuid.UUID) -> Attempt | None:
+    """An account known by its ID (a second step names it), as an attempt already past its
+    password: its throttle key and its row; None when the account is gone."""
+    row = (await connection.execute(_ACCOUNT, {"user_id": user_id})).first()
+    if row is None:
+        return None
+    account = Account(row.id, row.email, row.display_name, row.password_hash, row.verified)
+    return Attempt(throttle.key_for(account.email), account)
+
+
+async def rehash(connection: AsyncConnection, *, checked: Checked) -> None:
+    """Store a right password's new hash (see `check`) when no session is opened now."""
+    account = checked.attempt.account
+    if account is None or not checked.right or checked.new_hash is None:
+        return
+    await connection.execute(
+        _REHASH,
+        {
+            "user_id": account.id,
+            "checked_hash": account.password_hash,
+            "new_hash": checked.new_hash,
+        },
+    )
+
+
 def reading(engines: Engines) -> AbstractAsyncContextManager[AsyncConnection]:
     """Where `start` reads: an autocommit connection, no BEGIN and no COMMIT."""
     return engines.autocommit.connect()
@@ -271,9 +305,17 @@ async def refuse(
 
 
 async def admit(
-    connection: AsyncConnection, *, settings: Settings, checked: Checked, client: ClientInfo
+    connection: AsyncConnection,
+    *,
+    settings: Settings,
+    checked: Checked,
+    client: ClientInfo,
+    factor: str | None = None,
 ) -> TokenPair | AuthFailure:
-    """Step 3 for a right password: open the session (on a connection from `writing`)."""
+    """Step 3 for a right password: open the session (on a connection from `writing`).
+
+    After a second step (see `second_step`), `factor` names the method that completed it; the
+    audit event says so."""
     attempt, account = checked.attempt, checked.attempt.account
     if account is None or not checked.right:
         raise ValueError("only a right password opens a session; see `refuse`")
@@ -292,8 +334,9 @@ async def admit(
         await connection.execute(_REHASH, {**guard, "new_hash": checked.new_hash})
         guard["checked_hash"] = checked.new_hash
     moment, session_id, refresh = now(), uuid.uuid4(), new_opaque()
+    extra: dict[str, Any] = {"factor": factor} if factor is not None else {}
     event = audit.values(
-        event="login_ok", user_id=account.id, client=client, session_id=str(session_id)
+        event="login_ok", user_id=account.id, client=client, session_id=str(session_id), **extra
     )
     params = {
         **guard,

@@ -43,6 +43,9 @@ CATALOGUE: dict[str, EmailTemplate] = {
         "New sign-in to your account",
         {"signed_in_at": "2026-11-25 10:00 UTC", "ip": "203.0.113.7", "user_agent": "Firefox"},
     ),
+    "recovery_code_used": EmailTemplate(
+        "A recovery code was used to sign in", {"used_at": "2026-11-25 10:00 UTC", "remaining": 9}
+    ),
     "signup_attempt": EmailTemplate("Someone tried to sign up with your email address"),
     "email_change_requested": EmailTemplate(
         "Your account's email address is changing", {"new_email": "new@example.com"}

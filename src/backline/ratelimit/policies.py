@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Policy] = {
         # that many accounts together cannot fill one stranger's inbox.
         Policy("email_change", "5/hour", ("user", "email"), "closed"),
         Policy("refresh", "60/minute", ("ip",), "closed"),
+        # The second step of sign-in: each challenge takes 5 codes at most, and wrong codes
+        # count toward the address's lockout; this bounds how many challenges one client tries.
+        Policy("mfa_verify", "10/minute;100/day", ("ip",), "closed"),
+        # Enrolling, removing and re-keying one's own factors: per account.
+        Policy("mfa_manage", "10/minute;50/day", ("user",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
         Policy("chat_tokens", "200000/day", ("user",), "open"),

@@ -17,6 +17,7 @@ from backline.accounts.cookies import clear_session_cookies, set_session_cookies
 from backline.accounts.login import log_in
 from backline.accounts.routes import EQUAL_TIME
 from backline.accounts.schemas import SessionPublic
+from backline.accounts.second_step import Challenge
 from backline.accounts.sessions import page as session_page
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
@@ -26,6 +27,7 @@ from backline.errors import Conflict, ProblemError
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
 from backline.web.render import page
+from backline.web.security_pages import after_password
 from backline.web.viewer import checked_form, optional_viewer, public_form, to_sign_in
 
 pages = router(public=True, include_in_schema=False)
@@ -98,6 +100,8 @@ async def login(request: Request, settings: SettingsDep) -> Response:
             "login.html", outcome.status, headers=headers, title="Log in", values=values,
             error=outcome.detail, unverified=outcome.code == "email_not_verified",
         )  # fmt: skip
+    if isinstance(outcome, Challenge):
+        return await after_password(request, outcome)
     done = RedirectResponse("/dashboard", status_code=303)
     set_session_cookies(
         done,

@@ -1,0 +1,1 @@
+"""Second factors: TOTP, recovery codes, and the challenge that sign-in's second step completes."""
