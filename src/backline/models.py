@@ -7,6 +7,7 @@ from backline.audit.models import AuditEvent
 from backline.chat.models import ChatMessage, Conversation
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.oidc.models import OidcAttempt, OidcIdentity
 from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
@@ -20,6 +21,8 @@ __all__ = [
     "ChatMessage",
     "Conversation",
     "LoginThrottle",
+    "OidcAttempt",
+    "OidcIdentity",
     "OutboxEmail",
     "RefreshToken",
     "TaxForm",
