@@ -21,6 +21,8 @@ def test_every_route_family_has_a_policy() -> None:
         "reset_password",
         "email_change",
         "refresh",
+        "oidc",
+        "oidc_failure",
         "upload",
         "chat_message",
         "chat_tokens",

@@ -34,9 +34,7 @@ class OidcIdentity(IdMixin, Base):
 
 class OidcAttempt(IdMixin, Base):
     __tablename__ = "oidc_attempts"
-    __table_args__ = (
-        CheckConstraint("intent IN ('sign_in', 'link')", name="intent_known"),
-    )
+    __table_args__ = (CheckConstraint("intent IN ('sign_in', 'link')", name="intent_known"),)
 
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     browser_hash: Mapped[str] = mapped_column(String(64))

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Policy] = {
         # that many accounts together cannot fill one stranger's inbox.
         Policy("email_change", "5/hour", ("user", "email"), "closed"),
         Policy("refresh", "60/minute", ("ip",), "closed"),
+        # External sign-in: every start and callback, and (counted apart) failed callbacks.
+        Policy("oidc", "30/minute;300/day", ("ip",), "closed"),
+        Policy("oidc_failure", "10/minute;50/day", ("ip",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
         Policy("chat_tokens", "200000/day", ("user",), "open"),
