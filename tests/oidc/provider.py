@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 CLIENT_ID = "backline-test"
-CLIENT_SECRET = "provider-secret-that-must-never-leak-0123"  # noqa: S105 - a test value
+CLIENT_SECRET = "provider-secret-that-must-never-leak-0123"
 
 
 @dataclass
@@ -46,7 +46,9 @@ class Provider:
     claims: dict[str, Any] = field(default_factory=dict)
     sign_with_other_key: bool = False
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"}))
-    other: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"}))
+    other: RSAKey = field(
+        default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    )
     grants: dict[str, Grant] = field(default_factory=dict)
     token_requests: int = 0
 

@@ -43,11 +43,14 @@ async def test_start_redirects_with_pkce_state_and_nonce(client: httpx.AsyncClie
     assert query["code_challenge_method"] == ["S256"]
     assert query["response_type"] == ["code"]
     assert query["redirect_uri"] == ["https://testserver/api/auth/oidc/testid/callback"]
-    assert len(query["state"][0]) >= 40 and len(query["nonce"][0]) >= 40
+    assert len(query["state"][0]) >= 40
+    assert len(query["nonce"][0]) >= 40
     assert len(query["code_challenge"][0]) == 43
     cookie = started.headers["set-cookie"]
-    assert "backline_oidc=" in cookie and "HttpOnly" in cookie
-    assert "Path=/api/auth/oidc" in cookie and "SameSite=lax" in cookie
+    assert "backline_oidc=" in cookie
+    assert "HttpOnly" in cookie
+    assert "Path=/api/auth/oidc" in cookie
+    assert "SameSite=lax" in cookie
 
 
 async def test_a_new_person_signs_in_and_gets_a_verified_account(
@@ -65,7 +68,8 @@ async def test_a_new_person_signs_in_and_gets_a_verified_account(
     body = listed.json()
     assert body["has_password"] is False
     assert [(i["provider"], i["subject"]) for i in body["items"]] == [("testid", "subject-1")]
-    assert csrf and await _count(engine, AuthSession) == 1
+    assert csrf
+    assert await _count(engine, AuthSession) == 1
     assert len(await _events(engine, "login_ok")) == 1
     assert len(await _events(engine, "oidc_linked")) == 1
     # No password matches the account's (none was set): password login refuses.
@@ -77,7 +81,8 @@ async def test_a_new_person_signs_in_and_gets_a_verified_account(
     client.cookies.clear()
     again = await sign_in(client)
     assert again.status_code == 303
-    assert await _count(engine, User) == 1 and await _count(engine, OidcIdentity) == 1
+    assert await _count(engine, User) == 1
+    assert await _count(engine, OidcIdentity) == 1
 
 
 async def test_an_existing_account_with_the_verified_email_gets_linked(
@@ -88,7 +93,8 @@ async def test_an_existing_account_with_the_verified_email_gets_linked(
     assert done.status_code == 303, done.text
     async with create_sessionmaker(engine)() as session:
         row = await session.scalar(select(OidcIdentity))
-        assert row is not None and row.user_id == account.user.id
+        assert row is not None
+        assert row.user_id == account.user.id
     assert await _count(engine, User) == 1
     await login(client, "ann@example.com")  # the password still works
 
@@ -211,7 +217,8 @@ async def test_linking_unlinking_and_keeping_a_way_to_sign_in(
     assert listed["has_password"] is True
     export = await client.get("/api/me/export", headers=headers)
     exported = export.json()["oidc_identities"]
-    assert exported[0]["provider"] == "testid" and exported[0]["subject"] == "subject-1"
+    assert exported[0]["provider"] == "testid"
+    assert exported[0]["subject"] == "subject-1"
     assert "token" not in str(exported).lower()
     # The same identity cannot then be someone else's.
     client.cookies.clear()
@@ -221,10 +228,14 @@ async def test_linking_unlinking_and_keeping_a_way_to_sign_in(
     taken = await client.get(await approve(client, other.json()["authorization_url"]))
     assert (taken.status_code, taken.json()["code"]) == (409, "oidc_identity_linked_elsewhere")
     # Bob has a password: unlinking is allowed, and audited.
-    gone = await client.delete(f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers)
+    gone = await client.delete(
+        f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers
+    )
     assert gone.status_code == 204
     assert len(await _events(engine, "oidc_unlinked")) == 1
-    again = await client.delete(f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers)
+    again = await client.delete(
+        f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers
+    )
     assert (again.status_code, again.json()["code"]) == (404, "oidc_identity_not_found")
 
 

@@ -39,3 +39,18 @@ ALL = (
     LINKED_ELSEWHERE,
     UNAVAILABLE,
 )
+
+# What the login page says when a provider's sign-in comes back refused (`/login?error=CODE`).
+MESSAGES = {
+    UNKNOWN_PROVIDER[1]: "That sign-in provider is not available.",
+    BAD_STATE[1]: "That sign-in link is unknown, expired or was started in another browser.",
+    USED_STATE[1]: "That sign-in was already used. Please start again.",
+    PROVIDER_ERROR[1]: "The provider did not sign you in.",
+    EXCHANGE_FAILED[1]: "The provider did not accept the sign-in. Please start again.",
+    BAD_TOKEN[1]: "The provider's answer could not be verified.",
+    EMAIL_UNVERIFIED[1]: "The provider has not verified your email address.",
+    NO_ACCOUNT[1]: "No account uses this email address. Sign up first, then link the provider.",
+    LINKED_ELSEWHERE[1]: "That identity is already linked to another account.",
+    UNAVAILABLE[1]: "The provider cannot be reached right now. Please try again later.",
+    "rate_limited": "Too many sign-in attempts; try again later.",
+}

@@ -51,7 +51,7 @@ def directory(request: Request) -> provider.Directory:
     return found
 
 
-def _bind_browser(response: Response, *, settings: Settings, value: str) -> None:
+def bind_browser(response: Response, *, settings: Settings, value: str) -> None:
     response.set_cookie(
         BROWSER_COOKIE,
         value,
@@ -63,7 +63,7 @@ def _bind_browser(response: Response, *, settings: Settings, value: str) -> None
     )
 
 
-async def _begin(
+async def begin_attempt(
     request: Request, *, settings: Settings, name: str, intent: str, user_id: uuid.UUID | None
 ) -> service.Begun:
     settings_provider = service.provider_of(settings, name)
@@ -94,12 +94,12 @@ async def providers(settings: SettingsDep) -> Any:
 )
 @raises(errors.UNKNOWN_PROVIDER, errors.UNAVAILABLE)
 async def start(provider_name: str, request: Request, settings: SettingsDep) -> Any:
-    begun = await _begin(
+    begun = await begin_attempt(
         request, settings=settings, name=provider_name, intent=service.Intent.SIGN_IN, user_id=None
     )
     response = RedirectResponse(begun.authorization_url, status_code=303)
     response.headers["Cache-Control"] = "no-store"
-    _bind_browser(response, settings=settings, value=begun.browser)
+    bind_browser(response, settings=settings, value=begun.browser)
     return response
 
 
@@ -228,10 +228,10 @@ async def link(
     response: Response,
     settings: SettingsDep,
 ) -> Any:
-    begun = await _begin(
+    begun = await begin_attempt(
         request, settings=settings, name=provider_name, intent=service.Intent.LINK, user_id=user.id
     )
-    _bind_browser(response, settings=settings, value=begun.browser)
+    bind_browser(response, settings=settings, value=begun.browser)
     response.headers["Cache-Control"] = "no-store"
     return LinkStarted(authorization_url=begun.authorization_url)
 

@@ -26,6 +26,7 @@ from backline.web import (
     artist_pages,
     audit_pages,
     chat_pages,
+    oidc_pages,
     settings_pages,
     staff_pages,
     staff_track_pages,
@@ -49,6 +50,7 @@ for area in (
     audit_pages,
     tax_pages,
     settings_pages,
+    oidc_pages,
     chat_pages,
 ):
     pages.include_router(area.pages)
