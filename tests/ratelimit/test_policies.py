@@ -42,6 +42,8 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "reset_password",
         "email_change",
         "refresh",
+        "oidc",
+        "oidc_failure",
     }
     for name, policy in DEFAULTS.items():
         assert policy.fail == ("closed" if name in credential else "open"), name

@@ -29,7 +29,7 @@ from backline.audit import service as audit
 from backline.config import Settings
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
-from backline.errors import NotFound, ProblemError, problem_response
+from backline.errors import ProblemError, problem_response
 from backline.oidc import errors, provider, service
 from backline.oidc.errors import OidcError
 from backline.oidc.schemas import IdentityList, IdentityOut, LinkStarted, ProviderOut
@@ -237,7 +237,7 @@ async def link(
 
 
 @signed_in.delete("/identities/{identity_id}", status_code=status.HTTP_204_NO_CONTENT)
-@raises(NotFound, errors.LAST_SIGN_IN)
+@raises((404, "oidc_identity_not_found"), errors.LAST_SIGN_IN)
 async def unlink(
     identity_id: uuid.UUID, user: CurrentUser, request: Request, session: SessionDep
 ) -> None:
