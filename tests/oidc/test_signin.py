@@ -264,3 +264,32 @@ async def test_deleting_the_account_removes_its_identities(
     )
     assert deleted.status_code == 204, deleted.text
     assert await _count(engine, OidcIdentity) == 0
+
+
+async def test_attempts_expired_a_day_ago_are_cleared(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    from datetime import timedelta
+
+    from backline.db import utcnow
+    from backline.oidc.models import OidcAttempt
+
+    old = utcnow() - timedelta(days=2)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        session.add(
+            OidcAttempt(
+                state_hash="0" * 64,
+                browser_hash="0" * 64,
+                provider="testid",
+                intent="sign_in",
+                nonce="n",
+                code_verifier="v",
+                created_at=old,
+                expires_at=old,
+            )
+        )
+    assert (await client.get("/api/auth/oidc/testid/start")).status_code == 303
+    async with create_sessionmaker(engine)() as session:
+        states = (await session.scalars(select(OidcAttempt.state_hash))).all()
+    assert len(states) == 1
+    assert states[0] != "0" * 64

@@ -1,7 +1,7 @@
 """OpenID Connect sign-in and linking: the rules, without HTTP.
 
 * `begin` records an attempt (state digest, nonce, PKCE verifier, the browser's binding, the
-  intent) and answers the provider's authorization URL.
+  intent) and answers the provider's authorization URL; attempts expired over a day ago go.
 * `claim` takes the attempt named by a callback's `state`, once: it is marked used in a
   transaction of its own before the code is exchanged, so a replayed callback is refused
   (`oidc_state_used`) whatever happens next. The browser must hold the cookie the attempt was
@@ -27,7 +27,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from authlib.common.security import generate_token
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +88,10 @@ async def begin(
     state, nonce, browser = new_opaque(), new_opaque(), new_opaque()
     verifier = generate_token(64)
     moment = utcnow()
+    # Attempts never come back from are cleared here, a day after they expired.
+    await session.execute(
+        delete(OidcAttempt).where(OidcAttempt.expires_at < moment - timedelta(days=1))
+    )
     session.add(
         OidcAttempt(
             state_hash=digest(state),
