@@ -56,6 +56,8 @@ from backline.middleware.problems import ProblemGuard
 from backline.middleware.ratelimit import RateLimitMiddleware
 from backline.middleware.requestid import RequestContext
 from backline.middleware.security import SecurityHeaders
+from backline.oidc import holdings as oidc_holdings
+from backline.oidc import routes as oidc_routes
 from backline.ops.checks import build_checks
 from backline.ops.routes import public_router as ops_router
 from backline.ratelimit.limiter import RateLimiter
@@ -75,7 +77,14 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings, factors_holdings)
+HOLDINGS = (
+    tracks_holdings,
+    artists_holdings,
+    tax_holdings,
+    chat_holdings,
+    factors_holdings,
+    oidc_holdings,
+)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -192,6 +201,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         accounts_routes.admin,
     ):
         app.include_router(account_router)
+    app.include_router(oidc_routes.public)
+    app.include_router(oidc_routes.signed_in)
     app.include_router(audit_router)
     app.include_router(web_pages)
     app.include_router(artists_routes.applicant_router)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -49,6 +49,21 @@ SECRET_KEY_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 ENCRYPTION_KEYS_FILE = "encryption.keys"
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 OTLP_HEADER_VARIABLES = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+
+
+class OidcProvider(BaseModel):
+    """One OpenID provider of BACKLINE_OIDC_PROVIDERS (its name is the object's key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1, max_length=500)
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: SecretStr
+    display_name: str = Field("", max_length=60)
+    scopes: str = Field("openid email profile", max_length=300)
+
+
+OIDC_PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -187,6 +202,14 @@ class Settings(BaseSettings):
     )
     hibp_base_url: str = "https://api.pwnedpasswords.com"
 
+    oidc_providers: dict[str, OidcProvider] = Field(
+        default_factory=dict,
+        description='JSON: provider name -> {"issuer", "client_id", "client_secret", '
+        '"display_name"?, "scopes"?}; sign-in with each (see the README)',
+    )
+    oidc_create_accounts: bool = Field(
+        True, description="a verified email from a provider that no account has makes one"
+    )
     rate_limits: dict[str, str] = Field(
         default_factory=dict, description='JSON: policy name -> limits, e.g. {"login": "5/minute"}'
     )
@@ -504,6 +527,7 @@ class Settings(BaseSettings):
                 f"BACKLINE_SECRET_KEY is too short: {key_length} bytes, "
                 f"needs at least {MIN_SECRET_BYTES}"
             )
+        found.extend(self._oidc_problems())
         if self.email_backend == "smtp" and not self.smtp_host:
             found.append("BACKLINE_SMTP_HOST is not set but BACKLINE_EMAIL_BACKEND is smtp")
         if self.email_backend == "resend" and self.resend_api_key is None:
@@ -585,6 +609,26 @@ class Settings(BaseSettings):
             return self.serves_dev_mailbox
         return self.env == "development" and _is_loopback(host)
 
+    def _oidc_problems(self) -> list[str]:
+        found: list[str] = []
+        for name, provider in self.oidc_providers.items():
+            where = f"BACKLINE_OIDC_PROVIDERS[{name!r}]"
+            if not OIDC_PROVIDER_NAME.fullmatch(name):
+                found.append(f"{where}: a name is 1-32 of a-z, 0-9 and '-', starting alphanumeric")
+            issuer = urlsplit(provider.issuer)
+            local = issuer.scheme == "http" and _is_loopback(issuer.hostname or "")
+            if not issuer.hostname or (issuer.scheme != "https" and not local):
+                found.append(f"{where}: issuer must be an https:// URL (http only on loopback)")
+            elif local and self.env == "production":
+                found.append(f"{where}: issuer must be https:// in production")
+            if issuer.query or issuer.fragment:
+                found.append(f"{where}: issuer may not have a query or fragment")
+            if not provider.client_secret.get_secret_value():
+                found.append(f"{where}: client_secret is empty")
+            if "openid" not in provider.scopes.split():
+                found.append(f"{where}: scopes must include openid")
+        return found
+
     def require_startable(self) -> None:
         """Raise `ConfigError` when this configuration must not start."""
         if found := self.problems():
@@ -664,6 +708,9 @@ class Settings(BaseSettings):
                 value = ", ".join(f"{p.name}={p.limits}" for p in load(self.rate_limits).values())
                 if self.rate_limits:
                     source = f"environment for {', '.join(self.rate_limits)}; default for the rest"
+            if name == "oidc_providers":
+                value = ", ".join(f"{n}={p.issuer}" for n, p in self.oidc_providers.items())
+                value = value or "(none)"
             if isinstance(value, SecretStr):
                 text = f"******** ({len(value.get_secret_value())} chars)"
             elif value is None:

@@ -8,6 +8,7 @@ from backline.chat.models import ChatMessage, Conversation
 from backline.db import Base
 from backline.email.models import OutboxEmail
 from backline.factors.models import MfaChallenge, RecoveryCode, TotpFactor
+from backline.oidc.models import OidcAttempt, OidcIdentity
 from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
@@ -22,6 +23,8 @@ __all__ = [
     "Conversation",
     "LoginThrottle",
     "MfaChallenge",
+    "OidcAttempt",
+    "OidcIdentity",
     "OutboxEmail",
     "RecoveryCode",
     "RefreshToken",

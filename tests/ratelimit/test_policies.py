@@ -21,6 +21,8 @@ def test_every_route_family_has_a_policy() -> None:
         "reset_password",
         "email_change",
         "refresh",
+        "oidc",
+        "oidc_failure",
         "upload",
         "chat_message",
         "chat_tokens",
@@ -44,6 +46,8 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "refresh",
         "mfa_verify",
         "mfa_manage",
+        "oidc",
+        "oidc_failure",
     }
     for name, policy in DEFAULTS.items():
         assert policy.fail == ("closed" if name in credential else "open"), name

@@ -280,7 +280,7 @@ async def start(connection: AsyncConnection, *, email: str) -> Attempt | AuthFai
 async def check(attempt: Attempt, password: str) -> Checked:
     """Step 2, hashing only: does the password match (a dummy for an unknown address)."""
     account = attempt.account
-    if account is None:
+    if account is None or account.password_hash.startswith("!"):  # "!": no password is set
         await verify_password(DUMMY_HASH, password)  # the same cost as a real check
         return Checked(attempt, right=False)
     if not await verify_password(account.password_hash, password):

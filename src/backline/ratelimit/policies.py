@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Policy] = {
         Policy("mfa_verify", "10/minute;100/day", ("ip",), "closed"),
         # Enrolling, removing and re-keying one's own factors: per account.
         Policy("mfa_manage", "10/minute;50/day", ("user",), "closed"),
+        # External sign-in: every start and callback, and (counted apart) failed callbacks.
+        Policy("oidc", "30/minute;300/day", ("ip",), "closed"),
+        Policy("oidc_failure", "10/minute;50/day", ("ip",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
         Policy("chat_tokens", "200000/day", ("user",), "open"),

@@ -21,9 +21,11 @@ from backline.accounts.second_step import Challenge
 from backline.accounts.sessions import page as session_page
 from backline.accounts.tokens import csrf_token
 from backline.audit import service as audit
+from backline.config import Settings
 from backline.context import client_info
 from backline.deps import HttpClientDep, SessionDep, SettingsDep
 from backline.errors import Conflict, ProblemError
+from backline.oidc.errors import MESSAGES as OIDC_MESSAGES
 from backline.ratelimit.deps import RateLimit
 from backline.routing import router
 from backline.web.render import page
@@ -80,7 +82,17 @@ async def signup(
 async def login_page(request: Request) -> Response:
     if await optional_viewer(request) is not None:
         return RedirectResponse("/dashboard", status_code=303)
-    return page("login.html", title="Log in")
+    refused = OIDC_MESSAGES.get(request.query_params.get("error") or "")
+    status = 200 if refused is None else 400
+    return page(
+        "login.html", status, title="Log in", error=refused, oidc_providers=_providers(request)
+    )
+
+
+def _providers(request: Request) -> dict[str, str]:
+    """The configured external sign-in providers: name -> what the button says."""
+    settings: Settings = request.app.state.settings
+    return {name: entry.display_name or name for name, entry in settings.oidc_providers.items()}
 
 
 @pages.post(
@@ -99,6 +111,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
         return page(
             "login.html", outcome.status, headers=headers, title="Log in", values=values,
             error=outcome.detail, unverified=outcome.code == "email_not_verified",
+            oidc_providers=_providers(request),
         )  # fmt: skip
     if isinstance(outcome, Challenge):
         return await after_password(request, outcome)

@@ -26,6 +26,7 @@ from backline.web import (
     artist_pages,
     audit_pages,
     chat_pages,
+    oidc_pages,
     security_pages,
     settings_pages,
     staff_pages,
@@ -51,6 +52,7 @@ for area in (
     tax_pages,
     settings_pages,
     security_pages,
+    oidc_pages,
     chat_pages,
 ):
     pages.include_router(area.pages)

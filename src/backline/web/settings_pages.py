@@ -24,6 +24,7 @@ from backline.config import Settings
 from backline.context import client_info
 from backline.deps import HttpClientDep, SessionDep, SettingsDep, StoragesDep
 from backline.errors import ProblemError
+from backline.oidc import service as oidc
 from backline.ratelimit.deps import charge
 from backline.routing import router
 from backline.web.render import page
@@ -78,12 +79,32 @@ async def _password_refused(
     }
 
 
+def render_account(viewer: Viewer, status: int = 200, **context: Any) -> HTMLResponse:
+    return _account_page(viewer, status, **context)
+
+
+async def account_context(request: Request, viewer: Viewer) -> dict[str, Any]:
+    """The external sign-in part of the page: the providers, the identities linked."""
+    settings: Settings = request.app.state.settings
+    async with request.app.state.read_sessionmaker() as session:
+        linked = await oidc.identities(session, user_id=viewer.user.id)
+    return {
+        "providers": {
+            name: entry.display_name or name for name, entry in settings.oidc_providers.items()
+        },
+        "identities": linked,
+    }
+
+
 @pages.get("/account", response_class=HTMLResponse)
 async def account_page(request: Request) -> Response:
     viewer = await optional_viewer(request)
     if viewer is None:
         return to_sign_in()
-    return _account_page(viewer)
+    context = await account_context(request, viewer)
+    if request.query_params.get("linked") == "1":
+        context["notice"] = "The identity is linked: you can sign in with it now."
+    return _account_page(viewer, **context)
 
 
 @pages.post("/account/password", response_class=HTMLResponse)

@@ -1,0 +1,295 @@
+"""Signing in with the loopback OpenID provider: the whole flow, linking, and each refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backline.accounts.models import AuthSession, User
+from backline.app import Backline
+from backline.audit.models import AuditEvent
+from backline.config import Settings
+from backline.db import create_sessionmaker
+from backline.oidc.models import OidcIdentity
+from tests.accounts.conftest import bearer, login
+from tests.oidc.conftest import OIDC_LIMITS, approve, browser, sign_in, to_callback
+from tests.oidc.provider import Provider
+
+pytestmark = pytest.mark.anyio
+
+
+async def _count(engine: AsyncEngine, model: Any) -> int:
+    async with create_sessionmaker(engine)() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def _events(engine: AsyncEngine, name: str) -> list[AuditEvent]:
+    async with create_sessionmaker(engine)() as session:
+        rows = await session.scalars(select(AuditEvent).where(AuditEvent.event == name))
+        return list(rows.all())
+
+
+async def test_start_redirects_with_pkce_state_and_nonce(client: httpx.AsyncClient) -> None:
+    started = await client.get("/api/auth/oidc/testid/start")
+    assert started.status_code == 303
+    query = parse_qs(urlsplit(started.headers["location"]).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["response_type"] == ["code"]
+    assert query["redirect_uri"] == ["https://testserver/api/auth/oidc/testid/callback"]
+    assert len(query["state"][0]) >= 40
+    assert len(query["nonce"][0]) >= 40
+    assert len(query["code_challenge"][0]) == 43
+    cookie = started.headers["set-cookie"]
+    assert "backline_oidc=" in cookie
+    assert "HttpOnly" in cookie
+    assert "Path=/api/auth/oidc" in cookie
+    assert "SameSite=lax" in cookie
+
+
+async def test_a_new_person_signs_in_and_gets_a_verified_account(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    done = await sign_in(client)
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/dashboard"
+    csrf = client.cookies["backline_csrf"]
+    me = await client.get("/api/me")
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "ann@example.com"
+    listed = await client.get("/api/auth/oidc/identities")
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["has_password"] is False
+    assert [(i["provider"], i["subject"]) for i in body["items"]] == [("testid", "subject-1")]
+    assert csrf
+    assert await _count(engine, AuthSession) == 1
+    assert len(await _events(engine, "login_ok")) == 1
+    assert len(await _events(engine, "oidc_linked")) == 1
+    # No password matches the account's (none was set): password login refuses.
+    refused = await client.post(
+        "/api/auth/login", json={"email": "ann@example.com", "password": "!no-password"}
+    )
+    assert refused.status_code == 401
+    # Signing in again finds the same account through the identity.
+    client.cookies.clear()
+    again = await sign_in(client)
+    assert again.status_code == 303
+    assert await _count(engine, User) == 1
+    assert await _count(engine, OidcIdentity) == 1
+
+
+async def test_an_existing_account_with_the_verified_email_gets_linked(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    account = await make_user("ann@example.com")
+    done = await sign_in(client)
+    assert done.status_code == 303, done.text
+    async with create_sessionmaker(engine)() as session:
+        row = await session.scalar(select(OidcIdentity))
+        assert row is not None
+        assert row.user_id == account.user.id
+    assert await _count(engine, User) == 1
+    await login(client, "ann@example.com")  # the password still works
+
+
+async def test_no_new_account_when_the_setting_forbids_it(
+    app_factory: Callable[[Settings], Backline],
+    oidc_settings: Callable[..., Settings],
+    provider: Provider,
+    engine: AsyncEngine,
+) -> None:
+    app = app_factory(oidc_settings(oidc_create_accounts=False))
+    async with LifespanManager(app), browser(app, provider) as client:
+        done = await sign_in(client)
+    assert done.status_code == 403
+    assert done.json()["code"] == "oidc_no_account"
+    assert await _count(engine, User) == 0
+
+
+@pytest.mark.parametrize(
+    ("misbehave", "status", "code"),
+    [
+        ({"email_verified": False}, 403, "oidc_email_unverified"),
+        ({"claims": {"nonce": "not-the-one-sent"}}, 401, "oidc_id_token_invalid"),
+        ({"claims": {"iss": "http://127.0.0.1:1/elsewhere"}}, 401, "oidc_id_token_invalid"),
+        ({"claims": {"aud": "someone-else"}}, 401, "oidc_id_token_invalid"),
+        ({"claims": {"exp": 1_000_000, "iat": 999_000}}, 401, "oidc_id_token_invalid"),
+        ({"sign_with_other_key": True}, 401, "oidc_id_token_invalid"),
+    ],
+    ids=["unverified", "nonce", "issuer", "audience", "expired", "other-key"],
+)
+async def test_a_bad_id_token_is_refused_audited_and_writes_nothing(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    provider: Provider,
+    misbehave: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    for name, value in misbehave.items():
+        setattr(provider, name, value)
+    done = await sign_in(client)
+    assert done.status_code == status, done.text
+    assert done.headers["content-type"].startswith("application/problem+json")
+    assert done.json()["code"] == code
+    assert "backline_access" not in client.cookies
+    assert await _count(engine, User) == 0
+    assert await _count(engine, OidcIdentity) == 0
+    assert await _count(engine, AuthSession) == 0
+    failed = await _events(engine, "oidc_failed")
+    assert [event.details["code"] for event in failed] == [code]
+
+
+async def test_wrong_state_another_browser_and_a_replay_are_refused(
+    app: Backline, client: httpx.AsyncClient, provider: Provider, engine: AsyncEngine
+) -> None:
+    callback = await to_callback(client)
+    forged = callback.replace("state=", "state=x")
+    wrong = await client.get(forged)
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "oidc_state_invalid")
+    async with browser(app, provider) as other:  # no cookie of this attempt
+        elsewhere = await other.get(await to_callback(client))
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (400, "oidc_state_invalid")
+    callback = await to_callback(client)
+    first = await client.get(callback)
+    assert first.status_code == 303
+    client.cookies.clear()
+    replayed = await client.get(callback)
+    assert (replayed.status_code, replayed.json()["code"]) == (400, "oidc_state_used")
+    assert await _count(engine, AuthSession) == 1
+    assert provider.token_requests == 1  # the refused callbacks never reached the provider
+
+
+async def test_an_unknown_provider_is_404(client: httpx.AsyncClient) -> None:
+    started = await client.get("/api/auth/oidc/nowhere/start")
+    assert (started.status_code, started.json()["code"]) == (404, "oidc_unknown_provider")
+    back = await client.get("/api/auth/oidc/nowhere/callback?state=abc&code=def")
+    assert (back.status_code, back.json()["code"]) == (404, "oidc_unknown_provider")
+
+
+async def test_a_browser_is_sent_back_to_the_login_page_with_the_error(
+    client: httpx.AsyncClient, provider: Provider
+) -> None:
+    provider.email_verified = False
+    callback = await to_callback(client)
+    done = await client.get(callback, headers={"Accept": "text/html"})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/login?error=oidc_email_unverified"
+    page = await client.get("/login?error=oidc_email_unverified", headers={"Accept": "text/html"})
+    assert "has not verified your email" in page.text
+
+
+async def test_failed_callbacks_are_counted_against_the_limit(
+    app_factory: Callable[[Settings], Backline],
+    oidc_settings: Callable[..., Settings],
+    provider: Provider,
+) -> None:
+    limits = {**OIDC_LIMITS, "oidc_failure": "2/minute"}
+    app = app_factory(oidc_settings(rate_limits=limits))
+    async with LifespanManager(app), browser(app, provider) as client:
+        codes = []
+        for _ in range(3):
+            answer = await client.get("/api/auth/oidc/testid/callback?state=wrong&code=x")
+            codes.append((answer.status_code, answer.json()["code"]))
+    assert codes[:2] == [(400, "oidc_state_invalid")] * 2
+    assert codes[2] == (429, "rate_limited")
+
+
+async def test_linking_unlinking_and_keeping_a_way_to_sign_in(
+    client: httpx.AsyncClient, engine: AsyncEngine, provider: Provider, make_user: Any
+) -> None:
+    await make_user("bob@example.com", display_name="Bob")
+    tokens = await login(client, "bob@example.com")
+    headers = bearer(tokens)
+    started = await client.post("/api/auth/oidc/testid/link", headers=headers)
+    assert started.status_code == 200, started.text
+    done = await client.get(await approve(client, started.json()["authorization_url"]))
+    assert (done.status_code, done.headers["location"]) == (303, "/account?linked=1")
+    listed = (await client.get("/api/auth/oidc/identities", headers=headers)).json()
+    assert [i["email"] for i in listed["items"]] == ["ann@example.com"]
+    assert listed["has_password"] is True
+    export = await client.get("/api/me/export", headers=headers)
+    exported = export.json()["oidc_identities"]
+    assert exported[0]["provider"] == "testid"
+    assert exported[0]["subject"] == "subject-1"
+    assert "token" not in str(exported).lower()
+    # The same identity cannot then be someone else's.
+    client.cookies.clear()
+    await make_user("cy@example.com", display_name="Cy")
+    cy = bearer(await login(client, "cy@example.com"))
+    other = await client.post("/api/auth/oidc/testid/link", headers=cy)
+    taken = await client.get(await approve(client, other.json()["authorization_url"]))
+    assert (taken.status_code, taken.json()["code"]) == (409, "oidc_identity_linked_elsewhere")
+    # Bob has a password: unlinking is allowed, and audited.
+    gone = await client.delete(
+        f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers
+    )
+    assert gone.status_code == 204
+    assert len(await _events(engine, "oidc_unlinked")) == 1
+    again = await client.delete(
+        f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=headers
+    )
+    assert (again.status_code, again.json()["code"]) == (404, "oidc_identity_not_found")
+
+
+async def test_the_last_way_to_sign_in_cannot_be_unlinked(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    assert (await sign_in(client)).status_code == 303
+    listed = (await client.get("/api/auth/oidc/identities")).json()
+    csrf = {"X-CSRF-Token": client.cookies["backline_csrf"], "Origin": "https://testserver"}
+    refused = await client.delete(
+        f"/api/auth/oidc/identities/{listed['items'][0]['id']}", headers=csrf
+    )
+    assert (refused.status_code, refused.json()["code"]) == (409, "oidc_last_sign_in")
+    assert await _count(engine, OidcIdentity) == 1
+
+
+async def test_deleting_the_account_removes_its_identities(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Any
+) -> None:
+    account = await make_user("ann@example.com")
+    assert (await sign_in(client)).status_code == 303
+    client.cookies.clear()
+    headers = bearer(await login(client, "ann@example.com"))
+    deleted = await client.request(
+        "DELETE", "/api/me", json={"password": account.password}, headers=headers
+    )
+    assert deleted.status_code == 204, deleted.text
+    assert await _count(engine, OidcIdentity) == 0
+
+
+async def test_attempts_expired_a_day_ago_are_cleared(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    from datetime import timedelta
+
+    from backline.db import utcnow
+    from backline.oidc.models import OidcAttempt
+
+    old = utcnow() - timedelta(days=2)
+    async with create_sessionmaker(engine)() as session, session.begin():
+        session.add(
+            OidcAttempt(
+                state_hash="0" * 64,
+                browser_hash="0" * 64,
+                provider="testid",
+                intent="sign_in",
+                nonce="n",
+                code_verifier="v",
+                created_at=old,
+                expires_at=old,
+            )
+        )
+    assert (await client.get("/api/auth/oidc/testid/start")).status_code == 303
+    async with create_sessionmaker(engine)() as session:
+        states = (await session.scalars(select(OidcAttempt.state_hash))).all()
+    assert len(states) == 1
+    assert states[0] != "0" * 64
