@@ -7,6 +7,7 @@ from backline.audit.models import AuditEvent
 from backline.chat.models import ChatMessage, Conversation
 from backline.db import Base
 from backline.email.models import OutboxEmail
+from backline.passkeys.models import Passkey, PasskeyChallenge
 from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
@@ -21,6 +22,8 @@ __all__ = [
     "Conversation",
     "LoginThrottle",
     "OutboxEmail",
+    "Passkey",
+    "PasskeyChallenge",
     "RefreshToken",
     "TaxForm",
     "Track",
