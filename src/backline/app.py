@@ -53,6 +53,8 @@ from backline.middleware.requestid import RequestContext
 from backline.middleware.security import SecurityHeaders
 from backline.ops.checks import build_checks
 from backline.ops.routes import public_router as ops_router
+from backline.passkeys import holdings as passkeys_holdings
+from backline.passkeys import routes as passkeys_routes
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
@@ -69,7 +71,7 @@ from backline.web.routes import pages as web_pages
 
 log = get_logger(__name__)
 # Each domain adds what it holds about a person to `accounts.holdings` as it is imported.
-HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings)
+HOLDINGS = (tracks_holdings, artists_holdings, tax_holdings, chat_holdings, passkeys_holdings)
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
 
@@ -193,6 +195,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(tax_routes.me_router)
     app.include_router(tax_routes.staff_router)
     app.include_router(chat_router)
+    app.include_router(passkeys_routes.me_router)
+    app.include_router(passkeys_routes.auth_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     install_openapi(app)

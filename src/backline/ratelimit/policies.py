@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Policy] = {
         # that many accounts together cannot fill one stranger's inbox.
         Policy("email_change", "5/hour", ("user", "email"), "closed"),
         Policy("refresh", "60/minute", ("ip",), "closed"),
+        # Passkeys: each options request and each answer counts, refused assertions included.
+        Policy("passkey_login", "20/minute;200/day", ("ip",), "closed"),
+        Policy("passkey_register", "20/hour", ("user",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
         Policy("chat_tokens", "200000/day", ("user",), "open"),

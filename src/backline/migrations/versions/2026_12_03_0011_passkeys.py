@@ -60,12 +60,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_passkey_challenges")),
         sa.UniqueConstraint("challenge_hash", name=op.f("uq_passkey_challenges_challenge_hash")),
     )
-    op.create_index(
-        op.f("ix_passkey_challenges_user_id"), "passkey_challenges", ["user_id"]
-    )
-    op.create_index(
-        op.f("ix_passkey_challenges_expires_at"), "passkey_challenges", ["expires_at"]
-    )
+    op.create_index(op.f("ix_passkey_challenges_user_id"), "passkey_challenges", ["user_id"])
+    op.create_index(op.f("ix_passkey_challenges_expires_at"), "passkey_challenges", ["expires_at"])
 
 
 def downgrade() -> None:
