@@ -136,7 +136,9 @@ class Authenticator:
                 credential.counter += 1
             counter = credential.counter
         rp = rp_id or options.get("rpId") or credential.rp_id
-        auth_data = hashlib.sha256(rp.encode()).digest() + bytes([flags]) + struct.pack(">I", counter)
+        auth_data = (
+            hashlib.sha256(rp.encode()).digest() + bytes([flags]) + struct.pack(">I", counter)
+        )
         client_data = self._client_data("webauthn.get", options["challenge"], origin)
         signature = credential.key.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
