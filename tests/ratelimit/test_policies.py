@@ -24,6 +24,8 @@ def test_every_route_family_has_a_policy() -> None:
         "upload",
         "chat_message",
         "chat_tokens",
+        "passkey_login",
+        "passkey_register",
     } <= set(DEFAULTS)
 
 
@@ -40,6 +42,8 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "reset_password",
         "email_change",
         "refresh",
+        "passkey_login",
+        "passkey_register",
     }
     for name, policy in DEFAULTS.items():
         assert policy.fail == ("closed" if name in credential else "open"), name
