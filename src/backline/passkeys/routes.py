@@ -23,7 +23,7 @@ from backline.apidoc.declare import raises
 from backline.audit import service as audit
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
-from backline.errors import problem_response
+from backline.errors import NotFound, problem_response
 from backline.passkeys import service
 from backline.passkeys.opening import open_session
 from backline.passkeys.refusals import ASSERTION, REGISTRATION, Refused
@@ -117,8 +117,8 @@ async def add_passkey(
     return PasskeyPublic.model_validate(row)
 
 
-@me_router.patch("/{passkey_id}", response_model=PasskeyPublic)
-@raises((404, "passkey_not_found"), (422, "invalid_passkey_name"))
+@me_router.patch("/{passkey_id:uuid}", response_model=PasskeyPublic)
+@raises((404, "passkey_not_found"), NotFound, (422, "invalid_passkey_name"))
 async def rename_passkey(
     passkey_id: uuid.UUID, body: PasskeyRename, user: CurrentUser, session: SessionDep
 ) -> Any:
@@ -129,8 +129,10 @@ async def rename_passkey(
     return PasskeyPublic.model_validate(row)
 
 
-@me_router.delete("/{passkey_id}", status_code=status.HTTP_204_NO_CONTENT)
-@raises((404, "passkey_not_found"))
+# `:uuid` paths: `/options` is not a passkey's ID, so its `Allow` names POST alone; another
+# path segment is 404 `not_found`.
+@me_router.delete("/{passkey_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
+@raises((404, "passkey_not_found"), NotFound)
 async def remove_passkey(
     passkey_id: uuid.UUID, user: CurrentUser, request: Request, session: SessionDep
 ) -> None:
