@@ -60,6 +60,8 @@ from backline.oidc import holdings as oidc_holdings
 from backline.oidc import routes as oidc_routes
 from backline.ops.checks import build_checks
 from backline.ops.routes import public_router as ops_router
+from backline.passkeys import holdings as passkeys_holdings
+from backline.passkeys import routes as passkeys_routes
 from backline.ratelimit.limiter import RateLimiter
 from backline.redis import create_redis
 from backline.routing import JSONRoute
@@ -84,6 +86,7 @@ HOLDINGS = (
     chat_holdings,
     factors_holdings,
     oidc_holdings,
+    passkeys_holdings,
 )
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
 
@@ -217,6 +220,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(chat_router)
     app.include_router(factors_routes.second_step)
     app.include_router(factors_routes.mine)
+    app.include_router(passkeys_routes.me_router)
+    app.include_router(passkeys_routes.auth_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     install_openapi(app)

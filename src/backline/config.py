@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("ALLOWED_ORIGINS", "ALLOWED_ORIGINS")
     )
+    webauthn_rp_id: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9.-]{1,253}$",
+        description="passkeys' relying party ID (a domain); unset: the host of the public URL",
+    )
+    webauthn_origin: str | None = Field(
+        None, description="the origin passkeys are used from; unset: that of the public URL"
+    )
 
     email_backend: Literal["console", "file", "smtp", "resend"] = "console"
     email_file_dir: Path | None = None
@@ -338,6 +346,16 @@ class Settings(BaseSettings):
             raise ValueError("must be an address, optionally with a name: Name <addr@domain>")
         return value
 
+    @field_validator("webauthn_origin")
+    @classmethod
+    def _bare_origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError("must be an origin: scheme and host, e.g. https://example.com")
+        return f"{parts.scheme}://{parts.netloc}"
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -428,6 +446,19 @@ class Settings(BaseSettings):
     @property
     def effective_storage_dir(self) -> Path:
         return self.storage_dir or self.var_dir / "storage"
+
+    @property
+    def passkey_rp_id(self) -> str:
+        """The WebAuthn relying party ID: a domain, by default the public URL's host."""
+        return self.webauthn_rp_id or (urlsplit(self.public_url).hostname or "localhost")
+
+    @property
+    def passkey_origin(self) -> str:
+        """The origin a browser reports in a passkey ceremony, by default the public URL's."""
+        if self.webauthn_origin:
+            return self.webauthn_origin.rstrip("/")
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def cors_origins(self) -> list[str]:

@@ -9,6 +9,7 @@ from backline.db import Base
 from backline.email.models import OutboxEmail
 from backline.factors.models import MfaChallenge, RecoveryCode, TotpFactor
 from backline.oidc.models import OidcAttempt, OidcIdentity
+from backline.passkeys.models import Passkey, PasskeyChallenge
 from backline.tax.models import TaxForm
 from backline.tracks.models import Track
 
@@ -26,6 +27,8 @@ __all__ = [
     "OidcAttempt",
     "OidcIdentity",
     "OutboxEmail",
+    "Passkey",
+    "PasskeyChallenge",
     "RecoveryCode",
     "RefreshToken",
     "TaxForm",

@@ -28,6 +28,8 @@ def test_every_route_family_has_a_policy() -> None:
         "chat_tokens",
         "mfa_verify",
         "mfa_manage",
+        "passkey_login",
+        "passkey_register",
     } <= set(DEFAULTS)
 
 
@@ -48,6 +50,8 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "mfa_manage",
         "oidc",
         "oidc_failure",
+        "passkey_login",
+        "passkey_register",
     }
     for name, policy in DEFAULTS.items():
         assert policy.fail == ("closed" if name in credential else "open"), name

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Policy] = {
         # External sign-in: every start and callback, and (counted apart) failed callbacks.
         Policy("oidc", "30/minute;300/day", ("ip",), "closed"),
         Policy("oidc_failure", "10/minute;50/day", ("ip",), "closed"),
+        # Passkeys: each options request and each answer counts, refused assertions included.
+        Policy("passkey_login", "20/minute;200/day", ("ip",), "closed"),
+        Policy("passkey_register", "20/hour", ("user",), "closed"),
         Policy("upload", "60/hour", ("user",), "open"),
         Policy("chat_message", "20/minute;500/day", ("user",), "open"),
         Policy("chat_tokens", "200000/day", ("user",), "open"),

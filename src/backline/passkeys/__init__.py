@@ -1,0 +1,1 @@
+"""Passkeys (WebAuthn): registered, named and removed by their owner, and used to sign in."""
