@@ -19,6 +19,7 @@ from backline.config import Settings
 from backline.db import create_sessionmaker
 from backline.oidc.models import OidcIdentity
 from tests.accounts.conftest import bearer, login
+from tests.factors.conftest import enrol, password_step
 from tests.oidc.conftest import OIDC_LIMITS, approve, browser, sign_in, to_callback
 from tests.oidc.provider import Provider
 
@@ -293,3 +294,21 @@ async def test_attempts_expired_a_day_ago_are_cleared(
         states = (await session.scalars(select(OidcAttempt.state_hash))).all()
     assert len(states) == 1
     assert states[0] != "0" * 64
+
+
+async def test_an_account_with_a_second_factor_is_not_signed_in_by_a_provider(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    await make_user("ann@example.com")
+    await enrol(client, await login(client, "ann@example.com"))
+    sessions_before = await _count(engine, AuthSession)
+    done = await sign_in(client)
+    assert done.status_code == 403, done.text
+    assert done.json()["code"] == "oidc_second_factor_required"
+    assert await _count(engine, OidcIdentity) == 0  # the link is undone with the refusal
+    assert await _count(engine, AuthSession) == sessions_before
+    assert [e.details["code"] for e in await _events(engine, "oidc_failed")] == [
+        "oidc_second_factor_required"
+    ]
+    body = await password_step(client)  # the password and a code still sign in
+    assert body["methods"]

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
+from backline.accounts import second_step
 from backline.accounts import sessions as open_sessions
 from backline.accounts.cookies import set_session_cookies
 from backline.accounts.deps import CurrentUser
@@ -171,6 +172,17 @@ async def callback(
             )
             opened = None
             if done.intent == service.Intent.SIGN_IN:
+                # A provider proves the email address, not the account's second factor: an
+                # account that must show one (it holds one, or its role requires one) signs
+                # in with its password and code. Refused here, the link above is undone too.
+                if await second_step.ask(
+                    await session.connection(), settings=settings, user_id=done.user_id,
+                    client=client,
+                ) is not None:  # fmt: skip
+                    raise errors.refused(
+                        *errors.SECOND_FACTOR,
+                        "This account uses a second factor: log in with its password and code.",
+                    )
                 opened = await service.open_session(
                     session,
                     settings=settings,
