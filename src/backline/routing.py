@@ -96,7 +96,12 @@ class JSONRoute(APIRoute):
             async def url_checked(request: Request) -> Response:
                 await self.admit(request)
                 _refuse_nul_in_url(request)
-                return await handler(request)
+                try:
+                    return await handler(request)
+                finally:
+                    # A form the route parsed itself (a page's `request.form()`) holds its file
+                    # parts in temporary files: closed here, not left to the garbage collector.
+                    await request.close()
 
             return url_checked
         if self._is_form_body():
@@ -104,8 +109,11 @@ class JSONRoute(APIRoute):
             async def form_checked(request: Request) -> Response:
                 await self.admit(request)
                 _refuse_nul_in_url(request)
-                await _refuse_nul_in_form(request)
-                return await handler(request)
+                try:
+                    await _refuse_nul_in_form(request)
+                    return await handler(request)
+                finally:
+                    await request.close()  # the form parsed above, if the route did not close it
 
             return form_checked
 
