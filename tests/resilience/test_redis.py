@@ -65,6 +65,16 @@ def refused_while_down(artist: dict[str, str], refresh_token: str) -> dict[str, 
             artist,
         ),
         "refresh": ("POST", "/api/auth/refresh", {"refresh_token": refresh_token}, {}),
+        "mfa_verify": (
+            "POST",
+            "/api/auth/mfa/verify",
+            {"challenge_token": "t" * 43, "code": "123456"},
+            {},
+        ),
+        "mfa_manage": ("POST", "/api/me/factors/totp", {"password": DEFAULT_PASSWORD}, artist),
+        "oidc": ("GET", "/api/auth/oidc/acme/start", None, {}),
+        "passkey_login": ("POST", "/api/auth/passkeys/options", {}, {}),
+        "passkey_register": ("POST", "/api/me/passkeys/options", {}, artist),
     }
 
 
@@ -134,7 +144,9 @@ async def exercise(
     own_redis.stop()
 
     requests = refused_while_down(live, tokens["refresh_token"])
-    covered = set(requests) | {"login_account"}  # counted on the login route with `login`
+    # `login_account` is counted on the login route with `login`, and `oidc_failure` on a
+    # provider's callback after `oidc`, which refuses first.
+    covered = set(requests) | {"login_account", "oidc_failure"}
     assert covered == closed
     for name, (method, path, body, headers) in requests.items():
         answer = await client.request(method, path, json=body, headers=headers)
