@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import Request, Response, status
 from fastapi.responses import JSONResponse
 
-from backline.accounts.cookies import set_session_cookies
 from backline.accounts.deps import CurrentUser
 from backline.accounts.revocation import Revocations
+from backline.accounts.routes import session_response
 from backline.accounts.schemas import TokenResponse
-from backline.accounts.tokens import csrf_token
 from backline.apidoc.declare import raises
 from backline.audit import service as audit
 from backline.context import client_info
@@ -190,20 +189,4 @@ async def sign_in(
         passkey_id=asserted.passkey.id,
         client=client_info(request),
     )
-    if body.mode == "cookie":
-        csrf = csrf_token(settings.signing_key, pair.session_id)
-        set_session_cookies(
-            response,
-            settings=settings,
-            access=pair.access_token,
-            refresh=pair.refresh_token,
-            csrf=csrf,
-        )
-        return TokenResponse(
-            access_token=None, expires_in=pair.expires_in, refresh_token=None, csrf_token=csrf
-        )
-    return TokenResponse(
-        access_token=pair.access_token,
-        expires_in=pair.expires_in,
-        refresh_token=pair.refresh_token,
-    )
+    return session_response(pair, mode=body.mode, response=response, settings=settings)
