@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from backline import __version__, errorreports, tracing
+from backline import __version__, errorreports, routeindex, tracing
 from backline.accounts import routes as accounts_routes
 from backline.accounts.revocation import Revocations
 from backline.apidoc.build import install as install_openapi
@@ -96,6 +96,7 @@ class Backline(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings = self.settings
+        routeindex.install(self.router)
         app: ASGIApp = super().build_middleware_stack()
         app = HeadAsGet(app)
         app = Deadline(app, seconds=settings.request_timeout)
@@ -189,6 +190,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         summary="Artist platform back end: accounts, tracks, tax details, assistant.",
         lifespan=lifespan,
         max_body_size=settings.max_json_body,
+        # Backline's own tracing (`tracing.wrap_asgi`) makes each request's span; FastAPI's
+        # would be a second one, and costs a look at three OpenTelemetry globals per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         **docs,
     )
     app.settings = settings
