@@ -123,7 +123,8 @@ async def test_a_passkey_added_as_the_script_does_is_listed_then_signs_in(
         login = await browser.get("/login")
         assert 'id="passkey-sign-in" data-next="/dashboard"' in login.text
         assert 'aria-label="Sign in with a passkey" hidden>' in login.text
-        assert static_url("passkeys.js") in login.text
+        assert login.text.count(static_url("passkeys.js")) == 1
+        assert '<main id="main" class="narrow">' in login.text
         options = await browser.post("/api/auth/passkeys/options", json={})
         assertion = authenticator.get(options.json())
         verified = await browser.post(
