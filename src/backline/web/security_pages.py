@@ -4,6 +4,7 @@ step of logging in.
 The security page sets up an authenticator app (its QR code, and the secret as text for typing
 by hand), confirms it with a code, shows the recovery codes once, makes new ones, and removes
 the app. Each form calls the same services as `/api/me/factors/*`, with the same re-checks.
+It also lists the account's passkeys, whose forms are in `passkey_pages`.
 
 Logging in: when the password step answers a challenge, `/login` shows the second step, the
 challenge token in a hidden field, and its form posts to `/login/verify` (a code, or a recovery
