@@ -27,6 +27,7 @@ from backline.web import (
     audit_pages,
     chat_pages,
     oidc_pages,
+    passkey_pages,
     security_pages,
     settings_pages,
     staff_pages,
@@ -52,6 +53,7 @@ for area in (
     tax_pages,
     settings_pages,
     security_pages,
+    passkey_pages,
     oidc_pages,
     chat_pages,
 ):

@@ -4,6 +4,7 @@ step of logging in.
 The security page sets up an authenticator app (its QR code, and the secret as text for typing
 by hand), confirms it with a code, shows the recovery codes once, makes new ones, and removes
 the app. Each form calls the same services as `/api/me/factors/*`, with the same re-checks.
+It also lists the account's passkeys, whose forms are in `passkey_pages`.
 
 Logging in: when the password step answers a challenge, `/login` shows the second step, the
 challenge token in a hidden field, and its form posts to `/login/verify` (a code, or a recovery
@@ -34,6 +35,7 @@ from backline.deps import SessionDep, SettingsDep
 from backline.errors import ProblemError
 from backline.factors import challenge, service
 from backline.factors.challenge import Proof, Purpose, Refused, Wrong
+from backline.passkeys import service as passkeys
 from backline.ratelimit.deps import RateLimit, charge
 from backline.routing import router
 from backline.web.render import page
@@ -45,6 +47,7 @@ MAX_CODE = 64
 MAX_TOKEN = 2048
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 TITLE = "Security"
+PASSKEY_ADDED = "Your passkey is added: use it on the log-in page."
 STEP_TITLE = "Second step"
 ENROL_TITLE = "Set up an authenticator app"
 
@@ -179,21 +182,22 @@ async def enrol(request: Request, settings: SettingsDep) -> Response:
 # ----------------------------------------------------------------------------- security page
 
 
-async def _security_page(
+async def security_view(
     session: AsyncSession, settings: Settings, viewer: Viewer, status: int = 200, **context: Any
 ) -> HTMLResponse:
     user = await session.get(User, viewer.user.id) or viewer.user
     state = await service.state(session, settings=settings, user=user)
+    held = await passkeys.list_own(session, user_id=user.id)
     headers = dict(HEADERS)
     if retry := context.pop("retry_after", None):
         headers["Retry-After"] = str(retry)
     return page(
         "security.html", status, headers=headers, title=TITLE, viewer=viewer, state=state,
-        **context,
+        passkeys=held, **context,
     )  # fmt: skip
 
 
-async def _form(request: Request) -> tuple[Viewer, dict[str, str]] | None:
+async def signed_in_form(request: Request) -> tuple[Viewer, dict[str, str]] | None:
     viewer = await optional_viewer(request)
     if viewer is None:
         return None
@@ -204,7 +208,7 @@ def _refused(failure: auth.AuthFailure, field: str) -> dict[str, Any]:
     return {"errors": {field: failure.detail}, "retry_after": failure.retry_after}
 
 
-async def _limited(request: Request) -> ProblemError | None:
+async def over_limit(request: Request) -> ProblemError | None:
     try:
         await charge(request, "mfa_manage")
     except ProblemError as exc:
@@ -217,47 +221,48 @@ async def security_page(request: Request, session: SessionDep, settings: Setting
     viewer = await optional_viewer(request)
     if viewer is None:
         return to_sign_in()
-    return await _security_page(session, settings, viewer)
+    notice = PASSKEY_ADDED if request.query_params.get("passkey") == "added" else None
+    return await security_view(session, settings, viewer, notice=notice)
 
 
 @pages.post("/account/security/totp", response_class=HTMLResponse)
 async def start(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await _form(request)
+    found = await signed_in_form(request)
     if found is None:
         return to_sign_in()
     viewer, form = found
-    if (limited := await _limited(request)) is not None:
-        return await _security_page(session, settings, viewer, limited.status, error=limited.detail)
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
     password = form.get("password", "")[:MAX_PASSWORD]
     if not password:
         errors = {"password": "Enter your password."}
-        return await _security_page(session, settings, viewer, 422, errors=errors)
+        return await security_view(session, settings, viewer, 422, errors=errors)
     client = client_info(request)
     failure = await service.prove(
         session, settings=settings, user=user, client=client, password=password, code=None
     )
     if failure is not None:
-        return await _security_page(
+        return await security_view(
             session, settings, viewer, failure.status, **_refused(failure, "password")
         )
     try:
         enrolment = await service.start_totp(session, settings=settings, user=user, client=client)
     except ProblemError as exc:
-        return await _security_page(session, settings, viewer, exc.status, error=exc.detail)
-    return await _security_page(session, settings, viewer, enrolment=enrolment)
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
+    return await security_view(session, settings, viewer, enrolment=enrolment)
 
 
 @pages.post("/account/security/totp/confirm", response_class=HTMLResponse)
 async def confirm(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await _form(request)
+    found = await signed_in_form(request)
     if found is None:
         return to_sign_in()
     viewer, form = found
-    if (limited := await _limited(request)) is not None:
-        return await _security_page(session, settings, viewer, limited.status, error=limited.detail)
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -271,13 +276,13 @@ async def confirm(request: Request, session: SessionDep, settings: SettingsDep) 
             else Wrong("invalid_mfa_code", "Enter the code from your app.")
         )
     except ProblemError as exc:
-        return await _security_page(session, settings, viewer, exc.status, error=exc.detail)
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
     if isinstance(verdict, Wrong):
         enrolment = await service.pending_enrolment(session, settings=settings, user=user)
-        return await _security_page(
+        return await security_view(
             session, settings, viewer, 422, errors={"code": verdict.detail}, enrolment=enrolment
         )
-    return await _security_page(
+    return await security_view(
         session, settings, viewer, codes=verdict.extra["recovery_codes"],
         notice="Your authenticator app is set up. Keep these recovery codes somewhere safe.",
     )  # fmt: skip
@@ -285,12 +290,12 @@ async def confirm(request: Request, session: SessionDep, settings: SettingsDep) 
 
 @pages.post("/account/security/recovery-codes", response_class=HTMLResponse)
 async def regenerate(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await _form(request)
+    found = await signed_in_form(request)
     if found is None:
         return to_sign_in()
     viewer, form = found
-    if (limited := await _limited(request)) is not None:
-        return await _security_page(session, settings, viewer, limited.status, error=limited.detail)
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -298,14 +303,14 @@ async def regenerate(request: Request, session: SessionDep, settings: SettingsDe
     code = form.get("regenerate_code", "").strip()[:MAX_CODE] or None
     if password is None and code is None:
         errors = {"regenerate_password": "Enter your password, or a code below."}
-        return await _security_page(session, settings, viewer, 422, errors=errors)
+        return await security_view(session, settings, viewer, 422, errors=errors)
     client = client_info(request)
     failure = await service.prove(
         session, settings=settings, user=user, client=client, password=password, code=code
     )
     if failure is not None:
         field = "regenerate_code" if failure.code not in PASSWORD_CODES else "regenerate_password"
-        return await _security_page(
+        return await security_view(
             session, settings, viewer, failure.status, **_refused(failure, field)
         )
     try:
@@ -313,9 +318,9 @@ async def regenerate(request: Request, session: SessionDep, settings: SettingsDe
             session, settings=settings, user=user, client=client
         )
     except ProblemError as exc:
-        return await _security_page(session, settings, viewer, exc.status, error=exc.detail)
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
     notice = "New recovery codes are made; the old ones no longer work."
-    return await _security_page(session, settings, viewer, codes=codes, notice=notice)
+    return await security_view(session, settings, viewer, codes=codes, notice=notice)
 
 
 PASSWORD_CODES = frozenset({"invalid_credentials", "account_locked"})
@@ -323,12 +328,12 @@ PASSWORD_CODES = frozenset({"invalid_credentials", "account_locked"})
 
 @pages.post("/account/security/totp/remove", response_class=HTMLResponse)
 async def remove(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await _form(request)
+    found = await signed_in_form(request)
     if found is None:
         return to_sign_in()
     viewer, form = found
-    if (limited := await _limited(request)) is not None:
-        return await _security_page(session, settings, viewer, limited.status, error=limited.detail)
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -340,20 +345,20 @@ async def remove(request: Request, session: SessionDep, settings: SettingsDep) -
     if not code:
         errors["remove_code"] = "Enter a code from your app, or a recovery code."
     if errors:
-        return await _security_page(session, settings, viewer, 422, errors=errors)
+        return await security_view(session, settings, viewer, 422, errors=errors)
     try:
         await service.removable(session, settings=settings, user=user)
     except ProblemError as exc:
-        return await _security_page(session, settings, viewer, exc.status, error=exc.detail)
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
     client = client_info(request)
     failure = await service.prove(
         session, settings=settings, user=user, client=client, password=password, code=code
     )
     if failure is not None:
         field = "remove_password" if failure.code in PASSWORD_CODES else "remove_code"
-        return await _security_page(
+        return await security_view(
             session, settings, viewer, failure.status, **_refused(failure, field)
         )
     await service.disable_totp(session, settings=settings, user=user, client=client)
     notice = "The authenticator app is removed, and its recovery codes with it."
-    return await _security_page(session, settings, viewer, notice=notice)
+    return await security_view(session, settings, viewer, notice=notice)

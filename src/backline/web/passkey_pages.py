@@ -1,0 +1,84 @@
+"""Portal forms for the passkeys listed on the security page (`/account/security`): rename one,
+remove one. Both are plain form posts, so they work without JavaScript, and call the same
+rules as `PATCH` and `DELETE /api/me/passkeys/{id}` (the name's check, one's own passkeys only,
+the `passkey_removed` audit event).
+
+Adding a passkey needs the browser's WebAuthn API, so `static/passkeys.js` does it through
+`/api/me/passkeys/options` and `POST /api/me/passkeys`, then reloads the page with
+`?passkey=added`. Signing in with one (on `/login`) goes through `/api/auth/passkeys/*` alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from backline.audit import service as audit
+from backline.context import client_info
+from backline.deps import SessionDep, SettingsDep
+from backline.errors import ProblemError
+from backline.passkeys import service
+from backline.routing import router
+from backline.web.security_pages import over_limit, security_view, signed_in_form
+from backline.web.viewer import to_sign_in
+
+pages = router(public=True, include_in_schema=False)
+MAX_NAME = 400  # the rule is 100 visible characters once trimmed; the rest is refused by it
+
+
+def rename_field(passkey_id: uuid.UUID) -> str:
+    """The name of a passkey's rename field, and the key of its error on the page."""
+    return f"rename-{passkey_id}"
+
+
+@pages.post("/account/security/passkeys/{passkey_id:uuid}/rename", response_class=HTMLResponse)
+async def rename(
+    passkey_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    found = await signed_in_form(request)
+    if found is None:
+        return to_sign_in()
+    viewer, form = found
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
+    field = rename_field(passkey_id)
+    try:
+        row = await service.own(session, user_id=viewer.user.id, passkey_id=passkey_id)
+        name = service.check_name(form.get("name", "")[:MAX_NAME])
+    except ProblemError as exc:
+        if exc.code == "invalid_passkey_name":
+            return await security_view(
+                session, settings, viewer, exc.status, errors={field: exc.detail}
+            )
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
+    row.name = name
+    await session.flush()
+    notice = f"The passkey is renamed “{name}”."
+    return await security_view(session, settings, viewer, notice=notice)
+
+
+@pages.post("/account/security/passkeys/{passkey_id:uuid}/remove", response_class=HTMLResponse)
+async def remove(
+    passkey_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    found = await signed_in_form(request)
+    if found is None:
+        return to_sign_in()
+    viewer, _ = found
+    if (limited := await over_limit(request)) is not None:
+        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
+    try:
+        row = await service.own(session, user_id=viewer.user.id, passkey_id=passkey_id)
+    except ProblemError as exc:
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
+    name = row.name
+    await session.delete(row)
+    await audit.record(
+        session, event="passkey_removed", user_id=viewer.user.id, client=client_info(request),
+        passkey_id=str(passkey_id),
+    )  # fmt: skip
+    await session.flush()
+    notice = f"The passkey “{name}” is removed: it no longer signs you in."
+    return await security_view(session, settings, viewer, notice=notice)
