@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import event, select
@@ -20,6 +21,7 @@ from backline.chat.models import ChatMessage, Conversation
 from backline.config import Settings
 from backline.db import Engines, create_sessionmaker
 from backline.errors import NotFound
+from tests.chat.conftest import signed_in
 
 
 @contextmanager
@@ -115,3 +117,38 @@ async def test_the_context_is_one_statement_and_only_the_owners(
         assert not other.owned
         assert other.turns == []
         assert "Ann A" not in other.system
+
+
+async def test_a_streamed_question_on_postgresql_waits_on_no_begin_or_commit(
+    app_factory: Callable[[Settings], Backline],
+    chat_settings: Callable[..., Settings],
+    make_user: Any,
+) -> None:
+    """Where the question is one statement, it runs as its own transaction (no BEGIN or COMMIT
+    round trip to wait for); elsewhere its statements share a transaction."""
+    app = app_factory(chat_settings())
+    async with LifespanManager(app):
+        engine: AsyncEngine = app.state.engine
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            who = await signed_in(client, make_user, "ann@example.com")
+            writes: list[tuple[object, str]] = []
+
+            def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+                if "INSERT INTO chat_conversations" in statement:
+                    level = connection.get_execution_options().get("isolation_level")
+                    writes.append((level, statement))
+
+            event.listen(engine.sync_engine, "before_cursor_execute", record)
+            try:
+                response = await client.post("/api/chat", json={"message": "Hi"}, headers=who)
+            finally:
+                event.remove(engine.sync_engine, "before_cursor_execute", record)
+        assert response.status_code == 200
+        assert '"state":"complete"' in response.text
+    assert len(writes) == 1
+    if engine.dialect.name == "postgresql":
+        assert writes[0][0] == "AUTOCOMMIT"
+        assert "INSERT INTO chat_messages" in writes[0][1]  # the message in the same statement
+    else:
+        assert writes[0][0] is None

@@ -1,11 +1,13 @@
 """Starting a streamed answer: the provider asked while the question is written and committed.
 
-The provider is asked first; the question is written meanwhile (its connection taken), then
-committed while the answer starts: what a commit costs (a disk flush on PostgreSQL) is not
-added to the time to the first word. The route waits for the question to be written before it
-relays anything, so that under load new answers queue for the database rather than the
-database for a busy event loop. The relay (`relay`) waits for the commit only when it stores
-the answer, and stops early, with an error event, if the question could not be stored.
+The provider is asked first; the question is written meanwhile, and committed while the answer
+starts: what a commit costs (a disk flush on PostgreSQL) is not added to the time to the first
+word. On PostgreSQL the question is one statement, run as its own transaction (no BEGIN or
+COMMIT round trip); elsewhere it is written in a transaction the route waits for, then
+committed. Either way the route takes the question's connection before it relays anything, so
+that under load new answers queue for the database rather than the database for a busy event
+loop. The relay (`relay`) waits for the question only when it stores the answer, and stops
+early, with an error event, if the question could not be stored.
 
 A client that leaves while the provider thinks, a provider that fails before its first byte,
 or a question that cannot be saved each end the turn here: the provider call is given up at
@@ -23,9 +25,10 @@ import anyio
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from backline.chat.service import ONE_STATEMENT_DIALECTS
 from backline.chat.turns import Turn, store_unanswered, write_question
 from backline.db import Engines
-from backline.errors import ServiceUnavailable
+from backline.errors import ProblemError, ServiceUnavailable
 from backline.logging import get_logger
 
 if TYPE_CHECKING:
@@ -51,20 +54,26 @@ async def open_answer(
     `chat_unavailable`."""
     opening = asyncio.ensure_future(turn.provider.open_stream(turn.messages))
     engines: Engines = request.app.state.engines
-    connection = engines.default.connect()  # Core: the ORM's session costs more than the write
+    # Core, not the ORM's session: it costs more than the write. Where the question is one
+    # statement (`service.ask`), it is its own transaction: no BEGIN and COMMIT to wait for.
+    one_statement = engines.default.dialect.name in ONE_STATEMENT_DIALECTS
+    connection = (engines.autocommit if one_statement else engines.default).connect()
     try:
         await connection.start()  # a pool that stays exhausted raises here: nothing to close
     except BaseException:
         await _abandon(opening)
         raise
-    try:
-        await connection.begin()
-        conversation_id = await write_question(connection, turn)
-    except BaseException:
-        await connection.close()
-        await _abandon(opening)
-        raise
-    question = asyncio.ensure_future(_committed(connection, conversation_id))
+    if one_statement:
+        question = asyncio.ensure_future(_written(connection, turn))
+    else:
+        try:
+            await connection.begin()
+            conversation_id = await write_question(connection, turn)
+        except BaseException:
+            await connection.close()
+            await _abandon(opening)
+            raise
+        question = asyncio.ensure_future(_committed(connection, conversation_id))
     try:
         stream = await _first_of(request, opening, question)
     except BaseException:
@@ -110,7 +119,9 @@ async def _first_of(
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if question in done:
                 waiting.discard(question)
-                if (failure := question.exception()) is not None:
+                if isinstance(failure := question.exception(), ProblemError):
+                    raise failure  # the conversation went meanwhile: 404, as `prepare` says
+                if failure is not None:
                     log.error("chat_question_not_stored", error=type(failure).__name__)
                     raise QuestionNotStored(QUESTION_LOST) from failure
             if opening in done:
@@ -119,6 +130,13 @@ async def _first_of(
                 return None
     finally:
         watcher.cancel()
+
+
+async def _written(connection: AsyncConnection, turn: Turn) -> uuid.UUID:
+    try:
+        return await write_question(connection, turn)
+    finally:
+        await connection.close()
 
 
 async def _committed(connection: AsyncConnection, conversation_id: uuid.UUID) -> uuid.UUID:
