@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from backline import __version__, errorreports, routeindex, tracing
+from backline.accounts import lookahead
 from backline.accounts import routes as accounts_routes
 from backline.accounts.revocation import Revocations
 from backline.apidoc.build import install as install_openapi
@@ -100,7 +101,7 @@ class Backline(FastAPI):
         app: ASGIApp = super().build_middleware_stack()
         app = HeadAsGet(app)
         app = Deadline(app, seconds=settings.request_timeout)
-        app = RateLimitMiddleware(app, state=self.state)
+        app = RateLimitMiddleware(app, state=self.state, lookahead=lookahead.start)
         app = Cors(
             app,
             allow_origins=settings.cors_origins,
@@ -144,7 +145,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.storages = create_storages(settings)
     app.state.readiness_checks = build_checks(engine, redis, app.state.storages.primary)
     app.state.ratelimiter = RateLimiter.from_settings(settings)
-    app.state.revocations = Revocations(settings, redis, app.state.sessionmaker)
+    app.state.revocations = Revocations(
+        settings, redis, app.state.sessionmaker, pipeliner=app.state.ratelimiter.pipeliner
+    )
     tune_for_serving()
     log.info(
         "started", env=settings.env, version=__version__, dev_mailbox=settings.serves_dev_mailbox

@@ -86,6 +86,7 @@ class Pipeliner:
         self._timeout = float(options.get("socket_timeout") or DEFAULT_TIMEOUT)
         self._connect_timeout = float(options.get("socket_connect_timeout") or self._timeout)
         self._handshake = _handshake(options)
+        self._server = _server(options)
         self._queued: list[_Call] = []
         self._flush_scheduled: asyncio.AbstractEventLoop | None = None
         self._connection: _Connection | None = None
@@ -93,6 +94,14 @@ class Pipeliner:
         self._awaiting_connection: list[_Call] = []
         self._closed = False
         self.batches = 0  # writes made so far, each the commands of one turn of the loop
+
+    def serves(self, client: object) -> bool:
+        """Whether this pipeliner speaks to the server, as the user and in the database,
+        that `client` would: its commands may then share this pipeliner's writes. (Its own
+        timeouts and client name apply to them.)"""
+        return self.supports(client) and _server(client.connection_pool.connection_kwargs) == (
+            self._server
+        )
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         return self._queue(command, None)
@@ -321,6 +330,17 @@ class _Connection(asyncio.Protocol):
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _server(options: dict[str, Any]) -> tuple[object, ...]:
+    """Where a client's commands go, as whom, in which database."""
+    return (
+        options.get("host", "localhost"),
+        int(options.get("port", 6379)),
+        options.get("username"),
+        options.get("password"),
+        int(options.get("db") or 0),
+    )
 
 
 def _handshake(options: dict[str, Any]) -> list[bytes]:

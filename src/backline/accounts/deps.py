@@ -23,6 +23,9 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backline.accounts import lookahead
+from backline.accounts.lookahead import ACCESS_COOKIE as ACCESS_COOKIE  # the cookies' names
+from backline.accounts.lookahead import CHALLENGE, presented_token
 from backline.accounts.models import Role, User
 from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import InvalidToken, csrf_valid, verify_access
@@ -33,12 +36,10 @@ from backline.deps import SessionDep
 from backline.errors import Forbidden, Unauthorized
 from backline.routing import JSONRoute
 
-ACCESS_COOKIE = "backline_access"
 REFRESH_COOKIE = "backline_refresh"
 CSRF_COOKIE = "backline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backline"'}
 
 
 @dataclass(frozen=True)
@@ -55,23 +56,6 @@ class Principal:
     user: User
     session_id: uuid.UUID
     via_cookie: bool
-
-
-def _presented_token(request: Request) -> tuple[str, bool] | None:
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized(
-                "Use `Authorization: Bearer <access token>`.",
-                code="invalid_token",
-                headers=_CHALLENGE,
-            )
-        return value.strip(), False
-    cookie = request.cookies.get(ACCESS_COOKIE)
-    if cookie:
-        return cookie, True
-    return None
 
 
 def check_csrf(request: Request, session_id: uuid.UUID, presented: str | None = None) -> None:
@@ -138,21 +122,24 @@ async def verify_session(request: Request) -> Identity:
     token that passes names an account that exists. Routes that need the account itself (its
     role, its name) load it with `CurrentUser`.
     """
-    presented = _presented_token(request)
+    presented = presented_token(request)
     if presented is None:
-        raise Unauthorized("Sign in first.", code="unauthenticated", headers=_CHALLENGE)
+        raise Unauthorized("Sign in first.", code="unauthenticated", headers=CHALLENGE)
     token, via_cookie = presented
     settings: Settings = request.app.state.settings
     try:
         claims = verify_access(settings.signing_key, token)
     except InvalidToken:
         raise Unauthorized(
-            "The access token is not valid.", code="invalid_token", headers=_CHALLENGE
+            "The access token is not valid.", code="invalid_token", headers=CHALLENGE
         ) from None
     revocations: Revocations = request.app.state.revocations
-    if await revocations.is_revoked(claims.session_id):
+    revoked = await lookahead.taken(request.scope, claims.session_id)
+    if revoked is None:
+        revoked = await revocations.is_revoked(claims.session_id)
+    if revoked:
         raise Unauthorized(
-            "This session has ended; sign in again.", code="session_revoked", headers=_CHALLENGE
+            "This session has ended; sign in again.", code="session_revoked", headers=CHALLENGE
         )
     request.state.user_id = claims.user_id
     bind_user(claims.user_id)

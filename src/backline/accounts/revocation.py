@@ -47,9 +47,17 @@ class Revocations:
         settings: Settings,
         redis: Redis | None,
         sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        pipeliner: Pipeliner | None = None,
     ) -> None:
+        """`pipeliner`: one to share (the rate limiter's) when it speaks to the same server,
+        so that a request's revocation check and its limits can go out in one write."""
         self.redis = redis
-        self._pipeliner = Pipeliner(redis) if Pipeliner.supports(redis) else None
+        self._owns_pipeliner = pipeliner is None or not pipeliner.serves(redis)
+        if not self._owns_pipeliner:
+            self.pipeliner: Pipeliner | None = pipeliner  # checks go through it when set
+        else:
+            self.pipeliner = Pipeliner(redis) if Pipeliner.supports(redis) else None
         self.sessionmaker = sessionmaker
         self.prefix = f"{settings.redis_prefix}:revoked:"
         self.intact = f"{self.prefix}intact"  # present while Redis holds every marker
@@ -82,9 +90,9 @@ class Revocations:
             ) from None
 
     async def is_revoked(self, session_id: uuid.UUID) -> bool:
-        if self._pipeliner is not None:
+        if self.pipeliner is not None:
             try:
-                intact, marker = await self._pipeliner.execute(
+                intact, marker = await self.pipeliner.execute(
                     "MGET", self.intact, f"{self.prefix}{session_id}"
                 )
             except RedisError as exc:
@@ -104,8 +112,8 @@ class Revocations:
             self._restoring.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._restoring
-        if self._pipeliner is not None:
-            await self._pipeliner.aclose()
+        if self.pipeliner is not None and self._owns_pipeliner:
+            await self.pipeliner.aclose()
 
     def _restore_soon(self) -> None:
         if self._restoring is None or self._restoring.done():

@@ -2,9 +2,16 @@
 
 Health, readiness and metrics endpoints are exempt: load balancers and scrapers poll them from
 a few addresses. The policy is `global` (fails open when Redis is away).
+
+`lookahead(scope, state)`, when given, is called just before the limit is asked, in the same
+turn of the event loop: what it starts (the revocation check of `accounts.lookahead`) goes
+to Redis in the same write as the limit. Nothing runs past this middleware until the limit
+has answered.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,9 +24,16 @@ EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, state: State) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        state: State,
+        lookahead: Callable[[Scope, State], None] | None = None,
+    ) -> None:
         self.app = app
         self.state = state
+        self.lookahead = lookahead
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
@@ -34,6 +48,8 @@ class RateLimitMiddleware:
         limiter = self.state.ratelimiter
         settings = self.state.settings
         ip = rate_key(client_ip(scope, settings.trusted_proxies), settings.rate_limit_ipv6_prefix)
+        if self.lookahead is not None:
+            self.lookahead(scope, self.state)
         try:
             decision = await limiter.check("global", {"ip": ip}, stats=False)
         except ProblemError as exc:  # storage down and the policy fails closed
