@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts.models import AuthSession
+from backline.accounts.models import AuthSession, Role, User
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo
@@ -21,6 +21,7 @@ from backline.factors.challenge import Purpose, issue
 from backline.factors.models import MfaChallenge
 from backline.passkeys.models import Passkey
 from tests.accounts.conftest import PASSWORD, bearer
+from tests.factors.conftest import code_now
 from tests.passkeys.authenticator import Authenticator, b64url
 from tests.passkeys.conftest import LIMITS, ORIGIN, RP_ID, add_passkey, sign_in_options, signed_in
 
@@ -341,3 +342,132 @@ async def test_an_account_without_a_passkey_gets_no_options(
         )
     answer = await client.post("/api/auth/mfa/passkey/options", json={"challenge_token": token})
     problem(answer, 409, "no_passkey")
+
+
+async def make_staff(engine: AsyncEngine, user_id: Any) -> None:
+    """The role changed after the account made its passkey (staff must hold a factor)."""
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(User).where(User.id == user_id).values(role=Role.STAFF))
+
+
+async def test_a_role_that_needs_a_factor_counts_a_passkey(
+    client: httpx.AsyncClient, ann: Any, authenticator: Authenticator, engine: AsyncEngine
+) -> None:
+    await make_staff(engine, ann.user.id)
+    login = await client.post("/api/auth/login", json={"email": ann.email, "password": PASSWORD})
+    body = login.json()
+    # A normal second step, not the enrolment of an authenticator app.
+    assert (body["enrolment_required"], body["methods"]) == (False, ["passkey"])
+    token = body["challenge_token"]
+    done = await verify(client, token, authenticator.get(await options_for(client, token)))
+    assert done.status_code == 200, done.text
+    headers = bearer(done.json())
+    state = await client.get("/api/me/factors", headers=headers)
+    assert state.status_code == 200
+    found = state.json()
+    assert (found["required"], found["required_met"]) == (True, True)
+    assert found["methods"] == ["passkey"]
+    assert found["totp"]["enabled"] is False
+
+    # The last passkey cannot go while the role needs a factor; one of two can.
+    [only] = (await client.get("/api/me/passkeys", headers=headers)).json()["items"]
+    refused = await client.delete(f"/api/me/passkeys/{only['id']}", headers=headers)
+    problem(refused, 409, "factor_required")
+    await add_passkey(client, headers, authenticator, name="Phone")
+    gone = await client.delete(f"/api/me/passkeys/{only['id']}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    [last] = (await client.get("/api/me/passkeys", headers=headers)).json()["items"]
+    problem(
+        await client.delete(f"/api/me/passkeys/{last['id']}", headers=headers),
+        409,
+        "factor_required",
+    )
+    assert await count(engine, Passkey) == 1
+    assert len(await events(engine, "passkey_removed")) == 1
+
+
+async def test_without_its_passkey_a_role_that_needs_a_factor_must_enrol(
+    client: httpx.AsyncClient, ann: Any, engine: AsyncEngine
+) -> None:
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(delete(Passkey))
+    await make_staff(engine, ann.user.id)
+    body = (
+        await client.post("/api/auth/login", json={"email": ann.email, "password": PASSWORD})
+    ).json()
+    assert (body["enrolment_required"], body["methods"]) == (True, ["totp"])
+
+
+async def test_an_authenticator_app_may_go_while_a_passkey_stays(
+    client: httpx.AsyncClient, ann: Any, authenticator: Authenticator, engine: AsyncEngine
+) -> None:
+    await make_staff(engine, ann.user.id)
+    token = await password_step(client)
+    done = await verify(client, token, authenticator.get(await options_for(client, token)))
+    headers = bearer(done.json())
+    started = await client.post(
+        "/api/me/factors/totp", json={"password": PASSWORD}, headers=headers
+    )
+    assert started.status_code == 201, started.text
+    secret = started.json()["secret"]
+    confirmed = await client.post(
+        "/api/me/factors/totp/confirm",
+        json={"code": code_now(secret, steps=-1)},
+        headers=headers,
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    codes = confirmed.json()["recovery_codes"]
+    body = (
+        await client.post("/api/auth/login", json={"email": ann.email, "password": PASSWORD})
+    ).json()
+    assert body["methods"] == ["totp", "recovery_code", "passkey"]
+    # With a passkey held, the app is not the last factor.
+    removed = await client.request(
+        "DELETE",
+        "/api/me/factors/totp",
+        json={"password": PASSWORD, "code": codes[0]},
+        headers=headers,
+    )
+    assert removed.status_code == 204, removed.text
+    [only] = (await client.get("/api/me/passkeys", headers=headers)).json()["items"]
+    problem(
+        await client.delete(f"/api/me/passkeys/{only['id']}", headers=headers),
+        409,
+        "factor_required",
+    )
+
+
+async def test_a_plain_account_may_remove_its_only_passkey(
+    client: httpx.AsyncClient, ann: Any, authenticator: Authenticator
+) -> None:
+    token = await password_step(client)
+    done = await verify(client, token, authenticator.get(await options_for(client, token)))
+    headers = bearer(done.json())
+    state = (await client.get("/api/me/factors", headers=headers)).json()
+    assert (state["required"], state["required_met"], state["methods"]) == (
+        False,
+        True,
+        ["passkey"],
+    )
+    [only] = (await client.get("/api/me/passkeys", headers=headers)).json()["items"]
+    assert (
+        await client.delete(f"/api/me/passkeys/{only['id']}", headers=headers)
+    ).status_code == 204
+    # Then the password alone signs in again.
+    again = await client.post("/api/auth/login", json={"email": ann.email, "password": PASSWORD})
+    assert "access_token" in again.json()
+
+
+async def test_passwordless_sign_in_with_a_passkey_satisfies_a_role_that_needs_a_factor(
+    client: httpx.AsyncClient, ann: Any, authenticator: Authenticator, engine: AsyncEngine
+) -> None:
+    await make_staff(engine, ann.user.id)
+    options = await sign_in_options(client)
+    done = await client.post(
+        "/api/auth/passkeys/verify", json={"credential": authenticator.get(options)}
+    )
+    assert done.status_code == 200, done.text
+    assert (await client.get("/api/me", headers=bearer(done.json()))).status_code == 200
+    opened = (await events(engine, "login_ok"))[-1]
+    assert opened.details["method"] == "passkey"
+    assert not await challenges(engine)  # no second step asked
