@@ -11,8 +11,8 @@
    own (`writing`): the session, its refresh token and its audit event, then the count cleared
    (not a pause that other attempts set meanwhile: the session is then not opened).
    On PostgreSQL the three rows are one statement, run without a transaction around it; on
-   SQLite, three INSERTs in one transaction. On the same connection the route then ends the
-   account's sessions past BACKLINE_MAX_SESSIONS (`sessions.cap`): one UPDATE more.
+   SQLite, three INSERTs in one transaction. On the same connection the account's sessions
+   past BACKLINE_MAX_SESSIONS are then ended (`sessions.cap`): one UPDATE more.
 
 `open_session` is the one way a session opens, whatever proved the person: a password here
 (guarded as above, through `admit`), or a passkey or an external provider (`passkeys`, `oidc`),
