@@ -404,3 +404,29 @@ async def test_an_account_without_a_factor_signs_in_at_once_through_the_shared_o
     [opened] = await _events(engine, "login_ok")
     assert (opened.details["method"], opened.details["provider"]) == ("oidc", "testid")
     assert not await _events(engine, "mfa_challenge_issued")
+
+
+async def test_a_passkey_completes_the_sign_in_a_provider_began(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    from tests.passkeys.authenticator import Authenticator
+    from tests.passkeys.conftest import add_passkey
+
+    account = await make_user("ann@example.com")
+    authenticator = Authenticator(origin=PUBLIC_URL)
+    await add_passkey(client, bearer(await login(client, "ann@example.com")), authenticator)
+    done = await sign_in(client)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["methods"] == ["passkey"]
+    token = body["challenge_token"]
+    options = await client.post("/api/auth/mfa/passkey/options", json={"challenge_token": token})
+    assert options.status_code == 200, options.text
+    verified = await client.post(
+        "/api/auth/mfa/passkey/verify",
+        json={"challenge_token": token, "credential": authenticator.get(options.json())},
+    )
+    assert verified.status_code == 200, verified.text
+    assert (await client.get("/api/me", headers=bearer(verified.json()))).status_code == 200
+    [opened] = [e for e in await _events(engine, "login_ok") if e.details["method"] == "oidc"]
+    assert (opened.user_id, opened.details["factor"]) == (account.user.id, "passkey")
