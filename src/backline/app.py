@@ -229,6 +229,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(factors_routes.mine)
     app.include_router(passkeys_routes.me_router)
     app.include_router(passkeys_routes.auth_router)
+    app.include_router(passkeys_routes.mfa_router)
     if settings.serves_dev_mailbox:
         app.include_router(dev_router)
     install_openapi(app)

@@ -19,6 +19,7 @@ from backline.accounts import auth, passwords, recovery, signin, throttle
 from backline.accounts.auth import AuthFailure, TokenPair
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, verify_password
+from backline.accounts.revocation import Revocations
 from backline.accounts.throttle import LoginThrottle
 from backline.accounts.tokens import digest
 from backline.app import Backline, create_app
@@ -55,7 +56,13 @@ async def _finish(
     """The third step as the route runs it."""
     if checked.right:
         async with signin.writing(Engines.of(engine)) as connection:
-            return await signin.admit(connection, settings=settings, checked=checked, client=CLIENT)
+            return await signin.admit(
+                connection,
+                settings=settings,
+                revocations=Revocations(settings, None, create_sessionmaker(engine)),
+                checked=checked,
+                client=CLIENT,
+            )
     async with create_sessionmaker(engine)() as session, session.begin():
         return await signin.refuse(session, settings=settings, checked=checked, client=CLIENT)
 
@@ -156,7 +163,7 @@ async def test_a_sign_in_writes_its_session_token_and_event_together(
     assert (event.user_id, event.ip, event.details) == (
         account.user.id,
         CLIENT.ip,
-        {"session_id": str(pair.session_id)},
+        {"session_id": str(pair.session_id), "method": "password"},
     )
 
 

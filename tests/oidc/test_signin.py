@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,15 +13,22 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline.accounts.models import AuthSession, User
+from backline.accounts.models import AuthSession, Role, User
 from backline.app import Backline
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.db import create_sessionmaker
 from backline.oidc.models import OidcIdentity
 from tests.accounts.conftest import bearer, login
-from tests.factors.conftest import enrol, password_step
-from tests.oidc.conftest import OIDC_LIMITS, approve, browser, sign_in, to_callback
+from tests.factors.conftest import code_now, enrol, second_step
+from tests.oidc.conftest import (
+    OIDC_LIMITS,
+    PUBLIC_URL,
+    approve,
+    browser,
+    sign_in,
+    to_callback,
+)
 from tests.oidc.provider import Provider
 
 pytestmark = pytest.mark.anyio
@@ -296,19 +304,129 @@ async def test_attempts_expired_a_day_ago_are_cleared(
     assert states[0] != "0" * 64
 
 
-async def test_an_account_with_a_second_factor_is_not_signed_in_by_a_provider(
+async def test_an_account_with_a_second_factor_gets_the_challenge_then_signs_in_with_a_code(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    account = await make_user("ann@example.com")
+    secret, _ = await enrol(client, await login(client, "ann@example.com"))
+    sessions_before = await _count(engine, AuthSession)
+    done = await sign_in(client)
+    assert done.status_code == 200, done.text
+    assert done.headers["cache-control"] == "no-store"
+    body = done.json()
+    assert body["mfa_required"] is True
+    assert body["methods"] == ["totp", "recovery_code"]
+    assert body["enrolment_required"] is False
+    assert "access_token" not in body
+    assert "backline_access" not in client.cookies
+    assert await _count(engine, AuthSession) == sessions_before  # no session yet
+    assert await _count(engine, OidcIdentity) == 1  # linked; the next sign-in asks again
+    [issued] = [
+        e for e in await _events(engine, "mfa_challenge_issued") if e.details["via"] == "oidc"
+    ]
+    assert issued.user_id == account.user.id
+    # A wrong code is refused and counted as after a password; the right one signs in.
+    right = code_now(secret)
+    wrong = await second_step(
+        client, body["challenge_token"], code=f"{(int(right) + 1) % 1_000_000:06d}"
+    )
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_mfa_code")
+    verified = await second_step(client, body["challenge_token"], code=right)
+    assert verified.status_code == 200, verified.text
+    me = await client.get("/api/me", headers=bearer(verified.json()))
+    assert me.json()["email"] == "ann@example.com"
+    opened = [e for e in await _events(engine, "login_ok") if e.details["method"] == "oidc"]
+    assert [(e.details["factor"], e.user_id) for e in opened] == [("totp", account.user.id)]
+    assert not await _events(engine, "oidc_failed")
+    # The challenge is for the second step alone.
+    again = await second_step(client, body["challenge_token"], code=right)
+    assert (again.status_code, again.json()["code"]) == (401, "challenge_used")
+
+
+async def test_a_browser_back_from_the_provider_is_shown_the_second_step(
     client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
 ) -> None:
     await make_user("ann@example.com")
-    await enrol(client, await login(client, "ann@example.com"))
-    sessions_before = await _count(engine, AuthSession)
+    _, codes = await enrol(client, await login(client, "ann@example.com"))
+    callback = await to_callback(client)
+    page = await client.get(callback, headers={"Accept": "text/html"})
+    assert page.status_code == 200, page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert "backline_access" not in client.cookies
+    token = re.search(r'name="challenge_token" value="([^"]+)"', page.text)
+    assert token
+    assert token.group(1) not in page.headers.get("location", "")
+    done = await client.post(
+        "/login/verify",
+        data={"challenge_token": token.group(1), "recovery_code": codes[0]},
+        headers={"Accept": "text/html", "Origin": PUBLIC_URL},
+    )
+    assert (done.status_code, done.headers["location"]) == (303, "/dashboard")
+    assert (await client.get("/api/me")).json()["email"] == "ann@example.com"
+
+
+async def test_a_role_that_needs_a_factor_enrols_after_the_provider(
+    app_factory: Callable[[Settings], Backline],
+    oidc_settings: Callable[..., Settings],
+    provider: Provider,
+    engine: AsyncEngine,
+    make_user: Callable[..., Any],
+) -> None:
+    app = app_factory(oidc_settings(mfa_required_roles="staff,admin"))
+    await make_user("ann@example.com", role=Role.STAFF)
+    async with LifespanManager(app), browser(app, provider) as client:
+        done = await sign_in(client)
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert (body["enrolment_required"], body["methods"]) == (True, ["totp"])
+        assert await _count(engine, AuthSession) == 0
+        token = body["challenge_token"]
+        started = await client.post("/api/auth/mfa/enrol/totp", json={"challenge_token": token})
+        assert started.status_code == 200, started.text
+        confirmed = await client.post(
+            "/api/auth/mfa/enrol/totp/confirm",
+            json={"challenge_token": token, "code": code_now(started.json()["secret"])},
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert len(confirmed.json()["recovery_codes"]) == 10
+        me = await client.get("/api/me", headers=bearer(confirmed.json()))
+        assert me.json()["email"] == "ann@example.com"
+    [opened] = await _events(engine, "login_ok")
+    assert (opened.details["method"], opened.details["factor"]) == ("oidc", "totp")
+
+
+async def test_an_account_without_a_factor_signs_in_at_once_through_the_shared_opening(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     done = await sign_in(client)
-    assert done.status_code == 403, done.text
-    assert done.json()["code"] == "oidc_second_factor_required"
-    assert await _count(engine, OidcIdentity) == 0  # the link is undone with the refusal
-    assert await _count(engine, AuthSession) == sessions_before
-    assert [e.details["code"] for e in await _events(engine, "oidc_failed")] == [
-        "oidc_second_factor_required"
-    ]
-    body = await password_step(client)  # the password and a code still sign in
-    assert body["methods"]
+    assert (done.status_code, done.headers["location"]) == (303, "/dashboard")
+    [opened] = await _events(engine, "login_ok")
+    assert (opened.details["method"], opened.details["provider"]) == ("oidc", "testid")
+    assert not await _events(engine, "mfa_challenge_issued")
+
+
+async def test_a_passkey_completes_the_sign_in_a_provider_began(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    from tests.passkeys.authenticator import Authenticator
+    from tests.passkeys.conftest import add_passkey
+
+    account = await make_user("ann@example.com")
+    authenticator = Authenticator(origin=PUBLIC_URL)
+    await add_passkey(client, bearer(await login(client, "ann@example.com")), authenticator)
+    done = await sign_in(client)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["methods"] == ["passkey"]
+    token = body["challenge_token"]
+    options = await client.post("/api/auth/mfa/passkey/options", json={"challenge_token": token})
+    assert options.status_code == 200, options.text
+    verified = await client.post(
+        "/api/auth/mfa/passkey/verify",
+        json={"challenge_token": token, "credential": authenticator.get(options.json())},
+    )
+    assert verified.status_code == 200, verified.text
+    assert (await client.get("/api/me", headers=bearer(verified.json()))).status_code == 200
+    [opened] = [e for e in await _events(engine, "login_ok") if e.details["method"] == "oidc"]
+    assert (opened.user_id, opened.details["factor"]) == (account.user.id, "passkey")

@@ -14,7 +14,14 @@ from tests.passkeys.authenticator import Authenticator, Credential
 
 ORIGIN = "https://backline.example"
 RP_ID = "backline.example"
-LIMITS = {**GENEROUS_LIMITS, "passkey_login": "100000/minute", "passkey_register": "100000/hour"}
+LIMITS = {
+    **GENEROUS_LIMITS,
+    "passkey_login": "100000/minute",
+    "passkey_register": "100000/hour",
+    "mfa_verify": "100000/minute",
+    "mfa_passkey": "100000/minute",
+    "mfa_manage": "100000/minute",
+}
 
 
 @pytest.fixture
@@ -24,7 +31,12 @@ def database_url(any_database_url: str) -> str:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(database_url=database_url, public_url=ORIGIN, rate_limits=LIMITS)
+    return make_settings(
+        database_url=database_url,
+        public_url=ORIGIN,
+        rate_limits=LIMITS,
+        mfa_required_roles="staff,admin",
+    )
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ async def test_sign_in_with_a_passkey_opens_a_session_like_a_password(
     [stored] = await passkeys(engine)
     assert stored.sign_count == credential.counter == 1
     assert stored.last_used_at is not None
-    [event] = [e for e in await events(engine, "login_ok") if e.details.get("method")]
+    [event] = [e for e in await events(engine, "login_ok") if e.details["method"] == "passkey"]
     assert event.details["method"] == "passkey"
     assert event.details["passkey_id"] == laptop["id"]
     assert event.user_id == ann.user.id

@@ -28,6 +28,7 @@ def test_every_route_family_has_a_policy() -> None:
         "chat_tokens",
         "mfa_verify",
         "mfa_manage",
+        "mfa_passkey",
         "passkey_login",
         "passkey_register",
     } <= set(DEFAULTS)
@@ -48,6 +49,7 @@ def test_the_report_s_reset_limits_and_failure_modes() -> None:
         "refresh",
         "mfa_verify",
         "mfa_manage",
+        "mfa_passkey",
         "oidc",
         "oidc_failure",
         "passkey_login",

@@ -17,7 +17,6 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backline.accounts import auth, second_step, signin, throttle
-from backline.accounts import sessions as open_sessions
 from backline.config import Settings
 from backline.context import ClientInfo, client_info
 
@@ -48,17 +47,12 @@ async def log_in(
     if checked.right:
         async with signin.writing(engines) as connection:
             outcome = await signin.admit(
-                connection, settings=settings, checked=checked, client=client
+                connection,
+                settings=settings,
+                revocations=request.app.state.revocations,
+                checked=checked,
+                client=client,
             )
-            if isinstance(outcome, auth.TokenPair) and account is not None:
-                await open_sessions.cap(
-                    connection,
-                    revocations=request.app.state.revocations,
-                    user_id=account.id,
-                    session_id=outcome.session_id,
-                    limit=settings.max_sessions,
-                    client=client,
-                )
     else:  # the count is committed before the failure is answered
         async with request.app.state.sessionmaker() as session, session.begin():
             outcome = await signin.refuse(
@@ -74,8 +68,10 @@ async def open_after_second_step(
     user_id: uuid.UUID,
     factor: str,
     client: ClientInfo,
+    method: str = "password",
 ) -> auth.TokenPair | auth.AuthFailure:
     """Open the session a completed second step has earned, as a right password would have.
+    `method` is how the first step was made (a password, or an external provider's sign-in).
 
     `connection` is the second step's own, in its transaction (which marks the challenge
     used): the session, refresh token, audit event (naming `factor`) and the cleared failure
@@ -87,16 +83,12 @@ async def open_after_second_step(
     if attempt is None or attempt.account is None:
         return auth.AuthFailure(401, "invalid_challenge", "Sign in again.")
     checked = signin.Checked(attempt, right=True)
-    outcome = await signin.admit(
-        connection, settings=settings, checked=checked, client=client, factor=factor
+    return await signin.admit(
+        connection,
+        settings=settings,
+        revocations=request.app.state.revocations,
+        checked=checked,
+        client=client,
+        factor=factor,
+        method=method,
     )
-    if isinstance(outcome, auth.TokenPair):
-        await open_sessions.cap(
-            connection,
-            revocations=request.app.state.revocations,
-            user_id=user_id,
-            session_id=outcome.session_id,
-            limit=settings.max_sessions,
-            client=client,
-        )
-    return outcome

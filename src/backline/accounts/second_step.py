@@ -5,7 +5,8 @@ That domain registers one gate here when it is imported:
 
     second_step.register(gate)
 
-After a right password for a verified address, sign-in (`login.log_in`) asks the gate, on an
+After a right password for a verified address, sign-in (`login.log_in`) asks the gate (and so
+does sign-in with an external provider, `backline.oidc`), on an
 autocommit connection, whether the account must prove a second factor. The gate answers None
 (sign-in carries on and opens the session) or a `Challenge`: the short-lived token the client
 presents with its code, and the methods it may use. The session is then opened only by the
@@ -37,7 +38,7 @@ class Challenge:
 
 
 Gate = Callable[..., Awaitable[Challenge | None]]
-"""`gate(connection, *, settings, user_id, client) -> Challenge | None`."""
+"""`gate(connection, *, settings, user_id, client, via) -> Challenge | None`."""
 
 _gates: list[Gate] = []
 
@@ -52,11 +53,19 @@ def registered() -> bool:
 
 
 async def ask(
-    connection: AsyncConnection, *, settings: Settings, user_id: uuid.UUID, client: ClientInfo
+    connection: AsyncConnection,
+    *,
+    settings: Settings,
+    user_id: uuid.UUID,
+    client: ClientInfo,
+    via: str = "password",
 ) -> Challenge | None:
-    """The first gate's challenge for this account, or None when none asks for one."""
+    """The first gate's challenge for this account, or None when none asks for one. `via` is
+    how the first step was made: `password`, or `oidc` (see `backline.oidc`)."""
     for gate in _gates:
-        challenge = await gate(connection, settings=settings, user_id=user_id, client=client)
+        challenge = await gate(
+            connection, settings=settings, user_id=user_id, client=client, via=via
+        )
         if challenge is not None:
             return challenge
     return None

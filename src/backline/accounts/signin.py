@@ -11,8 +11,12 @@
    own (`writing`): the session, its refresh token and its audit event, then the count cleared
    (not a pause that other attempts set meanwhile: the session is then not opened).
    On PostgreSQL the three rows are one statement, run without a transaction around it; on
-   SQLite, three INSERTs in one transaction. On the same connection the route then ends the
-   account's sessions past BACKLINE_MAX_SESSIONS (`sessions.cap`): one UPDATE more.
+   SQLite, three INSERTs in one transaction. On the same connection the account's sessions
+   past BACKLINE_MAX_SESSIONS are then ended (`sessions.cap`): one UPDATE more.
+
+`open_session` is the one way a session opens, whatever proved the person: a password here
+(guarded as above, through `admit`), or a passkey or an external provider (`passkeys`, `oidc`),
+each naming its `method` in the `login_ok` event.
 
 An Argon2id check takes tens of milliseconds. Held across it, a pooled connection would sit
 idle in a transaction, and a burst of sign-ins would take every connection of the pool from
@@ -51,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from backline.accounts import sessions as open_sessions
 from backline.accounts import throttle
 from backline.accounts.auth import (
     DUMMY_HASH,
@@ -62,6 +67,7 @@ from backline.accounts.auth import (
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import AuthSession, RefreshToken, User
 from backline.accounts.passwords import hash_password, needs_rehash, verify_password
+from backline.accounts.revocation import Revocations
 from backline.accounts.tokens import digest, issue_access, new_opaque, now
 from backline.audit import service as audit
 from backline.audit.models import AuditEvent
@@ -130,27 +136,34 @@ def _param(name: str, table: Table, column: str) -> BindParameter[Any]:
     return bindparam(name, type_=table.c[column].type)
 
 
-# A session opens only while the account has the hash that was checked (a reset since then
-# wins) and the address is not paused (other attempts, under way at the same time, may have
-# paused it). The account's row is share-locked: a reset that has changed the hash but not yet
-# committed makes this wait, and then find the hash changed.
+# A password's session opens only while the account has the hash that was checked (a reset
+# since then wins) and the address is not paused (other attempts, under way at the same time,
+# may have paused it). The account's row is share-locked: a reset that has changed the hash but
+# not yet committed makes this wait, and then find the hash changed. A session proved otherwise
+# (a passkey, a provider) opens while the account exists.
 _MAY_OPEN = _UNCHANGED & ~exists().where(
     _throttles.c.key == bindparam("key"), _throttles.c.locked_until > bindparam("moment")
 )
-_OPEN_SESSION = insert(_sessions).from_select(
-    ["id", "user_id", "user_agent", "ip", "created_at", "last_used_at", "expires_at"],
-    select(
-        _param("session_id", _sessions, "id"),
-        _users.c.id,
-        _param("user_agent", _sessions, "user_agent"),
-        _param("ip", _sessions, "ip"),
-        _param("moment", _sessions, "created_at"),
-        _param("moment", _sessions, "last_used_at"),
-        _param("expires_at", _sessions, "expires_at"),
+_EXISTS = _users.c.id == bindparam("user_id")
+
+
+def _session_insert(guard: Any) -> Insert:
+    return insert(_sessions).from_select(
+        ["id", "user_id", "user_agent", "ip", "created_at", "last_used_at", "expires_at"],
+        select(
+            _param("session_id", _sessions, "id"),
+            _users.c.id,
+            _param("user_agent", _sessions, "user_agent"),
+            _param("ip", _sessions, "ip"),
+            _param("moment", _sessions, "created_at"),
+            _param("moment", _sessions, "last_used_at"),
+            _param("expires_at", _sessions, "expires_at"),
+        )
+        .where(guard)
+        .with_for_update(read=True, of=_users),
     )
-    .where(_MAY_OPEN)
-    .with_for_update(read=True, of=_users),
-)
+
+
 _ADD_TOKEN = insert(_tokens).values(
     id=bindparam("token_id"),
     session_id=bindparam("session_id"),
@@ -161,9 +174,9 @@ _EVENT_COLUMNS = [column.name for column in _events.c]
 _ADD_EVENT = insert(_events).values({name: bindparam(f"event_{name}") for name in _EVENT_COLUMNS})
 
 
-def _open_in_one_statement() -> Insert:
-    """The session, its refresh token, its audit event and the cleared count as one PostgreSQL
-    statement.
+def _open_in_one_statement(session_insert: Insert, *, clear: bool) -> Insert:
+    """The session, its refresh token, its audit event (and, with `clear`, the cleared count)
+    as one PostgreSQL statement.
 
     Data-modifying WITH clauses run as one statement, atomic by itself: with no BEGIN and no
     COMMIT, a sign-in's writes take one round trip instead of six. Each part selects from the
@@ -171,7 +184,7 @@ def _open_in_one_statement() -> Insert:
     cleared unless the address was paused meanwhile: the DELETE rechecks a row another attempt
     locked and committed since, and leaves it.
     """
-    opened = _OPEN_SESSION.returning(_sessions.c.id).cte("opened")
+    opened = session_insert.returning(_sessions.c.id).cte("opened")
     token = (
         insert(_tokens)
         .from_select(
@@ -186,6 +199,14 @@ def _open_in_one_statement() -> Insert:
         .returning(_tokens.c.session_id)
         .cte("token")
     )
+    event = select(*(_param(f"event_{name}", _events, name) for name in _EVENT_COLUMNS))
+    statement = (
+        insert(_events)
+        .from_select(_EVENT_COLUMNS, event.select_from(token))
+        .returning(_events.c.id)
+    )
+    if not clear:
+        return statement
     cleared = (
         delete(_throttles)
         .where(
@@ -198,16 +219,25 @@ def _open_in_one_statement() -> Insert:
         )
         .cte("cleared")
     )
-    event = select(*(_param(f"event_{name}", _events, name) for name in _EVENT_COLUMNS))
-    return (
-        insert(_events)
-        .from_select(_EVENT_COLUMNS, event.select_from(token))
-        .returning(_events.c.id)
-        .add_cte(cleared)  # rendered though nothing selects from it, as PostgreSQL runs it
-    )
+    return statement.add_cte(cleared)  # rendered though nothing selects from it, as PG runs it
 
 
-_OPEN_ALL = _open_in_one_statement()
+@dataclass(frozen=True)
+class _Opening:
+    """The statements that open a session: one for PostgreSQL, the first of three for SQLite."""
+
+    in_one: Insert
+    session: Insert
+
+
+def _opening(guard: Any, *, clear: bool) -> _Opening:
+    session_insert = _session_insert(guard)
+    return _Opening(_open_in_one_statement(session_insert, clear=clear), session_insert)
+
+
+# Built once: building a statement costs more than executing a cached one (sign-in is hot).
+_BY_PASSWORD = _opening(_MAY_OPEN, clear=True)
+_BY_OTHER_MEANS = _opening(_EXISTS, clear=False)
 _REHASH = update(_users).where(_UNCHANGED).values(password_hash=bindparam("new_hash"))
 
 
@@ -308,14 +338,18 @@ async def admit(
     connection: AsyncConnection,
     *,
     settings: Settings,
+    revocations: Revocations,
     checked: Checked,
     client: ClientInfo,
     factor: str | None = None,
+    method: str = "password",
 ) -> TokenPair | AuthFailure:
-    """Step 3 for a right password: open the session (on a connection from `writing`).
+    """Step 3 for a right password: open the session (on a connection from `writing`), and
+    end the account's sessions past the limit (see `open_session`).
 
-    After a second step (see `second_step`), `factor` names the method that completed it; the
-    audit event says so."""
+    After a second step (see `second_step`), `factor` names the method that completed it, and
+    `method` how the first step was made (`oidc`: an external provider's sign-in, where the
+    account's hash is checked unchanged as a password's is); the audit event says both."""
     attempt, account = checked.attempt, checked.attempt.account
     if account is None or not checked.right:
         raise ValueError("only a right password opens a session; see `refuse`")
@@ -329,18 +363,73 @@ async def admit(
         return AuthFailure(
             403, "email_not_verified", "Confirm your email address first; we sent you a link."
         )
-    guard = {"user_id": account.id, "checked_hash": account.password_hash}
+    checked_hash = account.password_hash
     if checked.new_hash is not None:
-        await connection.execute(_REHASH, {**guard, "new_hash": checked.new_hash})
-        guard["checked_hash"] = checked.new_hash
-    moment, session_id, refresh = now(), uuid.uuid4(), new_opaque()
+        await connection.execute(
+            _REHASH,
+            {"user_id": account.id, "checked_hash": checked_hash, "new_hash": checked.new_hash},
+        )
+        checked_hash = checked.new_hash
     extra: dict[str, Any] = {"factor": factor} if factor is not None else {}
-    event = audit.values(
-        event="login_ok", user_id=account.id, client=client, session_id=str(session_id), **extra
+    pair = await open_session(
+        connection,
+        settings=settings,
+        revocations=revocations,
+        user_id=account.id,
+        client=client,
+        method=method,
+        password=Guard(key=attempt.key, checked_hash=checked_hash),
+        **extra,
     )
-    params = {
-        **guard,
-        "key": attempt.key,
+    if pair is None:  # paused by other attempts, or the password changed, since step 1
+        paused_for = await throttle.locked_for(connection, key=attempt.key)
+        return _WRONG if paused_for is None else locked(paused_for)
+    return pair
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a password's session opens on: the address's throttle key (a pause keeps it
+    closed, and the count of failures is cleared as it opens) and the hash that was checked."""
+
+    key: str
+    checked_hash: str
+
+
+async def open_session(
+    connection: AsyncConnection,
+    *,
+    settings: Settings,
+    revocations: Revocations,
+    user_id: uuid.UUID,
+    client: ClientInfo,
+    method: str,
+    password: Guard | None = None,
+    **details: Any,
+) -> TokenPair | None:
+    """Open a session for a person who proved who they are, on `connection`: the session, its
+    refresh token and a `login_ok` audit event (naming `method`, with `details`), then the
+    account's sessions past BACKLINE_MAX_SESSIONS ended (`sessions.cap`); the tokens answered.
+
+    On PostgreSQL the three rows are one statement, inside the caller's transaction when it
+    has one; on SQLite three INSERTs, which must be in a transaction. With `password` (see
+    `admit`), the session opens only while that hash is the account's and the address is not
+    paused; None when it did not open (for any method, when the account is gone).
+    """
+    in_one = connection.dialect.name == "postgresql"
+    if not in_one and not connection.in_transaction():
+        raise ValueError("on SQLite, a session opens in a transaction; see `writing`")
+    moment, session_id, refresh = now(), uuid.uuid4(), new_opaque()
+    event = audit.values(
+        event="login_ok",
+        user_id=user_id,
+        client=client,
+        session_id=str(session_id),
+        method=method,
+        **details,
+    )
+    params: dict[str, Any] = {
+        "user_id": user_id,
         "session_id": session_id,
         "user_agent": client.user_agent,
         "ip": client.ip,
@@ -350,22 +439,34 @@ async def admit(
         "token_hash": digest(refresh),
         **{f"event_{name}": value for name, value in event.items()},
     }
+    opening = _BY_OTHER_MEANS
+    if password is not None:
+        opening = _BY_PASSWORD
+        params.update(key=password.key, checked_hash=password.checked_hash)
     if in_one:
-        opened = (await connection.execute(_OPEN_ALL, params)).first() is not None
+        opened = (await connection.execute(opening.in_one, params)).first() is not None
     else:
-        opened = (await connection.execute(_OPEN_SESSION, params)).rowcount == 1
+        opened = (await connection.execute(opening.session, params)).rowcount == 1
         if opened:
             await connection.execute(_ADD_TOKEN, params)
             await connection.execute(_ADD_EVENT, params)
-            # As on PostgreSQL, even a count begun since step 1; SQLite's one writer at a time
-            # keeps a pause from coming between the guard and this.
-            await throttle.clear(connection, key=attempt.key, unless_paused=True)
-    if not opened:  # paused by other attempts, or the password changed, since step 1
-        paused_for = await throttle.locked_for(connection, key=attempt.key)
-        return _WRONG if paused_for is None else locked(paused_for)
+            if password is not None:
+                # As on PostgreSQL, even a count begun since step 1; SQLite's one writer at a
+                # time keeps a pause from coming between the guard and this.
+                await throttle.clear(connection, key=password.key, unless_paused=True)
+    if not opened:
+        return None
+    await open_sessions.cap(
+        connection,
+        revocations=revocations,
+        user_id=user_id,
+        session_id=session_id,
+        limit=settings.max_sessions,
+        client=client,
+    )
     access = issue_access(
         settings.signing_key,
-        user_id=account.id,
+        user_id=user_id,
         session_id=session_id,
         minutes=settings.access_token_minutes,
     )

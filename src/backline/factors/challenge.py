@@ -5,7 +5,9 @@ another kind entirely: header `typ: mfa+jwt`, audience `backline-mfa`, claim
 `token_use: mfa_challenge`. An access token is refused here, and a challenge token is refused
 as an access token (`tokens.verify_access` wants `typ: at+jwt`, its own audience and use).
 It lives 5 minutes and names its row in `mfa_challenges` (`jti`), which holds what a signature
-cannot: whether it was used, and how many codes were tried.
+cannot: whether it was used, and how many codes were tried. It also says how the first step
+was made (`via`: `password`, or `oidc` after an external provider), which the session's
+`login_ok` event records as its `method`.
 
 `redeem` is the one way to complete a challenge, whatever the method: a method passes its own
 `check`, called with the account once the challenge is claimed. TOTP and recovery codes use it
@@ -63,6 +65,7 @@ class Claims:
     user_id: uuid.UUID
     purpose: str
     expires_at: datetime
+    via: str = "password"  # how the first step was made
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,12 @@ class Proof:
 
 @dataclass(frozen=True)
 class Wrong:
-    """A method's check failed: a stable code and a sentence for the person."""
+    """A method's check failed: a stable code, a sentence for the person, and the status to
+    answer (401 for a wrong code; a passkey's malformed or misdirected assertion is 400)."""
 
     code: str
     detail: str
+    status: int = 401
 
 
 Check = Callable[[AsyncSession, User], Awaitable[Proof | Wrong]]
@@ -108,7 +113,14 @@ _USED = "This sign-in step is over; sign in again."
 _EXHAUSTED = "Too many wrong codes for this sign-in; sign in again."
 
 
-def sign(key: bytes, *, challenge_id: uuid.UUID, user_id: uuid.UUID, purpose: Purpose) -> str:
+def sign(
+    key: bytes,
+    *,
+    challenge_id: uuid.UUID,
+    user_id: uuid.UUID,
+    purpose: Purpose,
+    via: str = "password",
+) -> str:
     issued = now()
     claims = {
         "iss": ISSUER,
@@ -116,6 +128,7 @@ def sign(key: bytes, *, challenge_id: uuid.UUID, user_id: uuid.UUID, purpose: Pu
         "sub": str(user_id),
         "jti": str(challenge_id),
         "pur": purpose.value,
+        "via": via,
         "iat": int(issued.timestamp()),
         "exp": int((issued + LIFETIME).timestamp()),
         "token_use": USE,
@@ -145,6 +158,7 @@ def read(key: bytes, token: str, *, purpose: Purpose) -> Claims:
             user_id=uuid.UUID(claims["sub"]),
             purpose=str(claims.get("pur")),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), now().tzinfo),
+            via=str(claims.get("via", "password")),
         )
     except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError):
         raise Refused("invalid_challenge", _INVALID) from None
@@ -162,8 +176,10 @@ async def issue(
     user_id: uuid.UUID,
     purpose: Purpose,
     client: ClientInfo,
+    via: str = "password",
 ) -> tuple[str, int]:
-    """A new challenge for the account (its row and audit event), as (token, seconds left).
+    """A new challenge for the account (its row and audit event), as (token, seconds left);
+    `via` says how the first step was made.
 
     The account's challenges that are over (used or expired) are cleared first, so the table
     holds at most the few started within the last minutes per account."""
@@ -191,9 +207,12 @@ async def issue(
         client=client,
         purpose=purpose.value,
         challenge_id=str(challenge_id),
+        via=via,
     )
     await connection.execute(insert(AuditEvent).values(**event))
-    token = sign(settings.signing_key, challenge_id=challenge_id, user_id=user_id, purpose=purpose)
+    token = sign(
+        settings.signing_key, challenge_id=challenge_id, user_id=user_id, purpose=purpose, via=via
+    )
     return token, int(LIFETIME.total_seconds())
 
 
@@ -322,6 +341,7 @@ async def redeem(
             user_id=user.id,
             factor=verdict.factor,
             client=client,
+            method=claims.via,
         )
         if isinstance(outcome, auth.AuthFailure):
             await session.rollback()  # the code stays unused; the challenge keeps its tries
@@ -351,4 +371,4 @@ async def _wrong(
     paused = await auth.count_failure(
         session, settings=settings, key=key, user=user, client=client, reason=verdict.code
     )
-    return paused or auth.AuthFailure(401, verdict.code, verdict.detail)
+    return paused or auth.AuthFailure(verdict.status, verdict.code, verdict.detail)

@@ -1,7 +1,8 @@
 """The second step of sign-in: which accounts get a challenge instead of a session.
 
-Registered with `accounts.second_step` on import. After a right password, an account holding a
-second factor gets a `sign_in` challenge listing the methods it holds. An account whose role is
+Registered with `accounts.second_step` on import. After a right password (or an external
+provider's sign-in), an account holding a second factor gets a `sign_in` challenge listing the
+methods it holds (any registered with `factors.methods`: a passkey too). An account whose role is
 in BACKLINE_MFA_REQUIRED_ROLES and holds none gets an `enrol` challenge instead: it opens no
 session and reaches nothing but the enrolment of an authenticator app, whose confirming code
 completes it (`POST /api/auth/mfa/enrol/totp`, then `.../confirm`). Every other account signs
@@ -22,7 +23,12 @@ from backline.factors.challenge import Purpose
 
 
 async def gate(
-    connection: AsyncConnection, *, settings: Settings, user_id: uuid.UUID, client: ClientInfo
+    connection: AsyncConnection,
+    *,
+    settings: Settings,
+    user_id: uuid.UUID,
+    client: ClientInfo,
+    via: str = "password",
 ) -> second_step.Challenge | None:
     held = await methods.holding(connection, user_id=user_id)
     if held is None:
@@ -32,7 +38,7 @@ async def gate(
         return None
     purpose = Purpose.SIGN_IN if held.has_factor else Purpose.ENROL
     token, seconds = await challenge.issue(
-        connection, settings=settings, user_id=user_id, purpose=purpose, client=client
+        connection, settings=settings, user_id=user_id, purpose=purpose, client=client, via=via
     )
     offered = held.methods if held.has_factor else (methods.TOTP,)
     return second_step.Challenge(

@@ -52,10 +52,15 @@ _users = cast(Table, User.__table__)
 class Holding:
     role: str
     methods: tuple[str, ...]  # held, usable: backups only beside a standalone factor
+    factors: tuple[str, ...] = ()  # the standalone ones among them
 
     @property
     def has_factor(self) -> bool:
         return bool(self.methods)
+
+    def has_factor_besides(self, name: str) -> bool:
+        """Whether a standalone factor other than `name` is held (one may go, another stays)."""
+        return any(held != name for held in self.factors)
 
 
 async def holding(connection: AsyncConnection, *, user_id: uuid.UUID) -> Holding | None:
@@ -68,9 +73,10 @@ async def holding(connection: AsyncConnection, *, user_id: uuid.UUID) -> Holding
     if row is None:
         return None
     held = [m for i, m in enumerate(listed) if row[i + 1]]
-    if not any(m.standalone for m in held):
+    factors = tuple(m.name for m in held if m.standalone)
+    if not factors:
         return Holding(row[0], ())
-    return Holding(row[0], tuple(m.name for m in held))
+    return Holding(row[0], tuple(m.name for m in held), factors)
 
 
 register(

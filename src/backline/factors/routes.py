@@ -55,7 +55,8 @@ CHALLENGE_PROBLEMS = (
 CODE_PROBLEMS = ((401, "invalid_mfa_code"), (401, "mfa_code_reused"), (429, "account_locked"))
 
 
-def _failure(failure: auth.AuthFailure) -> Response:
+def answer_failure(failure: auth.AuthFailure) -> Response:
+    """A refused step as its problem, with `Retry-After` when it is a pause."""
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else None
     return problem_response(failure.status, failure.code, failure.detail, headers=headers)
 
@@ -89,7 +90,7 @@ async def verify(
         request, token=body.challenge_token, purpose=Purpose.SIGN_IN, check=check
     )
     if isinstance(outcome, auth.AuthFailure):
-        return _failure(outcome)
+        return answer_failure(outcome)
     return session_response(outcome.pair, mode=body.mode, response=response, settings=settings)
 
 
@@ -106,10 +107,10 @@ async def enrol_during_sign_in(
         claims = challenge.read(settings.signing_key, body.challenge_token, purpose=Purpose.ENROL)
         await challenge.alive(session, claims)
     except Refused as refusal:
-        return _failure(await challenge.refused(request, refusal, session=session))
+        return answer_failure(await challenge.refused(request, refusal, session=session))
     user = await session.get(User, claims.user_id)
     if user is None:
-        return _failure(Refused("invalid_challenge", "Sign in again.").failure())
+        return answer_failure(Refused("invalid_challenge", "Sign in again.").failure())
     enrolment = await service.start_totp(
         session, settings=settings, user=user, client=client_info(request)
     )
@@ -139,7 +140,7 @@ async def confirm_during_sign_in(
         request, token=body.challenge_token, purpose=Purpose.ENROL, check=check
     )
     if isinstance(outcome, auth.AuthFailure):
-        return _failure(outcome)
+        return answer_failure(outcome)
     tokens = session_response(outcome.pair, mode=body.mode, response=response, settings=settings)
     return EnrolledSession(
         **tokens.model_dump(), recovery_codes=outcome.proof.extra["recovery_codes"]
@@ -165,6 +166,8 @@ async def factors(user: CurrentUser, session: SessionDep, settings: SettingsDep)
             last_used_at=found.recovery_codes_last_used_at,
         ),
         required=found.required,
+        required_met=found.required_met,
+        methods=list(found.methods),
     )
 
 
@@ -188,7 +191,7 @@ async def start_totp(
         session, settings=settings, user=user, client=client, password=body.password, code=None
     )
     if failure is not None:
-        return _failure(failure)
+        return answer_failure(failure)
     enrolment = await service.start_totp(session, settings=settings, user=user, client=client)
     return TotpEnrolment(
         secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
@@ -248,7 +251,7 @@ async def disable_totp(
         code=body.code,
     )  # fmt: skip
     if failure is not None:
-        return _failure(failure)
+        return answer_failure(failure)
     await service.disable_totp(session, settings=settings, user=user, client=client)
     return None
 
@@ -284,7 +287,7 @@ async def regenerate(
         session, settings=settings, user=user, client=client, password=password, code=body.code
     )
     if failure is not None:
-        return _failure(failure)
+        return answer_failure(failure)
     codes = await service.regenerate_recovery_codes(
         session, settings=settings, user=user, client=client
     )

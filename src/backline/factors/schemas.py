@@ -107,3 +107,9 @@ class FactorsState(BaseModel):
     totp: TotpState
     recovery_codes: RecoveryCodesState
     required: bool = Field(description="the account's role must sign in with a second factor")
+    required_met: bool = Field(
+        description="the role needs no second factor, or the account holds one (TOTP or a passkey)"
+    )
+    methods: list[str] = Field(
+        description="what the second step of sign-in offers: totp, recovery_code, passkey"
+    )

@@ -26,7 +26,7 @@ from backline.config import Settings
 from backline.context import ClientInfo
 from backline.email import service as outbox
 from backline.errors import Conflict
-from backline.factors import recovery, totp
+from backline.factors import methods, recovery, totp
 from backline.factors.challenge import Proof, Wrong
 from backline.factors.methods import RECOVERY_CODE, TOTP
 from backline.factors.models import RecoveryCode, TotpFactor
@@ -63,6 +63,26 @@ async def totp_of(session: AsyncSession, *, user_id: uuid.UUID) -> TotpFactor | 
 def required(settings: Settings, user: User) -> bool:
     """Whether the account's role must sign in with a second factor."""
     return user.role in settings.mfa_required_roles
+
+
+async def holding(session: AsyncSession, *, user_id: uuid.UUID) -> methods.Holding:
+    """The methods the account holds (every registered one: a passkey too), in its session."""
+    found = await methods.holding(await session.connection(), user_id=user_id)
+    return found or methods.Holding("", ())
+
+
+async def refuse_last_factor(
+    session: AsyncSession, *, settings: Settings, user: User, removing: str
+) -> None:
+    """409 `factor_required` when the account's role needs a second factor and `removing` is
+    the last standalone one it holds. Any method's removal asks this (a passkey's too)."""
+    if not required(settings, user):
+        return
+    if not (await holding(session, user_id=user.id)).has_factor_besides(removing):
+        raise Conflict(
+            "Your role needs a second factor, so the last one cannot be removed.",
+            code="factor_required",
+        )
 
 
 # ----------------------------------------------------------------------------- TOTP
@@ -146,14 +166,12 @@ async def check_totp(
 
 async def removable(session: AsyncSession, *, settings: Settings, user: User) -> TotpFactor:
     """The active authenticator, when it may be removed: 409 `no_factor` without one, 409
-    `factor_required` when the account's role needs it (checked before any code is used up)."""
+    `factor_required` when the account's role needs a second factor and this is its last (a
+    passkey counts as one). Checked before any code is used up."""
     factor = await totp_of(session, user_id=user.id)
     if factor is None or factor.confirmed_at is None:
         raise Conflict("No authenticator app is set up.", code="no_factor")
-    if required(settings, user):
-        raise Conflict(
-            "Your role needs a second factor, so it cannot be removed.", code="factor_required"
-        )
+    await refuse_last_factor(session, settings=settings, user=user, removing=TOTP)
     return factor
 
 
@@ -330,6 +348,12 @@ class State:
     recovery_codes_created_at: datetime | None
     recovery_codes_last_used_at: datetime | None
     required: bool
+    methods: tuple[str, ...] = ()  # what a sign-in challenge would offer (a passkey too)
+
+    @property
+    def required_met(self) -> bool:
+        """The role needs no second factor, or the account holds one (TOTP or a passkey)."""
+        return not self.required or bool(self.methods)
 
 
 async def state(session: AsyncSession, *, settings: Settings, user: User) -> State:
@@ -353,6 +377,7 @@ async def state(session: AsyncSession, *, settings: Settings, user: User) -> Sta
         recovery_codes_created_at=codes[1],
         recovery_codes_last_used_at=codes[2],
         required=required(settings, user),
+        methods=(await holding(session, user_id=user.id)).methods,
     )
 
 

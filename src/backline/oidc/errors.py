@@ -25,7 +25,6 @@ EMAIL_UNVERIFIED = (403, "oidc_email_unverified")
 NO_ACCOUNT = (403, "oidc_no_account")
 LINKED_ELSEWHERE = (409, "oidc_identity_linked_elsewhere")
 LAST_SIGN_IN = (409, "oidc_last_sign_in")
-SECOND_FACTOR = (403, "oidc_second_factor_required")
 UNAVAILABLE = (503, "oidc_provider_unavailable")
 
 ALL = (
@@ -38,7 +37,6 @@ ALL = (
     EMAIL_UNVERIFIED,
     NO_ACCOUNT,
     LINKED_ELSEWHERE,
-    SECOND_FACTOR,
     UNAVAILABLE,
 )
 
@@ -53,9 +51,6 @@ MESSAGES = {
     EMAIL_UNVERIFIED[1]: "The provider has not verified your email address.",
     NO_ACCOUNT[1]: "No account uses this email address. Sign up first, then link the provider.",
     LINKED_ELSEWHERE[1]: "That identity is already linked to another account.",
-    SECOND_FACTOR[1]: (
-        "This account signs in with a second factor: log in with your password and code."
-    ),
     UNAVAILABLE[1]: "The provider cannot be reached right now. Please try again later.",
     "rate_limited": "Too many sign-in attempts; try again later.",
 }

@@ -2,6 +2,14 @@
 
 Public: `GET /providers`, `GET /{provider}/start` (303 to the provider), `GET /{provider}/callback`
 (303 to the dashboard with the session cookies set, as a browser password sign-in sets them).
+
+A provider proves the email address, not the account's second factor. An account that must
+show one (it holds one, or its role requires one) gets from the callback the challenge a right
+password gets (`accounts.second_step`, with `via: oidc`), and signs in with its code, recovery
+code or passkey at `/api/auth/mfa/*`: an API client gets the challenge as JSON (200, as
+`POST /api/auth/login` answers it), a browser the portal's second step (registered with
+`show_second_step_with`), the token in its form, never in a URL. The identity linked by the
+callback stays linked: the next sign-in through it asks for the second factor again.
 Signed in: `GET /identities`, `POST /{provider}/link` (answers the URL to send the browser to),
 `DELETE /identities/{id}`.
 
@@ -15,16 +23,18 @@ client gets the problem.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
-from backline.accounts import second_step
-from backline.accounts import sessions as open_sessions
+from backline.accounts import auth, second_step, signin
 from backline.accounts.cookies import set_session_cookies
 from backline.accounts.deps import CurrentUser
-from backline.accounts.tokens import csrf_token, issue_access
+from backline.accounts.routes import challenge_response
+from backline.accounts.schemas import MfaChallengeResponse
+from backline.accounts.tokens import csrf_token
 from backline.apidoc.declare import raises
 from backline.audit import service as audit
 from backline.config import Settings
@@ -42,6 +52,22 @@ BROWSER_COOKIE = "backline_oidc"
 
 public = router(public=True, prefix=PREFIX, tags=["auth"])
 signed_in = router(prefix=PREFIX, tags=["auth"])
+
+SecondStepPage = Callable[[Request, second_step.Challenge], Awaitable[Response]]
+_second_step_pages: list[SecondStepPage] = []
+
+
+def show_second_step_with(page: SecondStepPage) -> None:
+    """The portal's second step, shown to a browser whose provider sign-in needs one (the
+    portal registers it; without one, a browser gets the JSON an API client gets)."""
+    if page not in _second_step_pages:
+        _second_step_pages.append(page)
+
+
+async def _challenge_answer(request: Request, found: second_step.Challenge) -> Response:
+    if _second_step_pages and "text/html" in request.headers.get("accept", ""):
+        return await _second_step_pages[0](request, found)
+    return JSONResponse(challenge_response(found).model_dump(mode="json"))
 
 
 def directory(request: Request) -> provider.Directory:
@@ -130,6 +156,12 @@ async def _refuse(request: Request, name: str, error: ProblemError) -> Response:
     "/{provider_name}/callback",
     status_code=status.HTTP_303_SEE_OTHER,
     response_class=RedirectResponse,
+    responses={
+        200: {
+            "model": MfaChallengeResponse,
+            "description": "the account must prove a second factor: the challenge (no session)",
+        }
+    },
     dependencies=[RateLimit("oidc")],
 )
 @raises(*errors.ALL, (429, "rate_limited"))
@@ -170,51 +202,41 @@ async def callback(
             done = await service.complete(
                 session, settings=settings, claimed=claimed, identity=identity, client=client
             )
-            opened = None
+            opened: auth.TokenPair | None = None
+            asked: second_step.Challenge | None = None
             if done.intent == service.Intent.SIGN_IN:
+                connection = await session.connection()
                 # A provider proves the email address, not the account's second factor: an
-                # account that must show one (it holds one, or its role requires one) signs
-                # in with its password and code. Refused here, the link above is undone too.
-                if await second_step.ask(
-                    await session.connection(), settings=settings, user_id=done.user_id,
-                    client=client,
-                ) is not None:  # fmt: skip
-                    raise errors.refused(
-                        *errors.SECOND_FACTOR,
-                        "This account uses a second factor: log in with its password and code.",
+                # account that must show one gets the challenge a right password gets.
+                asked = await second_step.ask(
+                    connection, settings=settings, user_id=done.user_id, client=client, via="oidc"
+                )
+                if asked is None:
+                    opened = await signin.open_session(
+                        connection,
+                        settings=settings,
+                        revocations=request.app.state.revocations,
+                        user_id=done.user_id,
+                        client=client,
+                        method="oidc",
+                        provider=provider_name,
                     )
-                opened = await service.open_session(
-                    session,
-                    settings=settings,
-                    user_id=done.user_id,
-                    provider=provider_name,
-                    client=client,
-                )
-                await open_sessions.cap(
-                    await session.connection(),
-                    revocations=request.app.state.revocations,
-                    user_id=done.user_id,
-                    session_id=opened.session_id,
-                    limit=settings.max_sessions,
-                    client=client,
-                )
+                    if opened is None:  # the account was removed meanwhile
+                        raise errors.refused(*errors.NO_ACCOUNT, "No account uses this address.")
     except OidcError as exc:
         return await _refuse(request, provider_name, exc)
-    if opened is None:
+    response: Response
+    if asked is not None:
+        response = await _challenge_answer(request, asked)
+    elif opened is None:
         response = RedirectResponse("/account?linked=1", status_code=303)
     else:
         response = RedirectResponse("/dashboard", status_code=303)
-        access = issue_access(
-            settings.signing_key,
-            user_id=done.user_id,
-            session_id=opened.session_id,
-            minutes=settings.access_token_minutes,
-        )
         set_session_cookies(
             response,
             settings=settings,
-            access=access,
-            refresh=opened.refresh,
+            access=opened.access_token,
+            refresh=opened.refresh_token,
             csrf=csrf_token(settings.signing_key, opened.session_id),
         )
     response.headers["Cache-Control"] = "no-store"

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.emails import InvalidEmail, normalize_email
-from backline.accounts.models import AuthSession, RefreshToken, User
+from backline.accounts.models import User
 from backline.accounts.names import check_display_name
 from backline.accounts.tokens import digest, new_opaque
 from backline.audit import service as audit
@@ -266,46 +266,6 @@ async def _link(
             *errors.LINKED_ELSEWHERE, "This identity was just linked elsewhere."
         ) from None
     return row
-
-
-@dataclass(frozen=True)
-class Opened:
-    session_id: uuid.UUID
-    refresh: str
-
-
-async def open_session(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    user_id: uuid.UUID,
-    provider: str,
-    client: ClientInfo,
-) -> Opened:
-    """A session as a password sign-in opens one: its refresh token and its audit event."""
-    moment = utcnow()
-    auth_session = AuthSession(
-        user_id=user_id,
-        user_agent=client.user_agent,
-        ip=client.ip,
-        created_at=moment,
-        last_used_at=moment,
-        expires_at=moment + timedelta(days=settings.refresh_token_days),
-    )
-    session.add(auth_session)
-    await session.flush()
-    refresh = new_opaque()
-    session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
-    await audit.record(
-        session,
-        event="login_ok",
-        user_id=user_id,
-        client=client,
-        session_id=str(auth_session.id),
-        method="oidc",
-        provider=provider,
-    )
-    return Opened(auth_session.id, refresh)
 
 
 async def identities(session: AsyncSession, *, user_id: uuid.UUID) -> list[OidcIdentity]:

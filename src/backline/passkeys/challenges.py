@@ -1,8 +1,9 @@
 """Challenges for passkey ceremonies: issued by the server, kept by it, good once for 5 minutes.
 
 The browser echoes the challenge inside the signed clientDataJSON. It is looked up by its
-SHA-256 digest among those issued, for the same purpose (and, when registering, the same
-account), and spent by a conditional UPDATE, so that of two concurrent answers only one counts.
+SHA-256 digest among those issued, for the same purpose (and, when registering or completing
+a sign-in's second step, the same account and the same MFA challenge), and spent by a
+conditional UPDATE, so that of two concurrent answers only one counts.
 The challenge is spent by the first answer whatever its outcome: a refused assertion cannot be
 retried with the same challenge. Rows are pruned an hour after they expire.
 """
@@ -35,8 +36,10 @@ async def issue(
     purpose: str,
     user_id: uuid.UUID | None = None,
     bound: bool = False,
+    mfa_challenge_id: uuid.UUID | None = None,
 ) -> bytes:
-    """A new random challenge for `purpose`, stored (as a digest) and returned."""
+    """A new random challenge for `purpose`, stored (as a digest) and returned; with
+    `mfa_challenge_id`, good only for completing that sign-in challenge."""
     moment = now()
     await session.execute(
         delete(PasskeyChallenge).where(PasskeyChallenge.expires_at < moment - KEPT_AFTER_EXPIRY)
@@ -48,6 +51,7 @@ async def issue(
             purpose=purpose,
             user_id=user_id,
             bound=bound or user_id is not None,
+            mfa_challenge_id=mfa_challenge_id,
             created_at=moment,
             expires_at=moment + LIFETIME,
         )
@@ -57,14 +61,30 @@ async def issue(
 
 
 async def spend(
-    session: AsyncSession, *, challenge: bytes, purpose: str, user_id: uuid.UUID | None = None
+    session: AsyncSession,
+    *,
+    challenge: bytes,
+    purpose: str,
+    user_id: uuid.UUID | None = None,
+    mfa_challenge_id: uuid.UUID | None = None,
 ) -> PasskeyChallenge:
-    """The issued challenge, marked used; refused when unknown, used or expired."""
+    """The issued challenge, marked used; refused when unknown, used or expired. One issued
+    for an MFA challenge (`mfa_challenge_id`) answers that one alone."""
     row = await session.scalar(
         select(PasskeyChallenge).where(PasskeyChallenge.challenge_hash == _digest(challenge))
     )
-    if row is None or row.purpose != purpose or (user_id is not None and row.user_id != user_id):
-        raise Refused(400, "challenge_unknown", "This challenge was not issued here; ask again.")
+    if (
+        row is None
+        or row.purpose != purpose
+        or (user_id is not None and row.user_id != user_id)
+        or row.mfa_challenge_id != mfa_challenge_id
+    ):
+        raise Refused(
+            400,
+            "challenge_unknown",
+            "This challenge was not issued here; ask again.",
+            user_id=user_id,
+        )
     moment = now()
     spent = await session.execute(
         update(PasskeyChallenge)

@@ -5,9 +5,11 @@
   a name its owner chose, and when it was made and last used. It goes with its account
   (ON DELETE CASCADE).
 * `passkey_challenges`: every challenge the server issued, kept as a SHA-256 digest, for one
-  purpose (`register` or `authenticate`), for five minutes, used once. A registration challenge
-  names the signed-in account; a sign-in challenge may name the account whose address was
-  given (`bound`: an address was given, whether or not it has an account).
+  purpose (`register`, `authenticate` or `second_step`), for five minutes, used once. A
+  registration challenge names the signed-in account; a sign-in challenge may name the
+  account whose address was given (`bound`: an address was given, whether or not it has an
+  account). A `second_step` challenge names the account and the sign-in's MFA challenge it
+  was issued for (`mfa_challenge_id`): it answers that one alone, with that account's passkey.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class Passkey(IdMixin, Base):
 class PasskeyChallenge(IdMixin, Base):
     __tablename__ = "passkey_challenges"
     __table_args__ = (
-        CheckConstraint("purpose IN ('register', 'authenticate')", name="purpose_known"),
+        CheckConstraint(
+            "purpose IN ('register', 'authenticate', 'second_step')", name="purpose_known"
+        ),
     )
 
     challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -48,6 +52,9 @@ class PasskeyChallenge(IdMixin, Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     bound: Mapped[bool] = mapped_column(default=False)
+    mfa_challenge_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("mfa_challenges.id", ondelete="CASCADE"), index=True, default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)

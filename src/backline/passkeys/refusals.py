@@ -12,6 +12,10 @@
 401 credential_mismatch    the passkey belongs to another account than the one named
 401 sign_count_replayed    the signature counter did not increase: a replay or a clone
 401 invalid_assertion      the signature (or user presence / verification) does not verify
+
+In the second step of sign-in (`POST /api/auth/mfa/passkey/verify`) the same refusals answer,
+the three about the passkey challenge prefixed `passkey_` (`passkey_challenge_unknown`, ...):
+there `challenge_*` name the sign-in's own challenge token.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class Refused(ProblemError):
         self.user_id = user_id
 
 
+def in_second_step(code: str) -> str:
+    """A refusal's code as the second step of sign-in answers it (see above)."""
+    return f"passkey_{code}" if code in CHALLENGE_CODES else code
+
+
 def malformed() -> Refused:
     return Refused(400, "malformed_credential", "The credential is not a WebAuthn credential.")
 
@@ -53,6 +62,16 @@ CEREMONY = (
     (400, "wrong_rp_id"),
 )
 REGISTRATION = (*CEREMONY, (400, "invalid_attestation"), (409, "passkey_exists"))
+SECOND_STEP = (
+    (400, "malformed_credential"),
+    *((400, f"passkey_{code}") for code in CHALLENGE_CODES),
+    (400, "wrong_origin"),
+    (400, "wrong_rp_id"),
+    (401, "unknown_credential"),
+    (401, "credential_mismatch"),
+    (401, "sign_count_replayed"),
+    (401, "invalid_assertion"),
+)
 ASSERTION = (
     *CEREMONY,
     (401, "unknown_credential"),

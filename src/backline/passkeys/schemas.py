@@ -55,3 +55,22 @@ class SignInRequest(Strict):
     mode: Literal["token", "cookie"] = Field(
         "token", description="cookie: set HttpOnly cookies instead of returning tokens"
     )
+
+
+class SecondStepOptionsRequest(Strict):
+    challenge_token: str = Field(
+        min_length=1, max_length=2048, description="from the password step (or the provider's)"
+    )
+
+
+class SecondStepRequest(Strict):
+    """The second step of sign-in with a passkey: the challenge and an assertion made from the
+    options `POST /api/auth/mfa/passkey/options` gave for it."""
+
+    challenge_token: str = Field(min_length=1, max_length=2048)
+    credential: dict[str, Any] = Field(
+        description="the assertion, as PublicKeyCredential.toJSON() gives it"
+    )
+    mode: Literal["token", "cookie"] = Field(
+        "token", description="cookie: set HttpOnly cookies instead of returning tokens"
+    )

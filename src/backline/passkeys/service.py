@@ -52,7 +52,9 @@ from backline.accounts.models import User
 from backline.accounts.tokens import now
 from backline.config import Settings
 from backline.errors import Conflict, NotFound, Unprocessable
+from backline.factors import service as factors
 from backline.passkeys import challenges
+from backline.passkeys.factor import PASSKEY
 from backline.passkeys.models import Passkey
 from backline.passkeys.refusals import Refused, malformed
 
@@ -89,6 +91,24 @@ async def own(session: AsyncSession, *, user_id: uuid.UUID, passkey_id: uuid.UUI
     if row is None:
         raise NotFound("No such passkey.", code="passkey_not_found")
     return row
+
+
+async def remove(
+    session: AsyncSession, *, settings: Settings, user: User, passkey_id: uuid.UUID
+) -> None:
+    """Remove one of the user's passkeys: 404 when it is not theirs, 409 `factor_required`
+    when the account's role needs a second factor and this passkey is the last one it holds
+    (no other passkey, no authenticator app), as removing the authenticator app is refused."""
+    row = await own(session, user_id=user.id, passkey_id=passkey_id)
+    others = await session.scalar(
+        select(func.count())
+        .select_from(Passkey)
+        .where(Passkey.user_id == user.id, Passkey.id != row.id)
+    )
+    if not others:
+        await factors.refuse_last_factor(session, settings=settings, user=user, removing=PASSKEY)
+    await session.delete(row)
+    await session.flush()
 
 
 def _transports(text: str) -> list[AuthenticatorTransport]:
@@ -251,17 +271,36 @@ class Asserted:
     passkey: Passkey
 
 
-async def authenticate(
-    session: AsyncSession, *, settings: Settings, credential: dict[str, Any]
-) -> Asserted:
-    """Verify an assertion answering a sign-in challenge; the passkey's use is recorded."""
+@dataclass(frozen=True)
+class _Verified:
+    passkey: Passkey
+    issued_to: uuid.UUID | None  # the account the challenge names, if any
+    new_sign_count: int
+
+
+async def _verify_assertion(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    credential: dict[str, Any],
+    purpose: str,
+    user_id: uuid.UUID | None = None,
+    mfa_challenge_id: uuid.UUID | None = None,
+) -> _Verified:
+    """Every check of an assertion but whose it may be: the challenge spent (issued for
+    `purpose`, and for `user_id` and `mfa_challenge_id` when given), the origin, the RP ID, a
+    registered passkey whose owner the user handle names, a counter that moved, the signature."""
     try:
         parsed = parse_authentication_credential_json(credential)
     except Exception:
         raise malformed() from None
     client_data = _client_data(parsed.response.client_data_json)
     issued = await challenges.spend(
-        session, challenge=client_data.challenge, purpose="authenticate"
+        session,
+        challenge=client_data.challenge,
+        purpose=purpose,
+        user_id=user_id,
+        mfa_challenge_id=mfa_challenge_id,
     )
     _check_origin(settings, client_data, user_id=issued.user_id)
     try:
@@ -285,7 +324,10 @@ async def authenticate(
         handle is not None and handle != passkey.user_id.bytes
     ):
         raise Refused(
-            401, "credential_mismatch", "This passkey belongs to another account.", user_id=owner
+            401,
+            "credential_mismatch",
+            "This passkey belongs to another account.",
+            user_id=owner,
         )
     stored = passkey.sign_count
     if (auth_data.sign_count > 0 or stored > 0) and auth_data.sign_count <= stored:
@@ -309,7 +351,36 @@ async def authenticate(
         raise Refused(
             401, "invalid_assertion", "The passkey's signature is wrong.", user_id=owner
         ) from exc
-    user = await session.get(User, passkey.user_id)
+    return _Verified(passkey, issued.user_id, verified.new_sign_count)
+
+
+async def _count_use(session: AsyncSession, verified: _Verified) -> None:
+    """Record the passkey's new counter and use; refused when another use counted first."""
+    passkey = verified.passkey
+    counted = await session.execute(
+        update(Passkey)
+        .where(Passkey.id == passkey.id, Passkey.sign_count == passkey.sign_count)
+        .values(sign_count=verified.new_sign_count, last_used_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount != 1:  # type: ignore[attr-defined]  # another use counted first
+        raise Refused(
+            401,
+            "sign_count_replayed",
+            "This passkey was used at the same moment elsewhere.",
+            user_id=passkey.user_id,
+        )
+
+
+async def authenticate(
+    session: AsyncSession, *, settings: Settings, credential: dict[str, Any]
+) -> Asserted:
+    """Verify an assertion answering a sign-in challenge; the passkey's use is recorded."""
+    verified = await _verify_assertion(
+        session, settings=settings, credential=credential, purpose="authenticate"
+    )
+    owner = verified.passkey.user_id
+    user = await session.get(User, owner)
     if user is None:  # removed meanwhile, with its passkeys
         raise Refused(401, "unknown_credential", "This passkey is not registered here.")
     if (paused := await throttle.locked_for(session, key=throttle.key_for(user.email))) is not None:
@@ -328,18 +399,67 @@ async def authenticate(
             "Confirm your email address first; we sent you a link.",
             user_id=owner,
         )
-    moment = now()
-    counted = await session.execute(
-        update(Passkey)
-        .where(Passkey.id == passkey.id, Passkey.sign_count == stored)
-        .values(sign_count=verified.new_sign_count, last_used_at=moment)
-        .execution_options(synchronize_session=False)
+    await _count_use(session, verified)
+    return Asserted(user, verified.passkey)
+
+
+# ----------------------------------------------------------------------------- second step
+
+
+async def second_step_options(
+    session: AsyncSession, *, settings: Settings, user: User, mfa_challenge_id: uuid.UUID
+) -> str:
+    """PublicKeyCredentialRequestOptions as JSON for the second step of `user`'s sign-in: the
+    account's passkeys listed, the challenge good for that MFA challenge alone.
+
+    409 `no_passkey` when the account holds none."""
+    held = await list_own(session, user_id=user.id)
+    if not held:
+        raise Conflict("This account has no passkey; use another method.", code="no_passkey")
+    challenge = await challenges.issue(
+        session, purpose="second_step", user_id=user.id, mfa_challenge_id=mfa_challenge_id
     )
-    if counted.rowcount != 1:  # type: ignore[attr-defined]  # another use counted first
+    options = generate_authentication_options(
+        rp_id=settings.passkey_rp_id,
+        challenge=challenge,
+        timeout=TIMEOUT_MS,
+        user_verification=UserVerificationRequirement.REQUIRED,
+        allow_credentials=[
+            PublicKeyCredentialDescriptor(
+                id=base64url_to_bytes(p.credential_id), transports=_transports(p.transports)
+            )
+            for p in held
+        ],
+    )
+    return options_to_json(options)
+
+
+async def second_step(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    user: User,
+    mfa_challenge_id: uuid.UUID,
+    credential: dict[str, Any],
+) -> Passkey:
+    """Verify an assertion completing `user`'s MFA challenge `mfa_challenge_id`: it must answer
+    a passkey challenge issued for that MFA challenge, with one of `user`'s own passkeys. The
+    passkey's use is recorded. The lockout and the challenge's tries are the caller's (see
+    `factors.challenge.redeem`)."""
+    verified = await _verify_assertion(
+        session,
+        settings=settings,
+        credential=credential,
+        purpose="second_step",
+        user_id=user.id,
+        mfa_challenge_id=mfa_challenge_id,
+    )
+    if verified.passkey.user_id != user.id:
         raise Refused(
             401,
-            "sign_count_replayed",
-            "This passkey was used at the same moment elsewhere.",
-            user_id=owner,
+            "credential_mismatch",
+            "This passkey belongs to another account.",
+            user_id=user.id,
         )
-    return Asserted(user, passkey)
+    await _count_use(session, verified)
+    return verified.passkey

@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Policy] = {
         # The second step of sign-in: each challenge takes 5 codes at most, and wrong codes
         # count toward the address's lockout; this bounds how many challenges one client tries.
         Policy("mfa_verify", "10/minute;100/day", ("ip",), "closed"),
+        # Options for a passkey's second step: each writes a challenge, none counts a try.
+        Policy("mfa_passkey", "20/minute;200/day", ("ip",), "closed"),
         # Enrolling, removing and re-keying one's own factors: per account.
         Policy("mfa_manage", "10/minute;50/day", ("user",), "closed"),
         # External sign-in: every start and callback, and (counted apart) failed callbacks.

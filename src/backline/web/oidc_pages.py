@@ -3,6 +3,10 @@
 Linking posts a CSRF-checked form; the answer binds the browser (the `backline_oidc` cookie) and
 sends it to the provider, whose callback links the identity and comes back to `/account`.
 Unlinking is refused, with the reason on the page, when it would leave no way to sign in.
+
+A browser coming back from a provider whose account needs a second step is shown the same
+second step as after a right password (`security_pages.after_password`), registered here with
+the provider's callback.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from backline.errors import ProblemError
 from backline.oidc import routes as oidc_routes
 from backline.oidc import service
 from backline.routing import router
+from backline.web.security_pages import after_password
 from backline.web.settings_pages import account_context, render_account
 from backline.web.viewer import checked_form, optional_viewer, to_sign_in
 
 pages = router(public=True, include_in_schema=False)
+oidc_routes.show_second_step_with(after_password)
 
 
 @pages.post("/account/oidc/{provider_name}/link", response_class=HTMLResponse)
