@@ -349,8 +349,9 @@ function secondStepPage() {
   const button = document.getElementById("passkey-step-button");
   const status = document.getElementById("passkey-step-status");
   const support = document.getElementById("passkey-step-support");
+  const action = document.getElementById("passkey-step-action");
   const field = section && section.querySelector("input[name=challenge_token]");
-  if (!section || !button || !status || !support || !field) return;
+  if (!section || !button || !status || !support || !action || !field) return;
   if (!window.PublicKeyCredential || !navigator.credentials) {
     support.textContent = document.getElementById("code")
       ? "This browser cannot use passkeys: enter a code instead."
@@ -358,7 +359,7 @@ function secondStepPage() {
     return; // the button stays hidden
   }
   support.remove();
-  button.hidden = false;
+  action.hidden = false;
   const say = speaker(status);
   button.addEventListener("click", () => secondStep(field.value, button, status, say));
 }
