@@ -2,8 +2,9 @@
 CTAP2, internal transport, a resident key, user verification) stands in for a phone or a laptop's
 fingerprint reader. A person adds a passkey on the security page (a missing name refused first),
 signs out, signs in with it on `/login`, renames it, removes it (the removal asked first), and is
-then refused when the authenticator still offers it. A browser without WebAuthn is told instead
-of being shown buttons that cannot work.
+then refused when the authenticator still offers it. Another signs in with the password, then
+completes the second step with the passkey (a spoiled sign-in step first sending them back to
+`/login`). A browser without WebAuthn is told instead of being shown buttons that cannot work.
 
 The app is served on `http://localhost:PORT` (a secure context; browsers refuse an IP address as
 RP ID), with the RP ID and origin taken from `BACKLINE_PUBLIC_URL`. Every page state is checked
@@ -179,3 +180,82 @@ def test_a_browser_without_webauthn_is_told_so(
         assert page.locator("#passkey-add").is_hidden()
         checked(page, csp)
         context.close()
+
+
+def test_the_password_then_a_passkey_as_the_second_step(
+    served_database: str, browser: Any, tmp_path: Path
+) -> None:
+    email = "cy@example.com"
+    shots = Path(os.environ.get("BACKLINE_TEST_SCREENSHOTS") or tmp_path / "screenshots")
+    port = free_port()
+    url = f"http://localhost:{port}"
+    with served(
+        tmp_path / "server",
+        port=port,
+        BACKLINE_PUBLIC_URL=url,
+        BACKLINE_DATABASE_URL=served_database,
+    ) as server:
+        make_account(server, email, "user", served_database)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        csp = watch_csp(page)
+        devtools, authenticator = virtual_authenticator(context, page)
+        log_in_with_password(page, url, email)  # no factor yet: the password alone
+        page.goto(url + "/account/security")
+        page.get_by_label("Name for a new passkey").fill("This laptop")
+        page.get_by_role("button", name="Add a passkey").click()
+        page.wait_for_url("**/account/security?passkey=added#passkeys")
+        sign_out(page)
+
+        # The password is right; the account holds a passkey (and no app): that is the step.
+        page.goto(url + "/login")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("heading", name="Second step").wait_for()
+        page.get_by_text("Now use your passkey.").wait_for()
+        use = page.get_by_role("button", name="Use a passkey")
+        use.wait_for()
+        assert page.locator("#passkey-step-support").count() == 0  # the script found WebAuthn
+        assert page.get_by_label("Six-digit code").count() == 0
+        checked(page, csp)
+        shoot(page, shots, "second-step-passkey")
+
+        # A sign-in step that is not valid (its token spoiled here) ends the sign-in: the live
+        # region says so and links to the log-in page.
+        page.locator("#passkey-step input[name=challenge_token]").evaluate(
+            "(field) => { field.value = 'not.a.token'; }"
+        )
+        use.click()
+        status = page.locator("#passkey-step-status")
+        status.get_by_text("sign in again").wait_for()
+        assert status.get_attribute("role") == "alert"
+        assert use.is_disabled()
+        checked(page, csp)
+        status.get_by_role("link", name="Log in again").click()
+        page.wait_for_url("**/login")
+
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Use a passkey").click()
+        page.wait_for_url("**/dashboard")
+        held = devtools.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+        assert held["credentials"][0]["signCount"] >= 1
+        page.goto(url + "/account/security")
+        assert "Never" not in page.locator("#passkeys dl").inner_text()  # used just now
+        context.close()
+
+        # A browser without WebAuthn is told on the second step, with no button that fails.
+        bare = browser.new_context(viewport={"width": 1280, "height": 800})
+        bare.add_init_script("delete window.PublicKeyCredential;")
+        page = bare.new_page()
+        csp = watch_csp(page)
+        page.goto(url + "/login")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_text("This browser cannot use passkeys: log in from one that can.").wait_for()
+        assert page.locator("#passkey-step-button").is_hidden()
+        checked(page, csp)
+        bare.close()

@@ -1,30 +1,44 @@
 """The portal's passkey pages: the security page lists the account's passkeys (name, added,
 last used) with forms to rename and remove each, and the form that `passkeys.js` uses to add
-one; `/login` offers signing in with one. A passkey added and used as the script does it (the
-cookie session, the page's CSRF token in `X-CSRF-Token`), with the software authenticator.
+one; `/login` offers signing in with one, and the second step after a password offers using
+one. A passkey added and used as the script does it (the cookie session, the page's CSRF token
+in `X-CSRF-Token`), with the software authenticator. A role that needs a second factor counts
+a passkey (the page's prompt, the authenticator app's removal) and keeps its last factor.
 On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+import time_machine
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backline.accounts.models import Role, User
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.db import create_sessionmaker
 from backline.passkeys.models import Passkey
 from backline.web.render import static_url
-from tests.accounts.conftest import GENEROUS_LIMITS
+from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD
+from tests.factors.conftest import code_now, stopped_clock
 from tests.passkeys.authenticator import Authenticator
-from tests.web.pages import FOREIGN, ORIGIN, csrf_in, log_in, new_client
+from tests.web.pages import FOREIGN, ORIGIN, csrf_in, log_in, new_client, post_login
 
-LIMITS = {**GENEROUS_LIMITS, "passkey_login": "100000/minute", "passkey_register": "100000/hour"}
+LIMITS = {
+    **GENEROUS_LIMITS,
+    "passkey_login": "100000/minute",
+    "passkey_register": "100000/hour",
+    "mfa_verify": "100000/minute",
+    "mfa_passkey": "100000/minute",
+    "mfa_manage": "100000/minute",
+}
+PROMPT = "Your role needs a second factor to sign in"
+LAST_FACTOR = "Your role needs a second factor, so the last one cannot be removed."
 
 
 @pytest.fixture
@@ -34,7 +48,12 @@ def database_url(any_database_url: str) -> str:
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(database_url=database_url, rate_limits=LIMITS, public_url=ORIGIN)
+    return make_settings(
+        database_url=database_url,
+        rate_limits=LIMITS,
+        public_url=ORIGIN,
+        mfa_required_roles="staff,admin",
+    )
 
 
 @pytest.fixture
@@ -243,3 +262,215 @@ async def test_the_passkey_forms_need_a_sign_in(portal: httpx.AsyncClient) -> No
         answer = await post(portal, f"{path}/{action}", csrf_token="x", name="n")
         assert answer.status_code == 303
         assert answer.headers["location"] == "/login"
+
+
+# ----------------------------------------------------------------------------- second factors
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with stopped_clock() as stopped:
+        yield stopped
+
+
+async def make_staff(engine: AsyncEngine, email: str = "ann@example.com") -> None:
+    """The role changed while signed in (staff must hold a second factor)."""
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(User).where(User.email == email).values(role=Role.STAFF))
+
+
+async def set_up_app(portal: httpx.AsyncClient) -> list[str]:
+    """An authenticator app set up through the security page: its recovery codes."""
+    token = csrf_in((await portal.get("/account/security")).text)
+    started = await post(portal, "/account/security/totp", csrf_token=token, password=PASSWORD)
+    assert started.status_code == 200, started.text
+    secret = re.search(r'<code class="id" id="totp-secret">([A-Z2-7]+)</code>', started.text)
+    assert secret
+    done = await post(
+        portal, "/account/security/totp/confirm", csrf_token=token,
+        code=code_now(secret.group(1), steps=-1),
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    codes = re.findall(r"<li><code>([a-z0-9-]{14})</code></li>", done.text)
+    assert len(codes) == 10
+    return codes
+
+
+def removes_the_app(html: str) -> bool:
+    return 'action="/account/security/totp/remove"' in html
+
+
+async def test_a_required_roles_last_passkey_is_kept_by_the_remove_form(
+    portal: httpx.AsyncClient,
+    make_user: Callable[..., Any],
+    authenticator: Authenticator,
+    engine: AsyncEngine,
+) -> None:
+    await make_user()
+    await log_in(portal)
+    await make_staff(engine)
+    bare = await portal.get("/account/security")
+    assert PROMPT in bare.text  # no factor yet: the page prompts
+    assert "set up an authenticator app or add a passkey" in bare.text
+    assert (await add_as_the_script_does(portal, authenticator, "Key")).status_code == 201
+    page = await portal.get("/account/security")
+    assert PROMPT not in page.text  # a passkey meets the need (`required_met`)
+    (key,) = await stored(engine)
+    token = csrf_in(page.text)
+
+    refused = await post(portal, f"/account/security/passkeys/{key.id}/remove", csrf_token=token)
+    assert refused.status_code == 409
+    assert f'<p class="alert" role="alert">{LAST_FACTOR}</p>' in refused.text
+    assert passkey_items(refused.text) == ["Key"]
+    assert [p.id for p in await stored(engine)] == [key.id]
+    assert await events(engine, "passkey_removed") == []
+
+    # One of two may go; the one left may not.
+    assert (await add_as_the_script_does(portal, authenticator, "Tablet")).status_code == 201
+    removed = await post(portal, f"/account/security/passkeys/{key.id}/remove", csrf_token=token)
+    assert removed.status_code == 200
+    assert "The passkey “Key” is removed" in removed.text
+    (tablet,) = await stored(engine)
+    again = await post(portal, f"/account/security/passkeys/{tablet.id}/remove", csrf_token=token)
+    assert again.status_code == 409
+    assert LAST_FACTOR in again.text
+    assert passkey_items(again.text) == ["Tablet"]
+    (event,) = await events(engine, "passkey_removed")
+    assert event.details["passkey_id"] == str(key.id)
+
+
+async def test_a_required_role_may_remove_its_app_while_a_passkey_stays(
+    portal: httpx.AsyncClient,
+    make_user: Callable[..., Any],
+    authenticator: Authenticator,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
+) -> None:
+    await make_user()
+    await log_in(portal)
+    assert (await add_as_the_script_does(portal, authenticator, "Key")).status_code == 201
+    await make_staff(engine)
+    codes = await set_up_app(portal)
+    page = await portal.get("/account/security")
+    assert PROMPT not in page.text
+    assert removes_the_app(page.text)  # a passkey stays: the app may go
+    assert "Logging in then asks for your passkey after the password." in page.text
+    token = csrf_in(page.text)
+    removed = await post(
+        portal, "/account/security/totp/remove", csrf_token=token,
+        remove_password=PASSWORD, remove_code=codes[0],
+    )  # fmt: skip
+    assert removed.status_code == 200, removed.text
+    assert "The authenticator app is removed" in removed.text
+    assert PROMPT not in removed.text
+
+    # With the app again, the passkey may go; then the app is the last factor, and stays.
+    codes = await set_up_app(portal)
+    (key,) = await stored(engine)
+    gone = await post(portal, f"/account/security/passkeys/{key.id}/remove", csrf_token=token)
+    assert gone.status_code == 200, gone.text
+    assert not removes_the_app(gone.text)
+    assert PROMPT not in gone.text
+    refused = await post(
+        portal, "/account/security/totp/remove", csrf_token=token,
+        remove_password=PASSWORD, remove_code=codes[0],
+    )  # fmt: skip
+    assert refused.status_code == 409
+    assert f'<p class="alert" role="alert">{LAST_FACTOR}</p>' in refused.text
+    assert "10 of 10" in refused.text  # the app stays, and the code was not used up
+
+
+def challenge_in(html: str) -> str:
+    section = re.search(r'<section class="card" id="passkey-step"(.*?)</section>', html, re.S)
+    assert section, html
+    token = re.search(r'name="challenge_token" value="([^"]+)"', section.group(1))
+    assert token
+    return token.group(1)
+
+
+async def test_the_second_step_offers_the_passkey_and_the_script_completes_it(
+    app: Any,
+    portal: httpx.AsyncClient,
+    make_user: Callable[..., Any],
+    authenticator: Authenticator,
+    engine: AsyncEngine,
+) -> None:
+    await make_user()
+    await log_in(portal)
+    assert (await add_as_the_script_does(portal, authenticator, "Key")).status_code == 201
+    await make_staff(engine)  # a passkey alone meets the role's need: no enrolment
+
+    async with new_client(app) as browser:
+        step = await post_login(browser, "ann@example.com", PASSWORD)
+        assert step.status_code == 200
+        assert "backline_access" not in step.cookies
+        html = step.text
+        assert "Now use your passkey." in html
+        assert (
+            '<div id="passkey-step-action" hidden>'
+            '<button type="button" id="passkey-step-button">Use a passkey</button></div>'
+        ) in html
+        assert 'id="passkey-step-status" role="status"' in html
+        assert 'id="passkey-step-support"' in html  # said until the script finds WebAuthn
+        # A passkey-only account is offered no code fields.
+        assert '<label for="code">' not in html
+        assert "recovery code" not in html
+        script = static_url("passkeys.js")
+        assert f'<script type="module" src="{script}"></script>' in html
+        policy = step.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "connect-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        served = await browser.get(script)
+        assert "/api/auth/mfa/passkey/verify" in served.text
+        token = challenge_in(html)
+
+        # What the script sends: the page's challenge token, then the assertion, cookie mode.
+        options = await browser.post(
+            "/api/auth/mfa/passkey/options", json={"challenge_token": token}
+        )
+        assert options.status_code == 200, options.text
+        verified = await browser.post(
+            "/api/auth/mfa/passkey/verify",
+            json={
+                "challenge_token": token,
+                "credential": authenticator.get(options.json()),
+                "mode": "cookie",
+            },
+        )
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["access_token"] is None
+        assert (await browser.get("/dashboard")).status_code == 200
+        # The sign-in is over: a `challenge_*` code, which the script answers with /login.
+        over = await browser.post("/api/auth/mfa/passkey/options", json={"challenge_token": token})
+        assert over.status_code == 401
+        assert over.json()["code"] == "challenge_used"
+
+
+async def test_the_second_step_shown_again_still_offers_the_passkey(
+    app: Any,
+    portal: httpx.AsyncClient,
+    make_user: Callable[..., Any],
+    authenticator: Authenticator,
+    clock: time_machine.Coordinates,
+) -> None:
+    await make_user()
+    await log_in(portal)
+    assert (await add_as_the_script_does(portal, authenticator, "Key")).status_code == 201
+    await set_up_app(portal)
+    async with new_client(app) as browser:
+        step = await post_login(browser, "ann@example.com", PASSWORD)
+        assert step.status_code == 200
+        assert (
+            "Now enter the code your authenticator app shows for Backline, or use your passkey."
+            in (step.text)
+        )
+        token = challenge_in(step.text)
+        assert '<label for="code">' in step.text
+        assert "Lost your phone? Use a recovery code" in step.text
+        for code in ("", "000000"):
+            again = await post(browser, "/login/verify", challenge_token=token, code=code)
+            assert again.status_code in (401, 422)
+            assert 'id="code-error"' in again.text
+            assert challenge_in(again.text) == token
+            assert '<label for="code">' in again.text

@@ -134,10 +134,7 @@ async def add_passkey(
 async def rename_passkey(
     passkey_id: uuid.UUID, body: PasskeyRename, user: CurrentUser, session: SessionDep
 ) -> Any:
-    name = service.check_name(body.name)
-    row = await service.own(session, user_id=user.id, passkey_id=passkey_id)
-    row.name = name
-    await session.flush()
+    row = await service.rename(session, user_id=user.id, passkey_id=passkey_id, name=body.name)
     return PasskeyPublic.model_validate(row)
 
 
@@ -152,13 +149,8 @@ async def remove_passkey(
     session: SessionDep,
     settings: SettingsDep,
 ) -> None:
-    await service.remove(session, settings=settings, user=user, passkey_id=passkey_id)
-    await audit.record(
-        session,
-        event="passkey_removed",
-        user_id=user.id,
-        client=client_info(request),
-        passkey_id=str(passkey_id),
+    await service.remove(
+        session, settings=settings, user=user, passkey_id=passkey_id, client=client_info(request)
     )
 
 

@@ -1,5 +1,6 @@
-"""Passkeys' rules: registering one, listing, renaming and removing them, and checking an
-assertion made with one. Keyword-only functions on the caller's session; none commits.
+"""Passkeys' rules: registering one, listing, renaming and removing them (the API's routes and
+the portal's forms call the same functions), and checking an assertion made with one.
+Keyword-only functions on the caller's session; none commits.
 
 A refusal is raised as `refusals.Refused` once the challenge it answered is spent and before
 anything else is written, so the caller may commit the spent challenge (and its audit event)
@@ -50,7 +51,9 @@ from backline.accounts.auth import locked
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import User
 from backline.accounts.tokens import now
+from backline.audit import service as audit
 from backline.config import Settings
+from backline.context import ClientInfo
 from backline.errors import Conflict, NotFound, Unprocessable
 from backline.factors import service as factors
 from backline.passkeys import challenges
@@ -93,12 +96,31 @@ async def own(session: AsyncSession, *, user_id: uuid.UUID, passkey_id: uuid.UUI
     return row
 
 
+async def rename(
+    session: AsyncSession, *, user_id: uuid.UUID, passkey_id: uuid.UUID, name: str
+) -> Passkey:
+    """Rename one of the user's passkeys: 404 `passkey_not_found` when it is not theirs
+    (whatever the name), else 422 `invalid_passkey_name` for a name `check_name` refuses."""
+    row = await own(session, user_id=user_id, passkey_id=passkey_id)
+    cleaned = check_name(name)
+    row.name = cleaned
+    await session.flush()
+    return row
+
+
 async def remove(
-    session: AsyncSession, *, settings: Settings, user: User, passkey_id: uuid.UUID
-) -> None:
-    """Remove one of the user's passkeys: 404 when it is not theirs, 409 `factor_required`
-    when the account's role needs a second factor and this passkey is the last one it holds
-    (no other passkey, no authenticator app), as removing the authenticator app is refused."""
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    user: User,
+    passkey_id: uuid.UUID,
+    client: ClientInfo,
+) -> Passkey:
+    """Remove one of the user's passkeys, recorded as the `passkey_removed` audit event; the
+    removed row is answered (its name for a notice). 404 when it is not theirs, 409
+    `factor_required` when the account's role needs a second factor and this passkey is the
+    last one it holds (no other passkey, no authenticator app), as removing the authenticator
+    app is refused. Nothing is written before a refusal."""
     row = await own(session, user_id=user.id, passkey_id=passkey_id)
     others = await session.scalar(
         select(func.count())
@@ -109,6 +131,10 @@ async def remove(
         await factors.refuse_last_factor(session, settings=settings, user=user, removing=PASSKEY)
     await session.delete(row)
     await session.flush()
+    await audit.record(
+        session, event="passkey_removed", user_id=user.id, client=client, passkey_id=str(row.id)
+    )
+    return row
 
 
 def _transports(text: str) -> list[AuthenticatorTransport]:

@@ -1,11 +1,14 @@
 """Portal forms for the passkeys listed on the security page (`/account/security`): rename one,
 remove one. Both are plain form posts, so they work without JavaScript, and call the same
-rules as `PATCH` and `DELETE /api/me/passkeys/{id}` (the name's check, one's own passkeys only,
-the `passkey_removed` audit event).
+service functions as `PATCH` and `DELETE /api/me/passkeys/{id}` (`passkeys.service.rename`,
+`remove`: the name's check, one's own passkeys only, a required role's last factor kept, the
+`passkey_removed` audit event); a refusal is shown on the page.
 
 Adding a passkey needs the browser's WebAuthn API, so `static/passkeys.js` does it through
 `/api/me/passkeys/options` and `POST /api/me/passkeys`, then reloads the page with
-`?passkey=added`. Signing in with one (on `/login`) goes through `/api/auth/passkeys/*` alike.
+`?passkey=added`. Signing in with one (on `/login`) goes through `/api/auth/passkeys/*` alike,
+and the second step of a sign-in with one (on the second-step page) through
+`/api/auth/mfa/passkey/*`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import uuid
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from backline.audit import service as audit
+from backline.accounts.models import User
 from backline.context import client_info
 from backline.deps import SessionDep, SettingsDep
 from backline.errors import ProblemError
@@ -45,17 +48,17 @@ async def rename(
         return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     field = rename_field(passkey_id)
     try:
-        row = await service.own(session, user_id=viewer.user.id, passkey_id=passkey_id)
-        name = service.check_name(form.get("name", "")[:MAX_NAME])
+        row = await service.rename(
+            session, user_id=viewer.user.id, passkey_id=passkey_id,
+            name=form.get("name", "")[:MAX_NAME],
+        )  # fmt: skip
     except ProblemError as exc:
         if exc.code == "invalid_passkey_name":
             return await security_view(
                 session, settings, viewer, exc.status, errors={field: exc.detail}
             )
         return await security_view(session, settings, viewer, exc.status, error=exc.detail)
-    row.name = name
-    await session.flush()
-    notice = f"The passkey is renamed “{name}”."
+    notice = f"The passkey is renamed “{row.name}”."
     return await security_view(session, settings, viewer, notice=notice)
 
 
@@ -69,16 +72,15 @@ async def remove(
     viewer, _ = found
     if (limited := await over_limit(request)) is not None:
         return await security_view(session, settings, viewer, limited.status, error=limited.detail)
+    user = await session.get(User, viewer.user.id)
+    if user is None:
+        return to_sign_in()
     try:
-        row = await service.own(session, user_id=viewer.user.id, passkey_id=passkey_id)
-    except ProblemError as exc:
+        row = await service.remove(
+            session, settings=settings, user=user, passkey_id=passkey_id,
+            client=client_info(request),
+        )  # fmt: skip
+    except ProblemError as exc:  # not theirs (404), or their role's last factor (409)
         return await security_view(session, settings, viewer, exc.status, error=exc.detail)
-    name = row.name
-    await session.delete(row)
-    await audit.record(
-        session, event="passkey_removed", user_id=viewer.user.id, client=client_info(request),
-        passkey_id=str(passkey_id),
-    )  # fmt: skip
-    await session.flush()
-    notice = f"The passkey “{name}” is removed: it no longer signs you in."
+    notice = f"The passkey “{row.name}” is removed: it no longer signs you in."
     return await security_view(session, settings, viewer, notice=notice)

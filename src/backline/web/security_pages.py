@@ -3,12 +3,17 @@ step of logging in.
 
 The security page sets up an authenticator app (its QR code, and the secret as text for typing
 by hand), confirms it with a code, shows the recovery codes once, makes new ones, and removes
-the app. Each form calls the same services as `/api/me/factors/*`, with the same re-checks.
-It also lists the account's passkeys, whose forms are in `passkey_pages`.
+the app (for a role that needs a second factor, only while a passkey stays: else 409
+`factor_required`, shown on the page). Each form calls the same services as
+`/api/me/factors/*`, with the same re-checks. Whether the role's need is met is the factors'
+state (`required_met`: an app or a passkey). The page also lists the account's passkeys, whose
+forms are in `passkey_pages`.
 
 Logging in: when the password step answers a challenge, `/login` shows the second step, the
-challenge token in a hidden field, and its form posts to `/login/verify` (a code, or a recovery
-code). When the account's role needs a second factor it lacks, `/login` shows the enrolment
+challenge token in a hidden field, offering the methods the account holds: its forms post to
+`/login/verify` (a code, or a recovery code), and `static/passkeys.js` completes it with a
+passkey through `/api/auth/mfa/passkey/*` (`"mode": "cookie"`), then goes to `/dashboard`.
+When the account's role needs a second factor it lacks, `/login` shows the enrolment
 instead (the QR code, the secret, a code field), posting to `/login/enrol`; the session opens
 with the recovery codes page, shown once. These pages are sent `no-store` and
 `Referrer-Policy: same-origin`: the challenge token is in a form field, never in a URL, and
@@ -62,11 +67,27 @@ def _headers(failure: auth.AuthFailure | None = None) -> dict[str, str]:
     return headers
 
 
-def _step_page(token: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _step_page(
+    token: str, methods: tuple[str, ...], status: int = 200, **context: Any
+) -> HTMLResponse:
+    """The second step, offering the `methods` the account holds (a code, a recovery code, a
+    passkey through `static/passkeys.js`)."""
     return page(
         "login_second_step.html", status, headers=_headers(context.pop("failure", None)),
-        title=STEP_TITLE, challenge_token=token, **context,
+        title=STEP_TITLE, challenge_token=token, methods=methods, **context,
     )  # fmt: skip
+
+
+async def _methods_of(request: Request, token: str) -> tuple[str, ...]:
+    """The methods the challenge's account holds, to show its second step again; none when the
+    token does not read (the page then offers the codes, and their check says why)."""
+    settings: Settings = request.app.state.settings
+    try:
+        claims = challenge.read(settings.signing_key, token, purpose=Purpose.SIGN_IN)
+    except Refused:
+        return ()
+    async with request.app.state.read_sessionmaker() as session:
+        return (await service.holding(session, user_id=claims.user_id)).methods
 
 
 async def _enrol_page(
@@ -107,7 +128,7 @@ async def after_password(request: Request, found: Challenge) -> HTMLResponse:
     """What `/login` shows for a right password that needs a second step."""
     if found.enrolment_required:
         return await _enrol_page(request, found.token)
-    return _step_page(found.token, methods=found.methods)
+    return _step_page(found.token, found.methods)
 
 
 def _signed_in(response: Response, settings: Settings, pair: auth.TokenPair) -> Response:
@@ -126,7 +147,8 @@ async def verify(request: Request, settings: SettingsDep) -> Response:
     backup = form.get("recovery_code", "").strip()[:MAX_CODE]
     field = "code" if code or not backup else "recovery_code"
     if not code and not backup:
-        return _step_page(token, 422, errors={"code": "Enter the code from your app."})
+        errors = {"code": "Enter the code from your app."}
+        return _step_page(token, await _methods_of(request, token), 422, errors=errors)
     client = client_info(request)
 
     async def check(session: AsyncSession, user: User) -> Proof | Wrong:
@@ -141,7 +163,8 @@ async def verify(request: Request, settings: SettingsDep) -> Response:
         if outcome.code.startswith("challenge_") or outcome.code == "invalid_challenge":
             return _over(outcome.detail)
         return _step_page(
-            token, outcome.status, errors={field: outcome.detail}, failure=outcome,
+            token, await _methods_of(request, token), outcome.status,
+            errors={field: outcome.detail}, failure=outcome,
             open_recovery=field == "recovery_code",
         )  # fmt: skip
     return _signed_in(RedirectResponse("/dashboard", status_code=303), settings, outcome.pair)
@@ -359,6 +382,9 @@ async def remove(request: Request, session: SessionDep, settings: SettingsDep) -
         return await security_view(
             session, settings, viewer, failure.status, **_refused(failure, field)
         )
-    await service.disable_totp(session, settings=settings, user=user, client=client)
+    try:  # a passkey removed meanwhile, in another tab: the app is then the last factor
+        await service.disable_totp(session, settings=settings, user=user, client=client)
+    except ProblemError as exc:
+        return await security_view(session, settings, viewer, exc.status, error=exc.detail)
     notice = "The authenticator app is removed, and its recovery codes with it."
     return await security_view(session, settings, viewer, notice=notice)

@@ -9,6 +9,13 @@
 // Log-in page: "Sign in with a passkey" asks for sign-in options (POST /api/auth/passkeys/options),
 // has the browser sign the challenge (navigator.credentials.get) and sends the answer in the
 // cookie mode (POST /api/auth/passkeys/verify), then goes where the password form leads.
+// Second step of a sign-in (the page after a right password, when the account holds a
+// passkey): "Use a passkey" asks for options bound to the sign-in's challenge
+// (POST /api/auth/mfa/passkey/options with the challenge token the page holds in a form field),
+// has the browser sign (navigator.credentials.get) and sends the answer in the cookie mode
+// (POST /api/auth/mfa/passkey/verify), then goes to the dashboard as the code form does. A
+// refusal whose code is `challenge_*` (or `invalid_challenge`) ends the sign-in: the page then
+// links to /login to start again.
 // Without WebAuthn (window.PublicKeyCredential undefined) the page says so: no button that
 // cannot work. The API speaks base64url for binary fields; the browser, ArrayBuffers.
 
@@ -278,5 +285,85 @@ function loginPage() {
   button.addEventListener("click", () => signIn(section, button, say));
 }
 
+// ----------------------------------------------------------------------------- second step
+
+// The sign-in's own challenge can no longer be completed (used, expired, out of tries, not
+// valid): only a new sign-in helps. `passkey_challenge_*` name the passkey's challenge instead,
+// which the next try asks afresh.
+function signInOver(code) {
+  return typeof code === "string" && (code.startsWith("challenge_") || code === "invalid_challenge");
+}
+
+// Says a refusal; answers whether the sign-in is over (then with a link to start again).
+function refuseStep(refused, status, say) {
+  say(refused.detail, true);
+  if (!signInOver(refused.code)) return false;
+  const again = document.createElement("a");
+  again.href = "/login";
+  again.textContent = "Log in again";
+  status.append(" ", again);
+  return true;
+}
+
+async function secondStep(token, button, status, say) {
+  button.disabled = true;
+  let done = false;
+  say("Preparing…");
+  try {
+    const offered = await post("/api/auth/mfa/passkey/options", {}, { challenge_token: token });
+    if (!offered.ok) {
+      done = refuseStep(await problem(offered), status, say);
+      return;
+    }
+    const options = requestOptions(await offered.json());
+    say("Follow your browser's prompt to use your passkey…");
+    let credential;
+    try {
+      credential = await navigator.credentials.get({ publicKey: options });
+    } catch (error) {
+      say(ceremonyFailure(error, "used"), true);
+      return;
+    }
+    say("Checking your passkey…");
+    const verified = await post("/api/auth/mfa/passkey/verify", {}, {
+      challenge_token: token,
+      credential: credentialJSON(credential),
+      mode: "cookie",
+    });
+    if (!verified.ok) {
+      done = refuseStep(await problem(verified), status, say);
+      return;
+    }
+    done = true;
+    say("Signed in.");
+    window.location.assign("/dashboard");
+  } catch {
+    say("The connection failed; try again.", true);
+  } finally {
+    button.disabled = done;
+  }
+}
+
+function secondStepPage() {
+  const section = document.getElementById("passkey-step");
+  const button = document.getElementById("passkey-step-button");
+  const status = document.getElementById("passkey-step-status");
+  const support = document.getElementById("passkey-step-support");
+  const action = document.getElementById("passkey-step-action");
+  const field = section && section.querySelector("input[name=challenge_token]");
+  if (!section || !button || !status || !support || !action || !field) return;
+  if (!window.PublicKeyCredential || !navigator.credentials) {
+    support.textContent = document.getElementById("code")
+      ? "This browser cannot use passkeys: enter a code instead."
+      : "This browser cannot use passkeys: log in from one that can.";
+    return; // the button stays hidden
+  }
+  support.remove();
+  action.hidden = false;
+  const say = speaker(status);
+  button.addEventListener("click", () => secondStep(field.value, button, status, say));
+}
+
 securityPage();
 loginPage();
+secondStepPage();
