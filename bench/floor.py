@@ -54,7 +54,7 @@ class _Statement:
 
 
 _START = _Statement(signin._START)
-_OPEN = _Statement(signin._OPEN_ALL)
+_OPEN = _Statement(signin._BY_PASSWORD.in_one)
 _CAP = _Statement(sessions._CAP)
 
 
@@ -129,7 +129,11 @@ class _Floor:
         client = ClientInfo(ip=ip, user_agent=None)
         moment, session_id, refresh = now(), uuid.uuid4(), new_opaque()
         event = audit.values(
-            event="login_ok", user_id=row["id"], client=client, session_id=str(session_id)
+            event="login_ok",
+            user_id=row["id"],
+            client=client,
+            session_id=str(session_id),
+            method="password",
         )
         event["details"] = JSON_CODEC["json_serializer"](event["details"])
         params = {
