@@ -238,31 +238,42 @@ function destination(next) {
   return /^\/(?![/\\])/.test(next || "") ? next : "/dashboard";
 }
 
+// Signing in with a passkey, alone or as the second step: options from `paths.options`, the
+// browser's prompt, the assertion to `paths.verify` in cookie mode, each with `extra` (the
+// second step's challenge token). Null once signed in, else the refusal ({code, detail}).
+async function usePasskey(paths, extra, say, checking) {
+  const offered = await post(paths.options, {}, extra);
+  if (!offered.ok) return problem(offered);
+  const options = requestOptions(await offered.json());
+  say("Follow your browser's prompt to use your passkey…");
+  let credential;
+  try {
+    credential = await navigator.credentials.get({ publicKey: options });
+  } catch (error) {
+    return { code: null, detail: ceremonyFailure(error, "used") };
+  }
+  say(checking);
+  const verified = await post(paths.verify, {}, {
+    ...extra,
+    credential: credentialJSON(credential),
+    mode: "cookie",
+  });
+  return verified.ok ? null : problem(verified);
+}
+
+const PASSWORDLESS = { options: "/api/auth/passkeys/options", verify: "/api/auth/passkeys/verify" };
+const SECOND_STEP = {
+  options: "/api/auth/mfa/passkey/options",
+  verify: "/api/auth/mfa/passkey/verify",
+};
+
 async function signIn(section, button, say) {
   button.disabled = true;
   say("Preparing…");
   try {
-    const offered = await post("/api/auth/passkeys/options", {}, {});
-    if (!offered.ok) {
-      say((await problem(offered)).detail, true);
-      return;
-    }
-    const options = requestOptions(await offered.json());
-    say("Follow your browser's prompt to use your passkey…");
-    let credential;
-    try {
-      credential = await navigator.credentials.get({ publicKey: options });
-    } catch (error) {
-      say(ceremonyFailure(error, "used"), true);
-      return;
-    }
-    say("Signing in…");
-    const verified = await post("/api/auth/passkeys/verify", {}, {
-      credential: credentialJSON(credential),
-      mode: "cookie",
-    });
-    if (!verified.ok) {
-      say((await problem(verified)).detail, true);
+    const refused = await usePasskey(PASSWORDLESS, {}, say, "Signing in…");
+    if (refused) {
+      say(refused.detail, true);
       return;
     }
     say("Signed in.");
@@ -310,28 +321,10 @@ async function secondStep(token, button, status, say) {
   let done = false;
   say("Preparing…");
   try {
-    const offered = await post("/api/auth/mfa/passkey/options", {}, { challenge_token: token });
-    if (!offered.ok) {
-      done = refuseStep(await problem(offered), status, say);
-      return;
-    }
-    const options = requestOptions(await offered.json());
-    say("Follow your browser's prompt to use your passkey…");
-    let credential;
-    try {
-      credential = await navigator.credentials.get({ publicKey: options });
-    } catch (error) {
-      say(ceremonyFailure(error, "used"), true);
-      return;
-    }
-    say("Checking your passkey…");
-    const verified = await post("/api/auth/mfa/passkey/verify", {}, {
-      challenge_token: token,
-      credential: credentialJSON(credential),
-      mode: "cookie",
-    });
-    if (!verified.ok) {
-      done = refuseStep(await problem(verified), status, say);
+    const extra = { challenge_token: token };
+    const refused = await usePasskey(SECOND_STEP, extra, say, "Checking your passkey…");
+    if (refused) {
+      done = refuseStep(refused, status, say);
       return;
     }
     done = true;
