@@ -24,7 +24,7 @@ from backline.deps import SessionDep, SettingsDep
 from backline.errors import ProblemError
 from backline.passkeys import service
 from backline.routing import router
-from backline.web.security_pages import over_limit, security_view, signed_in_form
+from backline.web.security_pages import managing, security_view
 from backline.web.viewer import to_sign_in
 
 pages = router(public=True, include_in_schema=False)
@@ -40,12 +40,10 @@ def rename_field(passkey_id: uuid.UUID) -> str:
 async def rename(
     passkey_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, form = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     field = rename_field(passkey_id)
     try:
         row = await service.rename(
@@ -66,12 +64,10 @@ async def rename(
 async def remove(
     passkey_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, _ = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()

@@ -231,12 +231,20 @@ def _refused(failure: auth.AuthFailure, field: str) -> dict[str, Any]:
     return {"errors": {field: failure.detail}, "retry_after": failure.retry_after}
 
 
-async def over_limit(request: Request) -> ProblemError | None:
+async def managing(
+    request: Request, session: AsyncSession, settings: Settings
+) -> tuple[Viewer, dict[str, str]] | Response:
+    """A form posted on the security page by a signed-in viewer, within `mfa_manage`: the
+    viewer and the form, or the answer to give instead (to sign in, or the page saying the
+    limit's refusal)."""
+    found = await signed_in_form(request)
+    if found is None:
+        return to_sign_in()
     try:
         await charge(request, "mfa_manage")
     except ProblemError as exc:
-        return exc
-    return None
+        return await security_view(session, settings, found[0], exc.status, error=exc.detail)
+    return found
 
 
 @pages.get("/account/security", response_class=HTMLResponse)
@@ -250,12 +258,10 @@ async def security_page(request: Request, session: SessionDep, settings: Setting
 
 @pages.post("/account/security/totp", response_class=HTMLResponse)
 async def start(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, form = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -280,12 +286,10 @@ async def start(request: Request, session: SessionDep, settings: SettingsDep) ->
 
 @pages.post("/account/security/totp/confirm", response_class=HTMLResponse)
 async def confirm(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, form = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -313,12 +317,10 @@ async def confirm(request: Request, session: SessionDep, settings: SettingsDep) 
 
 @pages.post("/account/security/recovery-codes", response_class=HTMLResponse)
 async def regenerate(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, form = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
@@ -351,12 +353,10 @@ PASSWORD_CODES = frozenset({"invalid_credentials", "account_locked"})
 
 @pages.post("/account/security/totp/remove", response_class=HTMLResponse)
 async def remove(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    found = await signed_in_form(request)
-    if found is None:
-        return to_sign_in()
+    found = await managing(request, session, settings)
+    if isinstance(found, Response):
+        return found
     viewer, form = found
-    if (limited := await over_limit(request)) is not None:
-        return await security_view(session, settings, viewer, limited.status, error=limited.detail)
     user = await session.get(User, viewer.user.id)
     if user is None:
         return to_sign_in()
