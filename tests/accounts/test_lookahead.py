@@ -79,6 +79,7 @@ async def test_a_session_revoked_is_refused_whoever_asked_first(
         assert wrong.json()["code"] == "invalid_token"
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_a_request_over_the_global_limit_is_refused_before_its_sign_in(
     app_factory: Callable[[Settings], Backline],
     make_settings: Callable[..., Settings],

@@ -12,6 +12,8 @@ from backline.config import Settings
 from tests.chat.conftest import CHAT_LIMITS, running, signed_in
 from tests.chat.upstream import Plan, Upstream
 
+pytestmark = pytest.mark.usefixtures("one_window")
+
 
 @pytest.fixture(params=["memory", "redis"])
 def store(request: pytest.FixtureRequest) -> dict[str, Any]:

@@ -195,6 +195,7 @@ async def test_a_browser_is_sent_back_to_the_login_page_with_the_error(
     assert "has not verified your email" in page.text
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_failed_callbacks_are_counted_against_the_limit(
     app_factory: Callable[[Settings], Backline],
     oidc_settings: Callable[..., Settings],

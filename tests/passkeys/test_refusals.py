@@ -176,6 +176,7 @@ async def test_another_account_s_passkey_is_refused_when_an_address_is_named(
     problem(await verify(client, lying), 401, "credential_mismatch")
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_locked_and_unverified_accounts_are_refused_as_login_refuses_them(
     client: httpx.AsyncClient, ann: Any, authenticator: Authenticator, engine: AsyncEngine
 ) -> None:
@@ -288,6 +289,7 @@ async def test_malformed_json_is_a_problem(client: httpx.AsyncClient) -> None:
     assert answer.status_code == 422
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_sign_in_attempts_are_rate_limited(
     make_settings: Callable[..., Settings],
     database_url: str,

@@ -14,6 +14,8 @@ from backline.app import Backline
 from backline.config import Settings
 from tests.conftest import OwnRedis
 
+pytestmark = pytest.mark.usefixtures("one_window")
+
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:

@@ -13,6 +13,8 @@ from backline.pipelining import PipelinedScript
 from backline.ratelimit.limiter import RateLimiter, RateLimitUnavailable
 from tests.conftest import LogCapture, OwnRedis
 
+pytestmark = pytest.mark.usefixtures("one_window")
+
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def storage_url(request: pytest.FixtureRequest) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,6 +56,7 @@ async def test_a_log_in_form_posted_from_another_site_is_refused(
     assert "backline_access" not in refused.headers.get("set-cookie", "")
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_the_log_in_page_says_when_an_address_is_locked(
     portal: httpx.AsyncClient, make_user: Any
 ) -> None:
@@ -74,6 +76,7 @@ async def test_the_log_in_page_says_when_an_address_is_locked(
     assert "backline_access" not in locked.headers.get("set-cookie", "")
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_the_log_in_form_counts_toward_the_addresss_own_limit(
     make_settings: Callable[..., Settings],
     app_factory: Callable[[Settings], Backline],
