@@ -14,11 +14,11 @@ a failure before answering it (see `auth.AuthFailure`).
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, and_, bindparam, case, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -105,9 +105,7 @@ async def failed(session: AsyncSession, *, key: str, threshold: int) -> Failure:
     )
     paused = and_(LoginThrottle.locked_until.is_not(None), LoginThrottle.locked_until > moment)
     bind = session.get_bind()
-    # The dialect in use, imported here: a PostgreSQL process has no need of SQLite's.
-    name = "postgresql" if bind.dialect.name == "postgresql" else "sqlite"
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{name}")
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
     upsert = dialect.insert(LoginThrottle).values(
         key=key, failed_logins=1, first_failed_at=moment, lock_level=0, updated_at=moment
     )
