@@ -4,7 +4,8 @@ WebAuthn's library (passkeys) and Authlib's and joserfc (sign-in with an OpenID 
 not imported at start-up: every server worker would hold them, some 7 MiB, whether or not one
 request ever uses them. Their import takes 50 to 200 ms of CPU, too long to hold the event
 loop for, so `await load(name)` runs it on a worker thread: the first request that needs the
-library waits for it, the others go on meanwhile. Later calls return at once.
+library waits for it, the others go on meanwhile (more slowly: the import holds the GIL for
+stretches, so the loop is still held, but for less time). Later calls return at once.
 
 After `await load("webauthn")`, `from webauthn import ...` inside the function is a lookup in
 `sys.modules`; a function that imports without `load` still works, holding the loop instead.
