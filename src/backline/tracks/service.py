@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, func, or_, select
+from sqlalchemy import JSON, Row, Select, Text, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import Role, User
@@ -72,20 +72,27 @@ _LISTED_NAMES = (
     "created_at",
     "updated_at",
 )
-_LISTED = tuple(Track.__table__.c[name] for name in _LISTED_NAMES)
+# JSON columns are read as their text and parsed by `_shown`: cheaper than the driver's
+# decoding, which calls back into Python for each value.
+_LISTED = tuple(
+    cast(column, Text).label(name) if isinstance(column.type, JSON) else column
+    for name in _LISTED_NAMES
+    for column in (Track.__table__.c[name],)
+)
+_LISTING = select(*_LISTED)  # made once: each list narrows a copy
 
 
 def _shown(  # one parameter per listed column, in `_LISTED_NAMES` order
     id: uuid.UUID,
     title: str,
     primary_artist: str | None,
-    featured_artists: builtins.list[str] | None,
+    featured_artists: builtins.list[str] | str | None,
     genre: str | None,
     explicit: bool | None,
     language: str | None,
     release_date: date | None,
     isrc: str | None,
-    credits: builtins.list[dict[str, Any]] | None,
+    credits: builtins.list[dict[str, Any]] | str | None,
     status: str,
     rejection_reason: str | None,
     audio_key: str | None,
@@ -107,6 +114,11 @@ def _shown(  # one parameter per listed column, in `_LISTED_NAMES` order
     created_at: datetime,
     updated_at: datetime,
 ) -> dict[str, Any]:
+    if isinstance(featured_artists, str):  # a listed row's JSON columns: their text
+        featured_artists = orjson.loads(featured_artists)
+    credited: builtins.list[dict[str, Any]] = (
+        orjson.loads(credits) if isinstance(credits, str) else credits or []
+    )
     audio = None
     if audio_key is not None:
         audio = {
@@ -137,7 +149,7 @@ def _shown(  # one parameter per listed column, in `_LISTED_NAMES` order
         "language": language,
         "release_date": release_date,
         "isrc": isrc,
-        "credits": [{**credit, "split": _split(credit["split"])} for credit in credits or ()],
+        "credits": [{**credit, "split": _split(credit["split"])} for credit in credited],
         "status": status,
         "rejection_reason": rejection_reason,
         "audio": audio,
@@ -174,11 +186,11 @@ def _json_default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def page_json(rows: Sequence[Track | TrackRow], next_cursor: str | None) -> bytes:
-    """A `TrackPage` as JSON, serialized once from plain data by orjson: the same bytes as the
-    models' encoder (pydantic-core) gives, instants in UTC written with `Z`, several times
-    faster."""
-    page = {"items": [public_dict(row) for row in rows], "next_cursor": next_cursor}
+def page_json(rows: Sequence[TrackRow], next_cursor: str | None) -> bytes:
+    """A `TrackPage` of listed rows as JSON, serialized once from plain data by orjson: the
+    same bytes as the models' encoder (pydantic-core) gives, instants in UTC written with `Z`,
+    several times faster."""
+    page = {"items": [_shown(*row) for row in rows], "next_cursor": next_cursor}
     return orjson.dumps(page, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
@@ -414,7 +426,7 @@ async def list(  # the service verb
     The rows are read-only snapshots of what `public_dict` reads (plain rows, not ORM objects,
     which cost several times as much to build): show them, or `get` a track to change it.
     """
-    query = _narrowed(select(*_LISTED), where)
+    query = _narrowed(_LISTING, where)
     if cursor is not None:
         after = newer_than if oldest_first else older_than
         query = query.where(after(Track.created_at, Track.id, decode(cursor)))
