@@ -82,6 +82,7 @@ SHAPES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ),
     ({"title": "Whole", "credits": _credits(100)}, {"audio_key": "a/3", "audio_duration": 0.25}),
     ({"title": "Halves", "credits": _credits("12.5", "87.50")}, {"audio_key": "a/4"}),
+    ({"title": "JSON nulls"}, {"featured_artists": None, "credits": None}),  # stored as null
 ]
 
 

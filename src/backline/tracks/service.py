@@ -117,8 +117,8 @@ def _shown(  # one parameter per listed column, in `_LISTED_NAMES` order
     if isinstance(featured_artists, str):  # a listed row's JSON columns: their text
         featured_artists = orjson.loads(featured_artists)
     credited: builtins.list[dict[str, Any]] = (
-        orjson.loads(credits) if isinstance(credits, str) else credits or []
-    )
+        orjson.loads(credits) if isinstance(credits, str) else credits
+    ) or []  # JSON null (a None stored in the column) reads as no credits, as before
     audio = None
     if audio_key is not None:
         audio = {
