@@ -1,5 +1,6 @@
-"""`backline serve --workers 3` over real sockets: a scrape, whichever process answers it,
-reads every process's counts summed, and the gauges of the processes alive."""
+"""`backline serve --workers 3` over real sockets, under each server: a scrape, whichever
+process answers it, reads every process's counts summed, and the gauges of the processes
+alive."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.scrape import value
-from tests.served import Served, served
+from tests.served import SERVERS, Served, served
 
 TOKEN = "scraper-token-0123456789-abcdef"
 WORKERS = 3
@@ -63,15 +64,20 @@ def one_request(url: str) -> int:
 
 
 @pytest.mark.slow
-def test_three_workers_read_as_one_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_three_workers_read_as_one_server(tmp_path: Path, server_name: str) -> None:
     base = tmp_path / "temporary"
     base.mkdir()
     with served(
-        tmp_path / "work", workers=WORKERS, BACKLINE_METRICS_TOKEN=TOKEN, TMPDIR=str(base)
+        tmp_path / "work",
+        workers=WORKERS,
+        server=server_name,
+        BACKLINE_METRICS_TOKEN=TOKEN,
+        TMPDIR=str(base),
     ) as server:
         (run_dir,) = base.iterdir()  # made by `serve` for this run
         for _ in range(1200):  # until every worker has started (bounded): the first answers
-            if server.output.count("Application startup complete") >= WORKERS:  # before
+            if server.output.count('"event": "started"') >= WORKERS:  # before the rest
                 break
             time.sleep(0.1)
         assert run_dir.name.startswith("backline-metrics-")
@@ -101,7 +107,7 @@ def test_three_workers_read_as_one_server(tmp_path: Path) -> None:
         victim = workers[0]
         assert (run_dir / f"gauge_livesum_{victim}.db").exists()
         os.kill(victim, signal.SIGKILL)
-        for _ in range(300):  # uvicorn replaces it; the reaper drops its gauges: bounded wait
+        for _ in range(300):  # the server replaces it; the reaper drops its gauges: bounded
             if not (run_dir / f"gauge_livesum_{victim}.db").exists():
                 break
             time.sleep(0.1)
