@@ -85,14 +85,14 @@ def served(
     host: str = "127.0.0.1",
     port: int | None = None,
     workers: int = 1,
-    server: str = DEFAULT_SERVER,
+    server: str | None = DEFAULT_SERVER,
     start_seconds: float = START_SECONDS,
     **settings: str,
 ) -> Iterator[Served]:
     """Run `backline serve --host HOST --workers N --server SERVER` in `workdir` with
     `settings` (environment variables, `BACKLINE_*` names mostly), on `port` when given (a test
     that must name the server's URL in a setting picks it first), waiting up to
-    `start_seconds` for each worker."""
+    `start_seconds` for each worker. `server=None` passes no `--server`."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / "serve.log"
@@ -100,7 +100,8 @@ def served(
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "backline", "serve", "--host", host),
-                *("--port", str(port), "--workers", str(workers), "--server", server),
+                *("--port", str(port), "--workers", str(workers)),
+                *(("--server", server) if server else ()),
             ],
             cwd=workdir,
             env=serve_env(**settings),

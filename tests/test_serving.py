@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backline.config import Settings
+from backline.serving_granian import header_read_timeout_ms
 from tests.served import SERVERS, Served, read_response, served
 
 CAP = 4
@@ -203,3 +205,21 @@ def test_sigint_lets_the_request_in_hand_finish_then_stops(tmp_path: Path, name:
         events = [json.loads(line) for line in server.output.splitlines() if line[:1] == "{"]
     assert [e["event"] for e in events if e.get("logger") == "backline.app"][-1] == "stopped"
     assert "Traceback" not in server.output
+
+
+def test_granian_has_one_timeout_for_headers_and_idle_connections_the_smaller() -> None:
+    defaults = Settings(env="test")
+    assert (defaults.header_timeout, defaults.keep_alive_timeout) == (10.0, 5)
+    assert header_read_timeout_ms(defaults) == 5000
+    assert header_read_timeout_ms(Settings(env="test", header_timeout=1.5)) == 1500
+    assert header_read_timeout_ms(Settings(env="test", keep_alive_timeout=75)) == 10_000
+
+
+@pytest.mark.slow
+def test_the_server_setting_picks_granian_without_the_flag(tmp_path: Path) -> None:
+    with served(tmp_path, server=None, BACKLINE_ENV="test", BACKLINE_SERVER="granian") as server:
+        response = httpx.get(f"{server.url}/healthz", timeout=5)
+        assert response.headers["server"] == "granian"  # Granian cannot leave it out
+        assert '"logger": "_granian"' in server.output  # its lines through our pipeline
+    with served(tmp_path, server=None, BACKLINE_ENV="test") as server:
+        assert "server" not in httpx.get(f"{server.url}/healthz", timeout=5).headers
