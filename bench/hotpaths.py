@@ -276,10 +276,8 @@ def run(*, quick: bool = False) -> None:
             login_rows = _logins(port, floor_port, login_rounds, errors)
         finally:
             _forget(prefix)
-        log_lines = (root / "info.log").read_text().count('"event": "request"')
-        other_log_lines = [
-            (root / f"{other}.log").read_text().count('"event": "request"') for other in others
-        ]
+        log_lines = _access_lines(root / "info.log")
+        other_log_lines = [_access_lines(root / f"{other}.log") for other in others]
 
     rates = [median(row[column] for row in rows) for column in range(len(columns))]
     healthz, quiet_healthz = paired_ratios(rows, 1, 0), paired_ratios(rows, 1, 2)
@@ -316,6 +314,17 @@ def run(*, quick: bool = False) -> None:
             met=goal.met,
             note=f"against {goal.baseline}" if goal.baseline else "",
         )
+
+
+def _access_lines(path: Path) -> int:
+    """How many access-log lines (JSON, event `request`) the server at INFO wrote."""
+    count = 0
+    for text in path.read_text().splitlines():
+        try:
+            count += json.loads(text).get("event") == "request"
+        except ValueError:
+            continue
+    return count
 
 
 def _cpu_per_request(pid: int, request: Request, seconds: float) -> tuple[float, float]:

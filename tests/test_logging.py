@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -244,6 +246,11 @@ async def test_debug_level_never_logs_sql_parameters(
         "/api/tracks/{track_id}",
         "2026-12-03T09:48:19.146199Z",
         "3f2a9c0d5e6b4a7c8d9e0f1a2b3c4d5e",
+        "0f1e2d3c-4b5a-6978-8091-a2b3c4d5e6f7",
+        "ref-123-45-6789",
+        "EIN:12-3456789.",
+        "Client_Secret=s",
+        "BEARER x",
     ],
 )
 def test_the_quick_check_never_skips_what_a_pattern_would_mask(text: str) -> None:
@@ -253,7 +260,7 @@ def test_the_quick_check_never_skips_what_a_pattern_would_mask(text: str) -> Non
         by_patterns = pattern.sub(replacement, by_patterns)
     assert Redactor().scrub_text(text) == by_patterns
     if by_patterns != text:
-        assert backline_logging._SUSPECT.search(text) is not None
+        assert backline_logging.suspect(text)
 
 
 def test_write_event_writes_what_the_logger_would(make_settings: Callable[..., Settings]) -> None:
@@ -271,3 +278,48 @@ def test_write_event_writes_what_the_logger_would(make_settings: Callable[..., S
     assert by_logger.pop("timestamp")[:10] == written.pop("timestamp")[:10]
     assert written == by_logger
     assert written["request_id"] == MASK  # a bound value is redacted as any other
+
+
+def test_write_event_masks_only_the_fields_that_hold_a_secret(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The quick check runs over the plain fields together; what it finds is then masked field
+    # by field, and the others are written as given.
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format="json", secret_key="k" * 40), stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="0f1e2d3c-4b5a-6978-8091-a2b3c4d5e6f7")
+    try:
+        fields = {
+            "method": "GET",
+            "note": "ssn 123-45-6789",
+            "echo": "key " + "k" * 40,
+            "count": 3,
+            "plain": "/api/tracks",
+        }
+        write_event("backline.access", "request", fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "0f1e2d3c-4b5a-6978-8091-a2b3c4d5e6f7"
+    assert line["note"] == f"ssn {MASK}"
+    assert line["echo"] == f"key {MASK}"
+    assert (line["method"], line["count"], line["plain"]) == ("GET", 3, "/api/tracks")
+
+
+def test_lines_carry_an_iso_utc_timestamp_to_the_microsecond(logs: LogCapture) -> None:
+    configure_logging(Settings(log_format="json"), stream=logs.stream)
+    before = datetime.now(UTC)
+    get_logger("t").info("one")
+    write_event("t", "two", {})
+    after = datetime.now(UTC)
+    for line in logs.events:
+        stamp = line["timestamp"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+        assert before - timedelta(seconds=1) <= datetime.fromisoformat(stamp) <= after
+
+
+def test_a_value_the_fast_encoder_refuses_is_written_all_the_same(logs: LogCapture) -> None:
+    configure_logging(Settings(log_format="json"), stream=logs.stream)
+    get_logger("t").info("big", size=2**70, name="Zoë")
+    (line,) = logs.named("big")
+    assert (line["size"], line["name"]) == (2**70, "Zoë")

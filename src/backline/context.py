@@ -7,8 +7,8 @@ outbound calls. Outside a request (CLI, worker) they are simply absent.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass
 
 import structlog
@@ -28,7 +28,9 @@ def accept_request_id(candidate: str | None) -> str:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits, the shape `uuid4().hex` had, without building the
+    `uuid.UUID` that was four fifths of the cost (paid by every request without an ID)."""
+    return os.urandom(16).hex()
 
 
 def current_request_id() -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from backline.config import Settings
+from backline.middleware.deadline import TICK, Expiry, _Sweep
 from tests.conftest import LogCapture
 from tests.support import slow_probe
 
@@ -49,3 +51,55 @@ async def test_a_request_within_its_deadline_is_untouched(client: httpx.AsyncCli
 async def test_a_route_may_extend_its_own_deadline(client: httpx.AsyncClient) -> None:
     response = await client.get("/test/patient?seconds=1.3")
     assert response.status_code == 200
+
+
+def _sweep() -> _Sweep:
+    return _Sweep(asyncio.get_running_loop())
+
+
+async def test_an_expiry_turns_its_own_cancellation_into_timeout_error() -> None:
+    sweep = _sweep()
+    began = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with Expiry(sweep, 0.05) as expiry:
+            await asyncio.sleep(5)
+    assert expiry.expired()
+    assert time.monotonic() - began < 0.05 + TICK + 1  # at most a tick late, and some slack
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    assert not sweep.open
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    sweep = _sweep()
+
+    async def work() -> None:
+        async with Expiry(sweep, 30):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(work())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not sweep.open
+
+
+async def test_a_deadline_moved_or_lifted_does_not_fire() -> None:
+    sweep = _sweep()
+    async with Expiry(sweep, 0.05) as expiry:
+        expiry.reschedule(None)
+        await asyncio.sleep(0.05 + 2 * TICK)
+    assert not expiry.expired()
+    async with Expiry(sweep, 0.05) as expiry:
+        expiry.reschedule(sweep.loop.time() + 30)
+        await asyncio.sleep(0.05 + 2 * TICK)
+    assert not expiry.expired()
+
+
+async def test_the_sweep_stops_when_no_request_is_in_flight() -> None:
+    sweep = _sweep()
+    async with Expiry(sweep, 30):
+        assert sweep.timer is not None
+        await asyncio.sleep(2 * TICK)
+    await asyncio.sleep(2 * TICK)
+    assert sweep.timer is None
