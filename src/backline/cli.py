@@ -85,14 +85,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     server: Annotated[
         Server | None,
-        typer.Option(help="HTTP server to run the app on [default: BACKLINE_SERVER, uvicorn]."),
+        typer.Option(help="HTTP server to run the app on (default: BACKLINE_SERVER, uvicorn)."),
     ] = None,
 ) -> None:
-    """Run the HTTP server. Outside production, SQLite is migrated first.
+    """Run the HTTP server on uvicorn or Granian. Outside production, SQLite is migrated first.
 
-    uvicorn (the default) or Granian: both keep the header timeout, keep-alive timeout,
-    graceful shutdown, workers and metrics; only uvicorn answers a connection past the cap
-    with 503 (see `backline.serving` and `backline.serving_granian`)."""
+    Only uvicorn answers a connection past the cap with 503: see backline.serving_granian."""
     from backline.metrics.processes import shared_by_workers
 
     settings = load_settings()
