@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,13 @@ HEAVY = {"aioboto3", "aiobotocore", "boto3", "botocore", "PIL", "mutagen", "open
 SERVER = {"fastapi", "uvicorn", "jinja2", "backline.app", "backline.routing"}
 # Settings, the database and logging, which showing help does not need.
 WORK = {"sqlalchemy", "pydantic_settings", "structlog", "starlette", "backline.config"}
+# Imported by the server at the first request that needs them: a passkey ceremony (WebAuthn's
+# library), a sign-in through an OpenID provider (Authlib, joserfc), a TOTP enrolment's QR code
+# (segno), a portal page (Jinja2).
+FIRST_USE = {"webauthn", "authlib", "joserfc", "segno", "jinja2"}
+# Neither creating a user nor the worker answers a request or limits a rate; with no key ring
+# configured, nothing is encrypted either.
+NO_REQUESTS = {"starlette", "limits", "cryptography"}
 
 RUN_CLI = """
 import json, sys
@@ -63,8 +71,8 @@ def imported(
         BACKLINE_VAR_DIR=str(tmp_path / "var"),
         BACKLINE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'var' / 'backline.db'}",
         BACKLINE_LOG_FORMAT="json",
-        **env,
     )
+    environment.update(env)
     done = subprocess.run(
         [sys.executable, "-c", script, str(report), *args],
         input=stdin,
@@ -112,7 +120,8 @@ def test_create_user_imports_the_database_but_not_the_server(tmp_path: Path) -> 
     )
     assert status == 0
     assert loaded(modules, {"sqlalchemy", "argon2"}) == {"sqlalchemy", "argon2"}
-    assert loaded(modules, HEAVY | SERVER) == set()
+    # (The embedded database's migrations, which it runs first, use cryptography.)
+    assert loaded(modules, HEAVY | SERVER | FIRST_USE | NO_REQUESTS - {"cryptography"}) == set()
 
 
 def test_the_worker_with_local_storage_imports_no_s3_audio_or_image_library(
@@ -133,6 +142,42 @@ def test_the_app_with_local_storage_and_no_assistant_starts_without_them(tmp_pat
     assert status == 0
     assert "fastapi" in modules
     assert loaded(modules, HEAVY) == set()
+
+
+def test_the_app_starts_without_what_only_some_requests_need(tmp_path: Path) -> None:
+    status, _ = imported(RUN_CLI, tmp_path, "migrate")
+    assert status == 0
+    status, modules = imported(START_APP, tmp_path)
+    assert status == 0
+    assert {"backline.passkeys.service", "backline.oidc.provider", "backline.web.render"} <= modules
+    assert loaded(modules, FIRST_USE) == set()
+
+
+IMPORT_ONLY = """
+import importlib, json, sys
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": 0, "modules": sorted(sys.modules)}, out)
+"""
+
+
+def test_the_script_s_entry_imports_nothing_of_the_command_line(tmp_path: Path) -> None:
+    """Every worker of `serve --workers N` is a spawned process, which imports the script
+    again (as `__mp_main__`): the script's entry must not bring Typer and the commands."""
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["backline"] == "backline.__main__:run"
+    status, modules = imported(IMPORT_ONLY, tmp_path, "backline.__main__")
+    assert status == 0
+    assert loaded(modules, {"typer", "backline.cli"} | WORK) == set()
+
+
+def test_the_worker_imports_nothing_of_the_request_path(tmp_path: Path) -> None:
+    status, _ = imported(RUN_CLI, tmp_path, "migrate")
+    assert status == 0
+    status, modules = imported(RUN_CLI, tmp_path, "worker", "--once")
+    assert status == 0
+    assert loaded(modules, FIRST_USE | NO_REQUESTS - {"starlette"}) == set()
 
 
 def test_s3_storage_imports_its_libraries_when_built(tmp_path: Path) -> None:

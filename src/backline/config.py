@@ -320,6 +320,8 @@ class Settings(BaseSettings):
     @field_validator("rate_limits")
     @classmethod
     def _known_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:  # the defaults alone: nothing to check, nor `limits` to import for it
+            return value
         from backline.ratelimit.policies import load
 
         load(value)  # raises a ValueError naming the policy or the limit
@@ -328,9 +330,9 @@ class Settings(BaseSettings):
     @field_validator("encryption_keys")
     @classmethod
     def _key_ring_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        from backline.crypto import KeyRing, KeyRingError
-
         if value is not None:
+            from backline.crypto import KeyRing, KeyRingError  # only with a ring to check
+
             try:
                 KeyRing.parse(value.get_secret_value())
             except KeyRingError as exc:  # its message names the entry, never the key

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
-from starlette.requests import Request
 
-from backline.ratelimit.clientip import client_ip
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -52,6 +53,9 @@ class ClientInfo:
 
 
 def client_info(request: Request) -> ClientInfo:
+    # Imported here: it needs Starlette, which the command line and the worker do without.
+    from backline.ratelimit.clientip import client_ip
+
     agent = request.headers.get("user-agent")
     return ClientInfo(
         ip=client_ip(request.scope, request.app.state.settings.trusted_proxies),

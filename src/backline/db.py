@@ -69,6 +69,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.driver == "asyncpg":
+            # asyncpg reads a timestamptz as an aware datetime in UTC already (every column
+            # of this type is one): a call per value would change nothing.
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None

@@ -32,10 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
-from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse
 
 from backline.context import current_request_id
 from backline.logging import get_logger
@@ -43,6 +39,7 @@ from backline.logging import get_logger
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -112,6 +109,10 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    # Starlette is imported by the first response, not with the errors: the command line and
+    # the worker raise these errors too, and never answer a request.
+    from starlette.responses import JSONResponse
+
     return JSONResponse(
         problem_body(status, code, detail, **extra),
         status_code=status,
@@ -193,6 +194,8 @@ def problem_of(exc: ProblemError) -> dict[str, Any]:
 
 
 def _problem_error(request: Request, exc: Exception) -> JSONResponse:
+    from starlette.responses import JSONResponse  # see `problem_response`
+
     assert isinstance(exc, ProblemError)
     return JSONResponse(
         problem_of(exc), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
@@ -200,6 +203,9 @@ def _problem_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
@@ -306,6 +312,8 @@ def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

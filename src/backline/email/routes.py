@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import uuid
 from functools import cache
+from typing import TYPE_CHECKING
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
 from backline.deps import SessionDep
@@ -21,6 +21,9 @@ from backline.email import service
 from backline.email.models import OutboxEmail
 from backline.errors import NotFound
 from backline.routing import router
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 dev_router = router(public=True, prefix="/dev", include_in_schema=False)
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -30,6 +33,8 @@ _MESSAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 
 
 @cache
 def _pages() -> Environment:
+    from jinja2 import Environment, PackageLoader  # at the first page shown, as `web.render`
+
     return Environment(loader=PackageLoader("backline.email", "pages"), autoescape=True)
 
 

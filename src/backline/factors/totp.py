@@ -15,7 +15,6 @@ import hmac
 from datetime import datetime
 
 import pyotp
-import segno
 
 ISSUER = "Backline"
 DIGITS = 6
@@ -73,6 +72,8 @@ def uri(secret: str, *, account: str) -> str:
 
 def qr_svg(otpauth_uri: str) -> str:
     """The URI as a QR code: an SVG document, with a title for screen readers."""
+    import segno  # imported at the first enrolment, not at start-up (some 0.8 MiB)
+
     code = segno.make(otpauth_uri, error="m", micro=False)
     svg: str = code.svg_inline(
         scale=4, border=4, title="QR code for your authenticator app", omitsize=False

@@ -9,37 +9,38 @@ The id_token is checked for: a signature by a key of the provider's JWKS (RS256/
 never `none` or HMAC), `iss` equal to the configured issuer, `aud` naming our client id (and
 `azp` when there are several audiences), `exp` in the future and `iat` present, the `nonce`
 sent, and a `sub`.
+
+joserfc and Authlib are imported at the first sign-in through a provider, off the event loop
+(`backline.lazy`), not at start-up: a deployment without OpenID providers never loads them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
-from joserfc.errors import (
-    ExpiredTokenError,
-    InvalidClaimError,
-    InvalidKeyIdError,
-    JoseError,
-    MissingClaimError,
-)
-from joserfc.jwk import KeySet
 
+from backline import lazy
 from backline.config import OidcProvider
 from backline.oidc import errors
 from backline.oidc.errors import refused
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
 
 CACHE_SECONDS = 3600
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
 LEEWAY_SECONDS = 60
 MAX_DOCUMENT_BYTES = 256 * 1024
+# Imported at first use (see the module docstring): the keys, the id_token; PKCE's challenge.
+JOSERFC, PKCE = "joserfc.jwt", "authlib.oauth2.rfc7636"
 
 
 def _key_set(document: dict[str, Any]) -> KeySet:
+    from joserfc.jwk import KeySet  # loaded by the caller (`Directory._entry`, `validate`)
+
     return KeySet.import_key_set(cast(Any, document))
 
 
@@ -77,6 +78,9 @@ class Directory:
     async def _entry(self, provider: OidcProvider) -> _Cached:
         entry = self.cached.get(provider.issuer)
         if entry is None or time.monotonic() - entry.fetched > CACHE_SECONDS:
+            await lazy.load(JOSERFC)
+            from joserfc.errors import JoseError
+
             metadata = await self._discover(provider)
             try:
                 keys = _key_set(await self._json(metadata.jwks_uri))
@@ -118,7 +122,10 @@ class Directory:
         return document
 
 
-def challenge(verifier: str) -> str:
+async def challenge(verifier: str) -> str:
+    await lazy.load(PKCE)
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
     return str(create_s256_code_challenge(verifier))
 
 
@@ -169,6 +176,16 @@ async def validate(
     directory: Directory, *, provider: OidcProvider, id_token: str, nonce: str
 ) -> Identity:
     """The id_token's claims, once its signature and claims are checked (see the docstring)."""
+    await lazy.load(JOSERFC)
+    from joserfc import jwt
+    from joserfc.errors import (
+        ExpiredTokenError,
+        InvalidClaimError,
+        InvalidKeyIdError,
+        JoseError,
+        MissingClaimError,
+    )
+
     keys = await directory.keys(provider)
     try:
         try:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from authlib.common.security import generate_token
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backline import lazy
 from backline.accounts.emails import InvalidEmail, normalize_email
 from backline.accounts.models import User
 from backline.accounts.names import check_display_name
@@ -43,7 +43,7 @@ from backline.errors import NotFound, ProblemError
 from backline.oidc import errors
 from backline.oidc.errors import refused
 from backline.oidc.models import OidcAttempt, OidcIdentity
-from backline.oidc.provider import Identity, Metadata, challenge
+from backline.oidc.provider import PKCE, Identity, Metadata, challenge
 
 ATTEMPT_MINUTES = 10
 NO_PASSWORD = "!no-password"  # noqa: S105 - not a hash: no password verifies against it
@@ -85,6 +85,9 @@ async def begin(
     user_id: uuid.UUID | None = None,
 ) -> Begun:
     provider = provider_of(settings, name)
+    await lazy.load(PKCE)  # Authlib, imported at the first sign-in (see `oidc.provider`)
+    from authlib.common.security import generate_token
+
     state, nonce, browser = new_opaque(), new_opaque(), new_opaque()
     verifier = generate_token(64)
     moment = utcnow()
@@ -114,7 +117,7 @@ async def begin(
             "scope": provider.scopes,
             "state": state,
             "nonce": nonce,
-            "code_challenge": challenge(verifier),
+            "code_challenge": await challenge(verifier),
             "code_challenge_method": "S256",
         }
     )

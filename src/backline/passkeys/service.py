@@ -7,6 +7,10 @@ anything else is written, so the caller may commit the spent challenge (and its 
 and then answer the problem. Every check is made by the server against what it issued and
 stored: the challenge, the origin (`Settings.passkey_origin`), the RP ID's hash
 (`Settings.passkey_rp_id`), the credential's owner and its signature counter.
+
+WebAuthn's library (py_webauthn, with its ASN.1 and CBOR parsers, some 5 MiB) is imported by
+the first ceremony, off the event loop (`backline.lazy`), not at start-up: listing, renaming
+and removing passkeys do not need it.
 """
 
 from __future__ import annotations
@@ -16,36 +20,12 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import (
-    base64url_to_bytes,
-    bytes_to_base64url,
-    parse_attestation_object,
-    parse_authentication_credential_json,
-    parse_authenticator_data,
-    parse_client_data_json,
-    parse_registration_credential_json,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    CollectedClientData,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
+from backline import lazy
 from backline.accounts import throttle
 from backline.accounts.auth import locked
 from backline.accounts.emails import InvalidEmail, normalize_email
@@ -61,7 +41,11 @@ from backline.passkeys.factor import PASSKEY
 from backline.passkeys.models import Passkey
 from backline.passkeys.refusals import Refused, malformed
 
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticatorTransport, CollectedClientData
+
 RP_NAME = "Backline"
+WEBAUTHN = "webauthn"  # imported by the first ceremony (see the module docstring)
 TIMEOUT_MS = int(challenges.LIFETIME.total_seconds() * 1000)
 MAX_PER_ACCOUNT = 20
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
@@ -138,6 +122,8 @@ async def remove(
 
 
 def _transports(text: str) -> list[AuthenticatorTransport]:
+    from webauthn.helpers.structs import AuthenticatorTransport  # loaded by the caller
+
     known = {t.value for t in AuthenticatorTransport}
     return [AuthenticatorTransport(t) for t in text.split(",") if t in known]
 
@@ -147,6 +133,16 @@ def _transports(text: str) -> list[AuthenticatorTransport]:
 
 async def registration_options(session: AsyncSession, *, settings: Settings, user: User) -> str:
     """PublicKeyCredentialCreationOptions as JSON, its challenge kept for this user."""
+    await lazy.load(WEBAUTHN)
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers import base64url_to_bytes
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        PublicKeyCredentialDescriptor,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     existing = await list_own(session, user_id=user.id)
     if len(existing) >= MAX_PER_ACCOUNT:
         raise Conflict(
@@ -177,6 +173,8 @@ async def registration_options(session: AsyncSession, *, settings: Settings, use
 
 
 def _client_data(raw: bytes) -> CollectedClientData:
+    from webauthn.helpers import parse_client_data_json  # loaded by the caller
+
     try:
         return parse_client_data_json(raw)
     except Exception:
@@ -208,6 +206,15 @@ async def register(
     credential: dict[str, Any],
 ) -> Passkey:
     """Verify a registration answering this user's challenge and store the new passkey."""
+    await lazy.load(WEBAUTHN)
+    from webauthn import verify_registration_response
+    from webauthn.helpers import (
+        bytes_to_base64url,
+        parse_attestation_object,
+        parse_registration_credential_json,
+    )
+    from webauthn.helpers.exceptions import WebAuthnException
+
     cleaned = check_name(name)
     try:
         parsed = parse_registration_credential_json(credential)
@@ -269,6 +276,10 @@ async def authentication_options(
     assertion made with another account's passkey is then refused (and with any passkey, when
     the address has no account).
     """
+    await lazy.load(WEBAUTHN)
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     user_id = None
     if email is not None:
         try:
@@ -316,6 +327,15 @@ async def _verify_assertion(
     """Every check of an assertion but whose it may be: the challenge spent (issued for
     `purpose`, and for `user_id` and `mfa_challenge_id` when given), the origin, the RP ID, a
     registered passkey whose owner the user handle names, a counter that moved, the signature."""
+    await lazy.load(WEBAUTHN)
+    from webauthn import verify_authentication_response
+    from webauthn.helpers import (
+        bytes_to_base64url,
+        parse_authentication_credential_json,
+        parse_authenticator_data,
+    )
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         parsed = parse_authentication_credential_json(credential)
     except Exception:
@@ -439,6 +459,11 @@ async def second_step_options(
     account's passkeys listed, the challenge good for that MFA challenge alone.
 
     409 `no_passkey` when the account holds none."""
+    await lazy.load(WEBAUTHN)
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers import base64url_to_bytes
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
+
     held = await list_own(session, user_id=user.id)
     if not held:
         raise Conflict("This account has no passkey; use another method.", code="no_passkey")

@@ -8,13 +8,15 @@ submitted only when complete; `missing` lists what is not.
 from __future__ import annotations
 
 import builtins
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
-from pydantic_core import to_json
-from sqlalchemy import Row, Select, func, or_, select
+import orjson
+from sqlalchemy import JSON, Row, Select, Text, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backline.accounts.models import Role, User
@@ -35,82 +37,161 @@ from backline.tracks.schemas import (
 REQUIRED = ("title", "primary_artist", "genre", "explicit", "language", "release_date", "isrc")
 
 
-TrackRow = Row[Any]  # a `tracks` row read without the ORM: the same names, read-only
-_HIDDEN = {
-    "owner_id",
-    "reviewer_id",
-    "submitted_at",
-    "reviewed_at",
-    "audio_backend",
-    "artwork_backend",
-    "upload_token",
-    "upload_expires_at",
-    "upload_key",
-    "upload_backend",
-    "upload_size",
-    "upload_sha256",
-    "upload_content_type",
-}
-_LISTED = tuple(column for column in Track.__table__.columns if column.name not in _HIDDEN)
+# A `tracks` row read without the ORM, read-only: what a client sees of a track, the columns
+# named here, in the order `_shown` takes them.
+TrackRow = Row[*tuple[Any, ...]]
+_LISTED_NAMES = (
+    "id",
+    "title",
+    "primary_artist",
+    "featured_artists",
+    "genre",
+    "explicit",
+    "language",
+    "release_date",
+    "isrc",
+    "credits",
+    "status",
+    "rejection_reason",
+    "audio_key",
+    "audio_size",
+    "audio_sha256",
+    "audio_format",
+    "audio_duration",
+    "audio_sample_rate",
+    "audio_channels",
+    "audio_bitrate",
+    "artwork_key",
+    "artwork_size",
+    "artwork_sha256",
+    "artwork_format",
+    "artwork_width",
+    "artwork_height",
+    "upload_state",
+    "upload_error",
+    "created_at",
+    "updated_at",
+)
+# JSON columns are read as their text and parsed by `_shown`: cheaper than the driver's
+# decoding, which calls back into Python for each value.
+_LISTED = tuple(
+    cast(column, Text).label(name) if isinstance(column.type, JSON) else column
+    for name in _LISTED_NAMES
+    for column in (Track.__table__.c[name],)
+)
+_LISTING = select(*_LISTED)  # made once: each list narrows a copy
+
+
+def _shown(  # one parameter per listed column, in `_LISTED_NAMES` order
+    id: uuid.UUID,
+    title: str,
+    primary_artist: str | None,
+    featured_artists: builtins.list[str] | str | None,
+    genre: str | None,
+    explicit: bool | None,
+    language: str | None,
+    release_date: date | None,
+    isrc: str | None,
+    credits: builtins.list[dict[str, Any]] | str | None,
+    status: str,
+    rejection_reason: str | None,
+    audio_key: str | None,
+    audio_size: int | None,
+    audio_sha256: str | None,
+    audio_format: str | None,
+    audio_duration: float | None,
+    audio_sample_rate: int | None,
+    audio_channels: int | None,
+    audio_bitrate: int | None,
+    artwork_key: str | None,
+    artwork_size: int | None,
+    artwork_sha256: str | None,
+    artwork_format: str | None,
+    artwork_width: int | None,
+    artwork_height: int | None,
+    upload_state: str | None,
+    upload_error: str | None,
+    created_at: datetime,
+    updated_at: datetime,
+) -> dict[str, Any]:
+    if isinstance(featured_artists, str):  # a listed row's JSON columns: their text
+        featured_artists = orjson.loads(featured_artists)
+    credited: builtins.list[dict[str, Any]] = (
+        orjson.loads(credits) if isinstance(credits, str) else credits
+    ) or []  # JSON null (a None stored in the column) reads as no credits, as before
+    audio = None
+    if audio_key is not None:
+        audio = {
+            "size": audio_size or 0,
+            "sha256": audio_sha256 or "",
+            "format": audio_format or "",
+            "duration_seconds": audio_duration or 0.0,
+            "sample_rate": audio_sample_rate,
+            "channels": audio_channels,
+            "bitrate": audio_bitrate,
+        }
+    artwork = None
+    if artwork_key is not None:
+        artwork = {
+            "size": artwork_size or 0,
+            "sha256": artwork_sha256 or "",
+            "format": artwork_format or "",
+            "width": artwork_width or 0,
+            "height": artwork_height or 0,
+        }
+    return {
+        "id": id,
+        "title": title,
+        "primary_artist": primary_artist,
+        "featured_artists": builtins.list(featured_artists or ()),
+        "genre": genre,
+        "explicit": explicit,
+        "language": language,
+        "release_date": release_date,
+        "isrc": isrc,
+        "credits": [{**credit, "split": _split(credit["split"])} for credit in credited],
+        "status": status,
+        "rejection_reason": rejection_reason,
+        "audio": audio,
+        "artwork": artwork,
+        "upload": {"state": upload_state, "error": upload_error} if upload_state else None,
+        "created_at": created_at,
+        "updated_at": updated_at,
+    }
+
+
+# Splits come from a small set (0 to 100 in hundredths): each stored text is converted once.
+_split = functools.lru_cache(maxsize=4096)(split_number)
 
 
 def public_dict(track: Track | TrackRow) -> dict[str, Any]:
     """The track as clients see it, as plain data: `TrackPublic`'s shape, built without a
-    model. A page of a hundred tracks is serialized straight from these (see `page_json`)."""
-    audio = None
-    if track.audio_key is not None:
-        audio = {
-            "size": track.audio_size or 0,
-            "sha256": track.audio_sha256 or "",
-            "format": track.audio_format or "",
-            "duration_seconds": track.audio_duration or 0.0,
-            "sample_rate": track.audio_sample_rate,
-            "channels": track.audio_channels,
-            "bitrate": track.audio_bitrate,
-        }
-    artwork = None
-    if track.artwork_key is not None:
-        artwork = {
-            "size": track.artwork_size or 0,
-            "sha256": track.artwork_sha256 or "",
-            "format": track.artwork_format or "",
-            "width": track.artwork_width or 0,
-            "height": track.artwork_height or 0,
-        }
-    upload = None
-    if track.upload_state:
-        upload = {"state": track.upload_state, "error": track.upload_error}
-    return {
-        "id": track.id,
-        "title": track.title,
-        "primary_artist": track.primary_artist,
-        "featured_artists": builtins.list(track.featured_artists or []),
-        "genre": track.genre,
-        "explicit": track.explicit,
-        "language": track.language,
-        "release_date": track.release_date,
-        "isrc": track.isrc,
-        "credits": [
-            {**credit, "split": split_number(credit["split"])} for credit in track.credits or []
-        ],
-        "status": track.status,
-        "rejection_reason": track.rejection_reason,
-        "audio": audio,
-        "artwork": artwork,
-        "upload": upload,
-        "created_at": track.created_at,
-        "updated_at": track.updated_at,
-    }
+    model. A page of a hundred tracks is serialized straight from these (see `page_json`).
+
+    A listed row is taken by position (naming a row's columns one by one costs more than
+    everything else done with them).
+    """
+    if isinstance(track, Track):
+        return _shown(*[getattr(track, name) for name in _LISTED_NAMES])
+    return _shown(*track)
 
 
 def public(track: Track) -> TrackPublic:
     return TrackPublic.model_validate(public_dict(track))
 
 
-def page_json(rows: Sequence[Track | TrackRow], next_cursor: str | None) -> bytes:
-    """A `TrackPage` as JSON, serialized once from plain data (pydantic-core's encoder, the one
-    the models use, so dates and IDs read the same)."""
-    return to_json({"items": [public_dict(row) for row in rows], "next_cursor": next_cursor})
+def _json_default(value: object) -> str:
+    if isinstance(value, uuid.UUID):  # a driver's own UUID subclass (asyncpg's)
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def page_json(rows: Sequence[TrackRow], next_cursor: str | None) -> bytes:
+    """A `TrackPage` of listed rows as JSON, serialized once from plain data by orjson: the
+    same bytes as the models' encoder (pydantic-core) gives, instants in UTC written with `Z`,
+    several times faster."""
+    page = {"items": [_shown(*row) for row in rows], "next_cursor": next_cursor}
+    return orjson.dumps(page, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
 def _values(data: TrackCreate | TrackUpdate) -> dict[str, Any]:
@@ -345,7 +426,7 @@ async def list(  # the service verb
     The rows are read-only snapshots of what `public_dict` reads (plain rows, not ORM objects,
     which cost several times as much to build): show them, or `get` a track to change it.
     """
-    query = _narrowed(select(*_LISTED), where)
+    query = _narrowed(_LISTING, where)
     if cursor is not None:
         after = newer_than if oldest_first else older_than
         query = query.where(after(Track.created_at, Track.id, decode(cursor)))

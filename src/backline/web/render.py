@@ -11,11 +11,13 @@ import mimetypes
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 NO_STORE = {"Cache-Control": "no-store"}
 TOKEN_PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
@@ -56,6 +58,10 @@ def static_url(name: str) -> str:
 
 @cache
 def templates() -> Environment:
+    # Jinja2 is imported at the first page rendered, not at start-up: an API-only process
+    # never renders one.
+    from jinja2 import Environment, PackageLoader
+
     env = Environment(
         loader=PackageLoader("backline.web", "templates"),
         autoescape=True,
