@@ -20,6 +20,12 @@ count: anything else is an error and is reported.
    counted from when its request was due, so that queueing shows;
 4. `GET /api/tracks?limit=100` / bare (goal >= 10%);
 5. logins per second / `bench.floor`'s, in turns of a second (goal >= 95%).
+
+`BENCH_SERVERS=uvicorn,granian` serves Backline (at INFO) on each server named
+(`serve --server`) side by side in the same run: the goals are judged on the first; for each
+further one, `/healthz`, `/api/me` and the track list take their turns in the same rounds, and
+are reported against the bare route (the baseline stays the bare app on uvicorn) and, round by
+round, against the first server.
 """
 
 from __future__ import annotations
@@ -57,11 +63,42 @@ TRACKS_PATH = f"/api/tracks?limit={TRACKS}"
 # Logins flood as an account of their own: each opens a session, and past the session cap the
 # oldest are ended, which would revoke the token `/api/me` is measured with.
 LOGIN_EMAIL = "signing-in@example.com"
+KNOWN_SERVERS = ("uvicorn", "granian")
 
 
-def backline_command(port: int) -> list[str]:
+def compared_servers() -> list[str]:
+    """The servers `BENCH_SERVERS` names (default uvicorn alone), the judged one first."""
+    names = [n.strip() for n in os.environ.get("BENCH_SERVERS", "uvicorn").split(",")]
+    names = [n for n in dict.fromkeys(names) if n]
+    unknown = [n for n in names if n not in KNOWN_SERVERS]
+    if unknown or not names:
+        raise SystemExit(f"bench: BENCH_SERVERS names one or more of {', '.join(KNOWN_SERVERS)}")
+    return names
+
+
+def backline_command(port: int, server: str = "uvicorn") -> list[str]:
     """`backline serve` as an operator runs it, on a loopback port."""
-    return [sys.executable, "-m", "backline", "serve", "--host", HOST, "--port", str(port)]
+    return [
+        *(sys.executable, "-m", "backline", "serve", "--host", HOST, "--port", str(port)),
+        *("--server", server),
+    ]
+
+
+def serving_pid(pid: int) -> int:
+    """The process that answers: `pid` itself, or the worker it spawned (Granian serves from a
+    worker process even with one)."""
+    try:
+        children = (Path(f"/proc/{pid}/task/{pid}/children").read_text()).split()
+    except OSError:
+        return pid
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in command:
+            return int(child)
+    return pid
 
 
 def uvicorn_command(factory: str, port: int) -> list[str]:
@@ -172,6 +209,7 @@ def run(*, quick: bool = False) -> None:
     login_rounds = 2 if quick else 8
     seconds = 2.0 if quick else 6.0
     prefix = f"backline-bench-{uuid.uuid4().hex[:8]}"
+    judged, *others = compared_servers()
     errors: Counter[tuple[int, int]] = Counter()
     flood_errors: Counter[int] = Counter()
     with tempfile.TemporaryDirectory(prefix="backline-bench-") as temporary, ExitStack() as stack:
@@ -196,16 +234,22 @@ def run(*, quick: bool = False) -> None:
         try:
             commands = {
                 "bare": (uvicorn_command("bench.bare:create_app", free_port()), {}),
-                "info": (backline_command(free_port()), env),
-                "warning": (backline_command(free_port()), quiet_env),
+                "info": (backline_command(free_port(), judged), env),
+                "warning": (backline_command(free_port(), judged), quiet_env),
                 "floor": (uvicorn_command("bench.floor:create_app", free_port()), quiet_env),
+                **{other: (backline_command(free_port(), other), env) for other in others},
             }
             running = stack.enter_context(servers(commands, root))
-            bare, port, quiet, floor_port = (running[name][0] for name in commands)
+            bare, port, quiet, floor_port = (running[name][0] for name in list(commands)[:4])
             auth = {"Authorization": f"Bearer {_token(port)}"}
             size = _check(port, TRACKS_PATH, auth)
-            for target, path in ((port, "/api/me"), (port, TRACKS_PATH), (quiet, "/healthz")):
-                measure(target, path, seconds=0.5, headers=auth)  # warm-up
+            other_ports = [running[other][0] for other in others]
+            for other_port in other_ports:
+                _check(other_port, TRACKS_PATH, auth)
+            for target in (port, *other_ports):
+                for path in ("/api/me", TRACKS_PATH):
+                    measure(target, path, seconds=0.5, headers=auth)  # warm-up
+            measure(quiet, "/healthz", seconds=0.5)
             measure(bare, "/healthz", seconds=0.5)
             columns = [
                 Request("/healthz", port=bare),
@@ -214,10 +258,16 @@ def run(*, quick: bool = False) -> None:
                 Request("/api/me", port=port, headers=auth),
                 Request(TRACKS_PATH, port=port, headers=auth),
             ]
+            for other_port in other_ports:  # columns 5 + 3k, 6 + 3k, 7 + 3k
+                columns += [
+                    Request("/healthz", port=other_port),
+                    Request("/api/me", port=other_port, headers=auth),
+                    Request(TRACKS_PATH, port=other_port, headers=auth),
+                ]
             rows = alternate(
                 port, columns, rounds=rounds, connections=32, drain=True, errors=errors
             )
-            pids = {running[name][0]: running[name][1] for name in commands}
+            pids = {running[name][0]: serving_pid(running[name][1]) for name in commands}
             cpu = [_cpu_per_request(pids[c.port or port], c, seconds) for c in columns]
             _, me_latencies = measure(
                 port, "/api/me", seconds=seconds, connections=32, headers=auth
@@ -227,6 +277,7 @@ def run(*, quick: bool = False) -> None:
         finally:
             _forget(prefix)
         log_lines = _access_lines(root / "info.log")
+        other_log_lines = [_access_lines(root / f"{other}.log") for other in others]
 
     rates = [median(row[column] for row in rows) for column in range(len(columns))]
     healthz, quiet_healthz = paired_ratios(rows, 1, 0), paired_ratios(rows, 1, 2)
@@ -248,8 +299,10 @@ def run(*, quick: bool = False) -> None:
             "POST /api/auth/login", median(paired_ratios(login_rows, 0, 1)), "bench.floor", 0.95
         ),
     ]
-    _print(columns, rates, goals, rounds, size, log_lines, errors, flood_errors)
-    _print_cpu(columns, cpu)
+    _print(columns[:5], rates[:5], goals, rounds, size, log_lines, errors, flood_errors, judged)
+    _print_cpu(columns, cpu, [judged] * 5 + [o for o in others for _ in range(3)])
+    for k, other in enumerate(others):
+        goals += _compare(rows, judged, other, 5 + 3 * k, other_log_lines[k])
     for goal in goals:
         in_ms = goal.goal.endswith("ms")
         report.record(
@@ -289,15 +342,44 @@ def _cpu_per_request(pid: int, request: Request, seconds: float) -> tuple[float,
     return (parts["loop"] + parts["threads"]) / max(rate * seconds, 1.0), rate
 
 
-def _print_cpu(columns: list[Request], cpu: list[tuple[float, float]]) -> None:
+def _compare(
+    rows: list[list[float]], judged: str, other: str, first: int, log_lines: int
+) -> list[Goal]:
+    """Backline on `other` (columns `first`..`first + 2`) against the bare route, with the
+    same goals, and round by round against Backline on `judged` (columns 1, 3 and 4)."""
+    pairs = [("GET /healthz, every middleware", 1, 0.75), ("GET /api/me", 3, 0.30)]
+    pairs.append((f"GET {TRACKS_PATH}", 4, 0.10))
+    print(f"  Backline on {other} beside Backline on {judged} (same rounds; {log_lines} lines)")
+    print(f"  {'measure':40} {'/ bare':>9}  {other + ' / ' + judged:>18}")
+    goals = []
+    for offset, (label, mine, minimum) in enumerate(pairs):
+        against_bare = median(paired_ratios(rows, first + offset, 0))
+        against_judged = paired_ratios(rows, first + offset, mine)
+        print(f"  {label:40} {against_bare:9.1%}  {median(against_judged):18.1%}")
+        goals.append(_ratio(f"{label} ({other})", against_bare, "bare /healthz", minimum))
+        report.record(
+            bench="hotpaths",
+            measure=f"{label}: {other} / {judged}",
+            value=median(against_judged),
+            unit="ratio",
+            note="Backline on each server, same rounds",
+        )
+    return goals
+
+
+def _print_cpu(columns: list[Request], cpu: list[tuple[float, float]], names: list[str]) -> None:
     """The same comparisons by the server's CPU per request, which the machine's other work
     disturbs far less than it does rates: a ratio of rates is the inverse of this ratio when
     the worker is what limits them."""
     bare = cpu[0][0]
     print("  CPU per request of the serving process (loop and its threads), 32 connections:")
-    for column, (spent, rate) in zip(columns, cpu, strict=True):
+    for index, (column, (spent, rate)) in enumerate(zip(columns, cpu, strict=True)):
         share = f"{bare / spent:6.1%}" if spent else "   n/a"
-        print(f"    {column.path:28} {spent * 1e6:8.0f} us  bare/this {share} ({rate:.0f} req/s)")
+        name = "bare" if index == 0 else names[index]
+        print(
+            f"    {name:8} {column.path:28} {spent * 1e6:8.0f} us  bare/this {share} "
+            f"({rate:.0f} req/s)"
+        )
     (info, _), (warning, _) = cpu[1], cpu[2]
     if info:
         print(f"    the access-log line: {(info - warning) / info:6.1%} of /healthz's CPU at INFO")
@@ -358,9 +440,13 @@ def _print(
     log_lines: int,
     errors: Counter[tuple[int, int]],
     flood_errors: Counter[int],
+    server: str,
 ) -> None:
     names = ["bare FastAPI", "backline INFO", "backline WARNING", "backline INFO", "backline INFO"]
-    print("hot paths (one worker each, PostgreSQL, Redis, JSON logs; 32 connections)")
+    print(
+        f"hot paths (one worker each, Backline on {server}, PostgreSQL, Redis, JSON logs; "
+        "32 connections)"
+    )
     for name, column, rate in zip(names, columns, rates, strict=True):
         print(f"  {name:17} {column.method} {column.path:24} {rate:7.0f} req/s (median)")
     print(

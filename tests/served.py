@@ -4,6 +4,12 @@
 working directory (SQLite database, signing key and storage all under it) and only the
 environment given, waits until `/healthz` answers, and stops it with SIGINT afterwards. Its
 standard error is kept in a file, so a test can assert on what the server logged.
+
+`server` picks the HTTP server (`serve --server`): tests of what the server itself does
+(timeouts, the connection cap, HEAD, ranges, bodies, shutdown, workers) run under each of
+`SERVERS`; every other test runs under `DEFAULT_SERVER`, which is uvicorn unless
+`BACKLINE_TEST_SERVER` names another (`BACKLINE_TEST_SERVER=granian pytest tests/resilience`
+runs those under Granian).
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import httpx
 
 from tests.conftest import free_port
 
+SERVERS = ("uvicorn", "granian")
+DEFAULT_SERVER = os.environ.get("BACKLINE_TEST_SERVER", "uvicorn")
+assert DEFAULT_SERVER in SERVERS, f"BACKLINE_TEST_SERVER={DEFAULT_SERVER!r}: one of {SERVERS}"
 START_SECONDS = 90  # for each worker process: they import the app side by side, on busy cores
 
 
@@ -76,12 +85,14 @@ def served(
     host: str = "127.0.0.1",
     port: int | None = None,
     workers: int = 1,
+    server: str | None = DEFAULT_SERVER,
     start_seconds: float = START_SECONDS,
     **settings: str,
 ) -> Iterator[Served]:
-    """Run `backline serve --host HOST --workers N` in `workdir` with `settings` (environment
-    variables, `BACKLINE_*` names mostly), on `port` when given (a test that must name the
-    server's URL in a setting picks it first), waiting up to `start_seconds` for each worker."""
+    """Run `backline serve --host HOST --workers N --server SERVER` in `workdir` with
+    `settings` (environment variables, `BACKLINE_*` names mostly), on `port` when given (a test
+    that must name the server's URL in a setting picks it first), waiting up to
+    `start_seconds` for each worker. `server=None` passes no `--server`."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / "serve.log"
@@ -90,6 +101,7 @@ def served(
             [
                 *(sys.executable, "-m", "backline", "serve", "--host", host),
                 *("--port", str(port), "--workers", str(workers)),
+                *(("--server", server) if server else ()),
             ],
             cwd=workdir,
             env=serve_env(**settings),

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backline.accounts.models import User
 from backline.config import Settings
 from backline.email.models import OutboxEmail
-from tests.served import create_user, served
+from tests.served import SERVERS, create_user, served
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "request_id"}
 VALID = {"email": "ann@example.com", "display_name": "Ann", "age": 30}
@@ -247,7 +247,10 @@ def _without_request_id(response: httpx.Response) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_one_413_whichever_limit_refuses_and_however_the_body_is_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_one_413_whichever_limit_refuses_and_however_the_body_is_sent(
+    tmp_path: Path, server_name: str
+) -> None:
     body = b'{"email": "' + b"a" * 20_000 + b'"}'
 
     def chunked() -> Iterator[bytes]:
@@ -256,6 +259,7 @@ def test_one_413_whichever_limit_refuses_and_however_the_body_is_sent(tmp_path: 
 
     with served(
         tmp_path,
+        server=server_name,
         BACKLINE_ENV="test",
         BACKLINE_MAX_JSON_BODY="4096",
         BACKLINE_MAX_AUDIO_BYTES="2048",

@@ -1,6 +1,7 @@
 """The `backline` command line.
 
     backline serve [--host H] [--port P] [--workers N]   run the server
+                   [--server uvicorn|granian]         on uvicorn (default) or Granian
     backline migrate [--revision REV]                    bring the schema up to date
     backline check-config                                show settings, exit 1 if unstartable
     backline create-user --email E --role R --password-stdin
@@ -27,6 +28,7 @@ import asyncio
 import os
 import signal
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -40,6 +42,14 @@ if TYPE_CHECKING:
     from backline.config import Settings
     from backline.storage.migrate import Report as MigrateReport
     from backline.storage.verify import Report
+
+
+class Server(StrEnum):
+    """The HTTP servers `serve` can run the app on."""
+
+    UVICORN = "uvicorn"
+    GRANIAN = "granian"
+
 
 app = typer.Typer(
     help="Backline: the artist platform back end.",
@@ -73,14 +83,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    server: Annotated[
+        Server | None,
+        typer.Option(help="HTTP server to run the app on (default: BACKLINE_SERVER, uvicorn)."),
+    ] = None,
 ) -> None:
-    """Run the HTTP server. Outside production, SQLite is migrated first."""
-    import uvicorn
+    """Run the HTTP server on uvicorn or Granian. Outside production, SQLite is migrated first.
 
+    Only uvicorn answers a connection past the cap with 503: see backline.serving_granian."""
     from backline.metrics.processes import shared_by_workers
-    from backline.serving import GuardedHttpToolsProtocol
 
     settings = load_settings()
+    chosen = server.value if server is not None else settings.server
     configure_logging(settings)
     _prepare_embedded_database(settings)
     settings.signing_key  # noqa: B018 - a development key is made once, before the workers
@@ -108,24 +122,37 @@ def serve(
         elif not settings.is_production:
             typer.echo("Dev mailbox: off (not on loopback only, or BACKLINE_DEV_MAILBOX)", err=True)
     with shared_by_workers(workers):  # the workers' metrics, summed at each scrape
-        uvicorn.run(
-            "backline.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            http=GuardedHttpToolsProtocol,
-            timeout_keep_alive=settings.keep_alive_timeout,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-            # A worker answers the parent's health pings only once it has imported the app,
-            # which on a busy machine takes longer than uvicorn's 5 s: it would be killed as
-            # hung, again and again.
-            timeout_worker_healthcheck=30,
-        )
+        if chosen == "granian":
+            from backline import serving_granian
+
+            serving_granian.run(settings, host=host, port=port, workers=workers)
+        else:
+            _run_uvicorn(settings, host=host, port=port, workers=workers)
+
+
+def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from backline.serving import GuardedHttpToolsProtocol
+
+    uvicorn.run(
+        "backline.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        # A worker answers the parent's health pings only once it has imported the app,
+        # which on a busy machine takes longer than uvicorn's 5 s: it would be killed as
+        # hung, again and again.
+        timeout_worker_healthcheck=30,
+    )
 
 
 @app.command()

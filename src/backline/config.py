@@ -245,6 +245,9 @@ class Settings(BaseSettings):
     header_timeout: float = Field(
         10.0, gt=0, description="seconds a client has to send a request's line and headers"
     )
+    server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn", description="the HTTP server `backline serve` runs the app on"
+    )
     keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle connection is kept")
     max_connections: int = Field(1000, ge=1, description="open connections per server process")
     dev_mailbox: bool | None = Field(

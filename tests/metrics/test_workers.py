@@ -1,8 +1,10 @@
-"""`backline serve --workers 3` over real sockets: a scrape, whichever process answers it,
-reads every process's counts summed, and the gauges of the processes alive."""
+"""`backline serve --workers 3` over real sockets, under each server: a scrape, whichever
+process answers it, reads every process's counts summed, and the gauges of the processes
+alive."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -14,7 +16,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.scrape import value
-from tests.served import Served, served
+from tests.served import SERVERS, Served, served
 
 TOKEN = "scraper-token-0123456789-abcdef"
 WORKERS = 3
@@ -52,6 +54,12 @@ def per_process(run_dir: Path) -> dict[int, float]:
     return counts
 
 
+def started(output: str) -> int:
+    """How many processes logged the application's start (each worker's lifespan does)."""
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    return sum(json.loads(line).get("event") == "started" for line in lines)
+
+
 def parent_of(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
@@ -63,15 +71,20 @@ def one_request(url: str) -> int:
 
 
 @pytest.mark.slow
-def test_three_workers_read_as_one_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_three_workers_read_as_one_server(tmp_path: Path, server_name: str) -> None:
     base = tmp_path / "temporary"
     base.mkdir()
     with served(
-        tmp_path / "work", workers=WORKERS, BACKLINE_METRICS_TOKEN=TOKEN, TMPDIR=str(base)
+        tmp_path / "work",
+        workers=WORKERS,
+        server=server_name,
+        BACKLINE_METRICS_TOKEN=TOKEN,
+        TMPDIR=str(base),
     ) as server:
         (run_dir,) = base.iterdir()  # made by `serve` for this run
         for _ in range(1200):  # until every worker has started (bounded): the first answers
-            if server.output.count("Application startup complete") >= WORKERS:  # before
+            if started(server.output) >= WORKERS:  # before the rest
                 break
             time.sleep(0.1)
         assert run_dir.name.startswith("backline-metrics-")
@@ -101,7 +114,7 @@ def test_three_workers_read_as_one_server(tmp_path: Path) -> None:
         victim = workers[0]
         assert (run_dir / f"gauge_livesum_{victim}.db").exists()
         os.kill(victim, signal.SIGKILL)
-        for _ in range(300):  # uvicorn replaces it; the reaper drops its gauges: bounded wait
+        for _ in range(300):  # the server replaces it; the reaper drops its gauges: bounded
             if not (run_dir / f"gauge_livesum_{victim}.db").exists():
                 break
             time.sleep(0.1)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.served import create_user, read_response, served
+from tests.served import SERVERS, create_user, read_response, served
 
 
 @pytest.mark.slow
-def test_head_requests_on_one_kept_alive_connection(tmp_path: Path) -> None:
-    with served(tmp_path, BACKLINE_ENV="test") as server:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_head_requests_on_one_kept_alive_connection(tmp_path: Path, server_name: str) -> None:
+    with served(tmp_path, server=server_name, BACKLINE_ENV="test") as server:
         auth = create_user(server, "head@example.com")
         token = auth["Authorization"]
         requests = [

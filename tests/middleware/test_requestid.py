@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -87,3 +88,35 @@ async def test_the_access_line_names_the_user_when_known(
     assert line["user_id"] == "0b4f5c1e-5a5e-4d0e-9d43-6f7c1f3f0a11"
     await client.get("/healthz")
     assert "user_id" not in logs.named("request")[1]
+
+
+async def test_an_answer_before_the_body_was_read_closes_the_connection(
+    client: httpx.AsyncClient,
+) -> None:
+    too_large = b'{"email": "' + b"a" * (1024 * 1024 + 1) + b'"}'
+    refused = await client.post(
+        "/api/auth/login", content=too_large, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 413
+    assert refused.headers["connection"] == "close"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(too_large), 64 * 1024):
+            yield too_large[start : start + 64 * 1024]
+
+    streamed = await client.post(
+        "/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert streamed.headers["connection"] == "close"
+
+
+async def test_an_answer_after_the_whole_body_keeps_the_connection(
+    client: httpx.AsyncClient,
+) -> None:
+    read = await client.post(
+        "/api/auth/login", json={"email": "nobody@example.com", "password": "not it at all"}
+    )
+    assert read.status_code == 401
+    assert "connection" not in read.headers
+    assert "connection" not in (await client.get("/healthz")).headers

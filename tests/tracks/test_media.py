@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.served import create_user, served
+from tests.served import SERVERS, create_user, served
 from tests.tracks.conftest import digest_header, draft, wav
 
 
@@ -43,10 +43,13 @@ def served_audio_link(client: httpx.Client, artist: dict[str, str], data: bytes)
 
 
 @pytest.mark.slow
-def test_a_player_seeks_through_a_signed_link_on_a_real_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_a_player_seeks_through_a_signed_link_on_a_real_server(
+    tmp_path: Path, server_name: str
+) -> None:
     data = wav(1.0)
     etag = f'"{hashlib.sha256(data).hexdigest()}"'
-    with served(tmp_path, BACKLINE_ENV="test") as server:
+    with served(tmp_path, server=server_name, BACKLINE_ENV="test") as server:
         artist = create_user(server, "artist@example.com", role="artist")
         with httpx.Client(base_url=server.url, timeout=10) as client:
             link = served_audio_link(client, artist, data)
