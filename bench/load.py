@@ -200,11 +200,13 @@ async def _turns(
     errors: Counter[tuple[int, int]],
     width: int,
     barrier: asyncio.Barrier | None,
+    spans: list[list[float]],
 ) -> None:
     """One connection to each server; each turn sends its request on its server's.
 
     With a `barrier`, a turn starts when every connection has had its answers to the turn
-    before, and lasts its own length from there."""
+    before, and lasts its own length from there; `spans[index]` is then widened to cover the
+    turn from its start to this connection's last answer."""
     streams = {}
     try:
         for port in dict.fromkeys(port for _, port, _, _ in turns):
@@ -212,7 +214,9 @@ async def _turns(
         for index, port, request, stop_at in turns:
             if barrier is not None:
                 await barrier.wait()
-                stop_at += time.perf_counter()  # `stop_at` is the turn's length here
+                began = time.perf_counter()
+                stop_at += began  # `stop_at` is the turn's length here
+                spans[index][0] = min(spans[index][0], began)
             while time.perf_counter() < stop_at:
                 reader, writer = streams[port]
                 try:
@@ -227,6 +231,7 @@ async def _turns(
                     counts[index] += 1
                 else:
                     errors[index % width, status] += 1
+            spans[index][1] = max(spans[index][1], time.perf_counter())
     finally:
         for _, writer in streams.values():
             writer.close()
@@ -241,7 +246,7 @@ def _alternate(
 ) -> None:
     seconds, drain = turn
 
-    async def main() -> tuple[list[int], dict[tuple[int, int], int]]:
+    async def main() -> tuple[list[int], list[float], dict[tuple[int, int], int]]:
         stop_at = 0.0 if drain else time.perf_counter() + 0.05
         turns = []
         for index in range(rounds * len(requests)):
@@ -249,13 +254,18 @@ def _alternate(
             stop_at = seconds if drain else stop_at + seconds
             turns.append((index, port, request, stop_at))
         counts = [0] * len(turns)
+        spans = [[float("inf"), 0.0] for _ in turns]
         errors: Counter[tuple[int, int]] = Counter()
         width = len(requests)
         barrier = asyncio.Barrier(connections) if drain else None
         await asyncio.gather(
-            *(_turns(turns, counts, errors, width, barrier) for _ in range(connections))
+            *(_turns(turns, counts, errors, width, barrier, spans) for _ in range(connections))
         )
-        return counts, dict(errors)
+        # Drained, a turn lasts until its last answer: a slow route's requests, started in
+        # the turn, end well after it, and counted over the turn's nominal length alone they
+        # would read as at least `connections` / `seconds` a second however slow it is.
+        lengths = [end - start if drain else seconds for start, end in spans]
+        return counts, lengths, dict(errors)
 
     out.send(uvloop.run(main()))
 
@@ -279,14 +289,18 @@ def alternate(
     two servers can be compared as closely as two routes. Non-2xx answers are added to
     `errors` by (column, status). With `drain`, a turn starts only once every connection has
     had the answers to the turn before (a slow route's last requests end well after its turn
-    does, and would otherwise be served during the next turn, as its own)."""
+    does, and would otherwise be served during the next turn, as its own), and its rate is
+    taken over the time to its last answer."""
     parent, child = multiprocessing.Pipe()
     encoded = [(request.port or port, request.encode()) for request in requests]
     worker = multiprocessing.Process(
         target=_alternate, args=(encoded, rounds, (seconds, drain), connections, child)
     )
     worker.start()
-    counts, refused = parent.recv()
+    while not parent.poll(1.0):  # a generator that died would leave the wait endless
+        if not worker.is_alive():
+            raise RuntimeError(f"the load generator stopped (exit code {worker.exitcode})")
+    counts, lengths, refused = parent.recv()
     worker.join(timeout=30)
     width = len(requests)
     for (column, status), count in sorted(refused.items()):
@@ -294,10 +308,10 @@ def alternate(
         _report_errors(f"{request.method} {request.path}", {status: count})
     if errors is not None:
         errors.update(refused)
-    return [
-        [count / seconds for count in counts[row * width : (row + 1) * width]]
-        for row in range(rounds)
+    rates = [
+        count / length if length > 0 else 0.0 for count, length in zip(counts, lengths, strict=True)
     ]
+    return [rates[row * width : (row + 1) * width] for row in range(rounds)]
 
 
 def paired_ratios(rows: list[list[float]], numerator: int, denominator: int) -> list[float]:
