@@ -100,7 +100,8 @@ def set_deadline(request: Request, seconds: float | None) -> None:
     """Move this request's deadline to `seconds` from now (`None`: no deadline)."""
     expiry = request.scope.get("state", {}).get(_STATE_KEY)
     if isinstance(expiry, Expiry):
-        expiry.reschedule(None if seconds is None else expiry._sweep.loop.time() + seconds)
+        when = None if seconds is None else asyncio.get_running_loop().time() + seconds
+        expiry.reschedule(when)
 
 
 class Deadline:
