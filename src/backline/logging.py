@@ -22,7 +22,8 @@ process for Sentry (`backline.errorreports`) and the trace collector (`backline.
 `write_event` is the short way for a line written on every request (the access log): the same
 fields, context, redaction, renderer and stream as the pipeline, rendered once, without the
 standard-library record and the processor chain around it, and with only the fields that can
-hold a secret passed through `redact`.
+hold a secret passed through `redact`. On an event loop its lines are joined and written once
+per loop iteration (`backline.logstream`); `flush` writes them at once.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from backline import errorreports, tracing
 from backline.config import Settings
+from backline.logstream import LineHandler
 
 MASK = "[redacted]"
 
@@ -123,7 +125,9 @@ _SUSPECT_WORDS = (
     "eyj",
     "://",
 )
-_SUSPECT_NUMBER = re.compile(r"-(?:\d\d-\d{4}|\d{7})")
+# The SSN and EIN patterns end at a word boundary: digits running on (a UUID's last group) are
+# neither, and must not send every line of one user in twenty-seven through the patterns.
+_SUSPECT_NUMBER = re.compile(r"-(?:\d\d-\d{4}|\d{7})\b")
 
 
 def suspect(text: str) -> bool:
@@ -228,7 +232,7 @@ redactor = Redactor()
 class _Sink(NamedTuple):
     """Where `configure_logging` sends every line: its handler (stream and lock) and renderer."""
 
-    handler: logging.StreamHandler[TextIO]
+    handler: LineHandler
     renderer: Processor
 
 
@@ -309,7 +313,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("backline")
     global _sink
@@ -381,10 +385,10 @@ def write_event(
     rendered = sink.renderer(None, "info", line)
     if isinstance(rendered, bytes):
         rendered = rendered.decode()
-    handler = sink.handler
-    handler.acquire()
-    try:
-        handler.stream.write(f"{rendered}{handler.terminator}")
-        handler.flush()
-    finally:
-        handler.release()
+    sink.handler.add(f"{rendered}\n")
+
+
+def flush() -> None:
+    """Write the lines kept for the event loop's next iteration now (`backline.logstream`)."""
+    if _sink is not None:
+        _sink.handler.flush()
