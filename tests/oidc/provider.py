@@ -4,7 +4,8 @@ It serves discovery, its JWKS, an authorization endpoint that approves at once (
 back with a code) and a token endpoint that checks the client's credentials, the redirect URI
 and the PKCE verifier, and answers an id_token signed with a generated RSA key. Each test may
 make it misbehave: `claims` overrides claims of the next id_tokens (a wrong nonce or issuer, an
-unverified email, an expired token), `sign_with_other_key` signs with a key not in its JWKS.
+unverified email, an expired token), `sign_with_other_key` signs with a key not in its JWKS,
+`discovery_issuer` makes its discovery document name another issuer than its own.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Provider:
     email_verified: bool = True
     claims: dict[str, Any] = field(default_factory=dict)
     sign_with_other_key: bool = False
+    discovery_issuer: str | None = None
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"}))
     other: RSAKey = field(
         default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -68,7 +70,7 @@ class Provider:
     async def discovery(self, request: Request) -> Response:
         return JSONResponse(
             {
-                "issuer": self.issuer,
+                "issuer": self.discovery_issuer or self.issuer,
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +18,7 @@ from backline.app import Backline
 from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.db import create_sessionmaker
-from backline.oidc.models import OidcIdentity
+from backline.oidc.models import OidcAttempt, OidcIdentity
 from tests.accounts.conftest import bearer, login
 from tests.factors.conftest import code_now, enrol, second_step
 from tests.oidc.conftest import (
@@ -41,8 +41,51 @@ async def _count(engine: AsyncEngine, model: Any) -> int:
 
 async def _events(engine: AsyncEngine, name: str) -> list[AuditEvent]:
     async with create_sessionmaker(engine)() as session:
-        rows = await session.scalars(select(AuditEvent).where(AuditEvent.event == name))
+        rows = await session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.event == name)
+            .order_by(AuditEvent.created_at, AuditEvent.id)
+        )
         return list(rows.all())
+
+
+async def _user(engine: AsyncEngine, user_id: Any) -> User:
+    async with create_sessionmaker(engine)() as session:
+        found = await session.get(User, user_id)
+        assert found is not None
+        return found
+
+
+def _failures_counted(answer: httpx.Response, spent: int) -> bool:
+    """Whether the answer reports `spent` refused callbacks against the `oidc_failure` limit."""
+    limit = int(OIDC_LIMITS["oidc_failure"].split("/")[0])
+    return f'"oidc_failure";r={limit - spent};' in answer.headers.get("ratelimit", "")
+
+
+async def _password_login(client: httpx.AsyncClient, account: Any) -> httpx.Response:
+    return await client.post(
+        "/api/auth/login", json={"email": account.email, "password": account.password}
+    )
+
+
+# A provider's answer that must be refused: how the provider misbehaves, the status, the code.
+BAD_ID_TOKENS = [
+    pytest.param({"email_verified": False}, 403, "oidc_email_unverified", id="unverified"),
+    pytest.param(
+        {"claims": {"nonce": "not-the-one-sent"}}, 401, "oidc_id_token_invalid", id="nonce"
+    ),
+    pytest.param(
+        {"claims": {"iss": "http://127.0.0.1:1/elsewhere"}},
+        401,
+        "oidc_id_token_invalid",
+        id="issuer",
+    ),
+    pytest.param({"claims": {"aud": "someone-else"}}, 401, "oidc_id_token_invalid", id="audience"),
+    pytest.param(
+        {"claims": {"exp": 1_000_000, "iat": 999_000}}, 401, "oidc_id_token_invalid", id="expired"
+    ),
+    pytest.param({"sign_with_other_key": True}, 401, "oidc_id_token_invalid", id="other-key"),
+]
 
 
 async def test_start_redirects_with_pkce_state_and_nonce(client: httpx.AsyncClient) -> None:
@@ -105,6 +148,8 @@ async def test_an_existing_account_with_the_verified_email_gets_linked(
         assert row is not None
         assert row.user_id == account.user.id
     assert await _count(engine, User) == 1
+    [linked] = await _events(engine, "oidc_linked")
+    assert linked.details == {"provider": "testid"}  # an address confirmed before: untouched
     await login(client, "ann@example.com")  # the password still works
 
 
@@ -122,18 +167,7 @@ async def test_no_new_account_when_the_setting_forbids_it(
     assert await _count(engine, User) == 0
 
 
-@pytest.mark.parametrize(
-    ("misbehave", "status", "code"),
-    [
-        ({"email_verified": False}, 403, "oidc_email_unverified"),
-        ({"claims": {"nonce": "not-the-one-sent"}}, 401, "oidc_id_token_invalid"),
-        ({"claims": {"iss": "http://127.0.0.1:1/elsewhere"}}, 401, "oidc_id_token_invalid"),
-        ({"claims": {"aud": "someone-else"}}, 401, "oidc_id_token_invalid"),
-        ({"claims": {"exp": 1_000_000, "iat": 999_000}}, 401, "oidc_id_token_invalid"),
-        ({"sign_with_other_key": True}, 401, "oidc_id_token_invalid"),
-    ],
-    ids=["unverified", "nonce", "issuer", "audience", "expired", "other-key"],
-)
+@pytest.mark.parametrize(("misbehave", "status", "code"), BAD_ID_TOKENS)
 async def test_a_bad_id_token_is_refused_audited_and_writes_nothing(
     client: httpx.AsyncClient,
     engine: AsyncEngine,
@@ -153,7 +187,105 @@ async def test_a_bad_id_token_is_refused_audited_and_writes_nothing(
     assert await _count(engine, OidcIdentity) == 0
     assert await _count(engine, AuthSession) == 0
     failed = await _events(engine, "oidc_failed")
-    assert [event.details["code"] for event in failed] == [code]
+    assert [(event.details["code"], event.user_id) for event in failed] == [(code, None)]
+    assert _failures_counted(done, 1), done.headers
+
+
+@pytest.mark.parametrize("confirmed", [True, False], ids=["confirmed", "unconfirmed"])
+async def test_an_unverified_email_never_reaches_the_account_that_has_it(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    provider: Provider,
+    make_user: Callable[..., Any],
+    confirmed: bool,
+) -> None:
+    account = await make_user("ann@example.com", verified=confirmed)
+    before = await _user(engine, account.user.id)
+    provider.email_verified = False
+    done = await sign_in(client)
+    assert (done.status_code, done.json()["code"]) == (403, "oidc_email_unverified"), done.text
+    assert done.headers["content-type"].startswith("application/problem+json")
+    assert _failures_counted(done, 1), done.headers
+    assert "backline_access" not in client.cookies
+    after = await _user(engine, account.user.id)
+    assert (after.password_hash, after.email_verified_at, after.password_changed_at) == (
+        before.password_hash,
+        before.email_verified_at,
+        before.password_changed_at,
+    )
+    assert await _count(engine, OidcIdentity) == 0
+    assert await _count(engine, AuthSession) == 0
+    assert not await _events(engine, "oidc_linked")
+    [failed] = await _events(engine, "oidc_failed")
+    assert (failed.details["code"], failed.user_id) == ("oidc_email_unverified", None)
+    # The password is still the account's: it signs in, or is told to confirm the address
+    # first (as only a right password is), not refused as a wrong one.
+    login = await _password_login(client, account)
+    if confirmed:
+        assert login.status_code == 200, login.text
+    else:
+        assert (login.status_code, login.json()["code"]) == (403, "email_not_verified")
+
+
+async def test_a_verified_identity_confirms_an_unconfirmed_account_and_voids_its_password(
+    client: httpx.AsyncClient, engine: AsyncEngine, make_user: Callable[..., Any]
+) -> None:
+    account = await make_user("ann@example.com", verified=False)
+    waiting = await _password_login(client, account)
+    assert (waiting.status_code, waiting.json()["code"]) == (403, "email_not_verified")
+    done = await sign_in(client)
+    assert (done.status_code, done.headers["location"]) == (303, "/dashboard"), done.text
+    me = await client.get("/api/me")
+    assert (me.json()["id"], me.json()["email"]) == (str(account.user.id), "ann@example.com")
+    listed = (await client.get("/api/auth/oidc/identities")).json()
+    assert listed["has_password"] is False
+    assert [i["subject"] for i in listed["items"]] == ["subject-1"]
+    user = await _user(engine, account.user.id)
+    assert user.email_verified_at is not None
+    assert user.password_changed_at is not None
+    assert await _count(engine, User) == 1
+    [linked] = await _events(engine, "oidc_linked")
+    assert linked.user_id == account.user.id
+    assert linked.details == {
+        "provider": "testid",
+        "address_confirmed": True,
+        "password_cleared": True,
+    }
+    # The password chosen by whoever never proved the address no longer signs in: refused as
+    # a wrong password is, now that the address is confirmed.
+    client.cookies.clear()
+    old = await _password_login(client, account)
+    assert (old.status_code, old.json()["code"]) == (401, "invalid_credentials")
+
+
+async def test_a_discovery_naming_another_issuer_is_refused_and_writes_nothing(
+    app: Backline, client: httpx.AsyncClient, provider: Provider, engine: AsyncEngine
+) -> None:
+    provider.discovery_issuer = "http://127.0.0.1:1/elsewhere"
+    started = await client.get("/api/auth/oidc/testid/start")
+    assert started.status_code == 503, started.text
+    assert started.headers["content-type"].startswith("application/problem+json")
+    problem = started.json()
+    assert problem["code"] == "oidc_provider_unavailable"
+    assert "another issuer" in problem["detail"]
+    assert "backline_oidc" not in started.headers.get("set-cookie", "")
+    assert await _count(engine, OidcAttempt) == 0
+    # The refusal is not remembered: once the provider names itself, sign-in starts.
+    provider.discovery_issuer = None
+    callback = await to_callback(client)
+    # A worker that has not read the discovery yet meets the wrong issuer at the callback.
+    provider.discovery_issuer = "http://127.0.0.1:1/elsewhere"
+    app.state.oidc_directory = None
+    done = await client.get(callback)
+    assert (done.status_code, done.json()["code"]) == (503, "oidc_provider_unavailable")
+    assert done.headers["content-type"].startswith("application/problem+json")
+    assert _failures_counted(done, 1), done.headers
+    assert provider.token_requests == 0  # the code never went to the token endpoint
+    assert await _count(engine, User) == 0
+    assert await _count(engine, OidcIdentity) == 0
+    assert await _count(engine, AuthSession) == 0
+    [failed] = await _events(engine, "oidc_failed")
+    assert failed.details == {"provider": "testid", "code": "oidc_provider_unavailable"}
 
 
 async def test_wrong_state_another_browser_and_a_replay_are_refused(
@@ -174,6 +306,13 @@ async def test_wrong_state_another_browser_and_a_replay_are_refused(
     assert (replayed.status_code, replayed.json()["code"]) == (400, "oidc_state_used")
     assert await _count(engine, AuthSession) == 1
     assert provider.token_requests == 1  # the refused callbacks never reached the provider
+    failed = await _events(engine, "oidc_failed")
+    assert [(e.details["code"], e.details["provider"], e.user_id) for e in failed] == [
+        ("oidc_state_invalid", "testid", None),
+        ("oidc_state_invalid", "testid", None),
+        ("oidc_state_used", "testid", None),
+    ]
+    assert _failures_counted(replayed, 3), replayed.headers
 
 
 async def test_an_unknown_provider_is_404(client: httpx.AsyncClient) -> None:
@@ -195,21 +334,49 @@ async def test_a_browser_is_sent_back_to_the_login_page_with_the_error(
     assert "has not verified your email" in page.text
 
 
+async def _wrong_state(client: httpx.AsyncClient) -> httpx.Response:
+    return await client.get("/api/auth/oidc/testid/callback?state=wrong&code=x")
+
+
+async def _another_browser(client: httpx.AsyncClient) -> httpx.Response:
+    callback = await to_callback(client)
+    client.cookies.delete("backline_oidc", path="/api/auth/oidc")
+    return await client.get(callback)
+
+
 @pytest.mark.usefixtures("one_window")
+@pytest.mark.parametrize(
+    ("fail", "misbehave", "status", "code"),
+    [
+        pytest.param(_wrong_state, {}, 400, "oidc_state_invalid", id="wrong-state"),
+        pytest.param(_another_browser, {}, 400, "oidc_state_invalid", id="another-browser"),
+        *(pytest.param(sign_in, *bad.values, id=bad.id) for bad in BAD_ID_TOKENS),
+    ],
+)
 async def test_failed_callbacks_are_counted_against_the_limit(
     app_factory: Callable[[Settings], Backline],
     oidc_settings: Callable[..., Settings],
     provider: Provider,
+    engine: AsyncEngine,
+    fail: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    misbehave: dict[str, Any],
+    status: int,
+    code: str,
 ) -> None:
+    for name, value in misbehave.items():
+        setattr(provider, name, value)
     limits = {**OIDC_LIMITS, "oidc_failure": "2/minute"}
     app = app_factory(oidc_settings(rate_limits=limits))
     async with LifespanManager(app), browser(app, provider) as client:
         codes = []
         for _ in range(3):
-            answer = await client.get("/api/auth/oidc/testid/callback?state=wrong&code=x")
+            answer = await fail(client)
             codes.append((answer.status_code, answer.json()["code"]))
-    assert codes[:2] == [(400, "oidc_state_invalid")] * 2
+    assert codes[:2] == [(status, code)] * 2
     assert codes[2] == (429, "rate_limited")
+    assert [e.details["code"] for e in await _events(engine, "oidc_failed")] == [code] * 3
+    assert await _count(engine, OidcIdentity) == 0
+    assert await _count(engine, AuthSession) == 0
 
 
 async def test_linking_unlinking_and_keeping_a_way_to_sign_in(
@@ -282,7 +449,6 @@ async def test_attempts_expired_a_day_ago_are_cleared(
     from datetime import timedelta
 
     from backline.db import utcnow
-    from backline.oidc.models import OidcAttempt
 
     old = utcnow() - timedelta(days=2)
     async with create_sessionmaker(engine)() as session, session.begin():

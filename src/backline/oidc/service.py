@@ -15,7 +15,8 @@ An account created here has no usable password (`NO_PASSWORD`, which no password
 forgot-password sets one. An existing account whose address was never confirmed gets the
 identity, its address confirmed, and its password made unusable: whoever set that password
 never proved they hold the address (an account "pre-hijacked" this way stays with the
-address's owner).
+address's owner). Its `oidc_linked` event says so (`address_confirmed`, and `password_cleared`
+when a password was set).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import delete, func, select, update
@@ -206,6 +208,7 @@ async def complete(
         )
     )
     created = False
+    confirmed: dict[str, Any] = {}  # the audit's account of an address confirmed here
     if claimed.intent == Intent.LINK:
         if claimed.user_id is None:
             raise refused(*errors.BAD_STATE, "The sign-in's state is unknown or has expired.")
@@ -240,6 +243,7 @@ async def complete(
                     session, event="register", user_id=user.id, client=client, provider=name
                 )
             elif user.email_verified_at is None:
+                confirmed = {"address_confirmed": True, "password_cleared": has_password(user)}
                 user.email_verified_at = moment  # the provider vouches for the address
                 user.password_hash = NO_PASSWORD  # set by someone who never proved it
                 user.password_changed_at = moment
@@ -248,7 +252,12 @@ async def complete(
                 session, user_id=user_id, name=name, subject=identity.subject, email=email
             )
             await audit.record(
-                session, event="oidc_linked", user_id=user_id, client=client, provider=name
+                session,
+                event="oidc_linked",
+                user_id=user_id,
+                client=client,
+                provider=name,
+                **confirmed,
             )
     linked.last_used_at = moment
     linked.email = email
