@@ -1,4 +1,5 @@
-"""Shared by the second-factor tests: both databases, a frozen clock, codes from a secret."""
+"""Shared by the second-factor tests: both databases, a frozen clock, codes from a secret, and
+what a refusal left behind (audit events, the lockout's count, a rate limit's budget)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backline.accounts import throttle
 from backline.accounts.tokens import now
+from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.crypto import generate_entry
+from backline.db import create_sessionmaker
 from backline.factors import totp
 from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD, bearer
 
@@ -91,3 +97,25 @@ async def password_step(
 
 async def second_step(client: httpx.AsyncClient, challenge: str, **code: str) -> httpx.Response:
     return await client.post("/api/auth/mfa/verify", json={"challenge_token": challenge, **code})
+
+
+async def events(engine: AsyncEngine, name: str) -> list[AuditEvent]:
+    async with create_sessionmaker(engine)() as session:
+        rows = await session.scalars(select(AuditEvent).where(AuditEvent.event == name))
+        return list(rows.all())
+
+
+async def failures(engine: AsyncEngine, email: str = "ann@example.com") -> int:
+    """The failures counted toward the address's lockout (a completed sign-in clears them)."""
+    async with create_sessionmaker(engine)() as session:
+        row = await session.get(throttle.LoginThrottle, throttle.key_for(email))
+        return row.failed_logins if row is not None else 0
+
+
+def budget(response: httpx.Response, policy: str = "mfa_verify") -> int:
+    """What the answer's `RateLimit` header says is left of `policy`'s limit."""
+    for member in response.headers.get("RateLimit", "").split(","):
+        name, *params = member.strip().split(";")
+        if name == f'"{policy}"':
+            return int(dict(param.split("=") for param in params)["r"])
+    raise AssertionError(f"no {policy} in {response.headers.get('RateLimit')!r}")

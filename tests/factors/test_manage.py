@@ -1,5 +1,6 @@
-"""Managing one's factors over the API: enrolment (never half-done), removal, new recovery
-codes, roles that must use a factor, export and deletion, key rotation (SQLite, PostgreSQL)."""
+"""Managing one's factors over the API: enrolment (never half-done, a wrong code audited and
+rate-limited), removal, new recovery codes, roles that must use a factor, export and deletion,
+key rotation (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from backline.crypto import KeyRing, generate_entry, key_id_of
 from backline.db import create_sessionmaker
 from backline.factors.models import MfaChallenge, RecoveryCode, TotpFactor
 from tests.accounts.conftest import PASSWORD, bearer, login
-from tests.factors.conftest import LIMITS, code_now, enrol, password_step, second_step
+from tests.factors.conftest import (
+    LIMITS,
+    budget,
+    code_now,
+    enrol,
+    events,
+    failures,
+    password_step,
+    second_step,
+)
 
 pytestmark = pytest.mark.usefixtures("clock")
 
@@ -61,6 +71,10 @@ async def test_enrolment_is_nothing_until_confirmed_and_the_secret_is_sealed(
     bad = await client.post("/api/me/factors/totp/confirm", json={"code": "000000"}, headers=auth)
     problem(bad, 422, "invalid_mfa_code")
     assert await count(engine, RecoveryCode) == 0
+    [failed] = await events(engine, "mfa_enrol_failed")
+    assert failed.details == {"reason": "invalid_mfa_code"}
+    assert await failures(engine) == 0  # a typo while setting up does not lock the account
+    assert (await client.get("/api/me/factors", headers=auth)).json()["totp"]["pending"] is True
     confirmed = await client.post(
         "/api/me/factors/totp/confirm", json={"code": code_now(secret)}, headers=auth
     )
@@ -75,6 +89,59 @@ async def test_enrolment_is_nothing_until_confirmed_and_the_secret_is_sealed(
     assert "recovery_codes" not in str(state["recovery_codes"].keys() - {"remaining"})
     again = await client.post("/api/me/factors/totp", json={"password": PASSWORD}, headers=auth)
     problem(again, 409, "totp_already_enabled")
+
+
+@pytest.mark.usefixtures("one_window")
+async def test_wrong_confirming_codes_are_audited_and_limited_and_enrol_nothing(
+    app_factory: Callable[[Settings], Any],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    make_user: Any,
+    engine: AsyncEngine,
+) -> None:
+    settings = make_settings(
+        database_url=database_url, rate_limits={**LIMITS, "mfa_manage": "3/minute"},
+        lockout_threshold=20,
+    )  # fmt: skip
+    app = app_factory(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            ann = await make_user()
+            auth = bearer(await login(client, "ann@example.com"))
+            started = await client.post(
+                "/api/me/factors/totp", json={"password": PASSWORD}, headers=auth
+            )
+            assert started.status_code == 201
+            secret = started.json()["secret"]
+            right = code_now(secret)
+            wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+            for _ in range(2):
+                answer = await client.post(
+                    "/api/me/factors/totp/confirm", json={"code": wrong}, headers=auth
+                )
+                problem(answer, 422, "invalid_mfa_code")
+            assert budget(answer, "mfa_manage") == 0  # the start and the two wrong codes
+            spent = await client.post(
+                "/api/me/factors/totp/confirm", json={"code": right}, headers=auth
+            )
+            problem(spent, 429, "rate_limited")
+            assert spent.headers["content-type"].startswith("application/problem+json")
+            assert int(spent.headers["Retry-After"]) > 0
+            failed = await events(engine, "mfa_enrol_failed")
+            assert [(e.user_id, e.details) for e in failed] == [
+                (ann.user.id, {"reason": "invalid_mfa_code"})
+            ] * 2
+            # Nothing half-enrolled: still pending, no recovery codes, sign-in in one step.
+            assert not await events(engine, "totp_enabled")
+            async with create_sessionmaker(engine)() as session:
+                row = (await session.scalars(select(TotpFactor))).one()
+                assert row.confirmed_at is None
+            assert await count(engine, RecoveryCode) == 0
+            state = (await client.get("/api/me/factors", headers=auth)).json()
+            assert state["totp"]["enabled"] is False
+            assert state["totp"]["pending"] is True
+            assert "access_token" in await login(client, "ann@example.com")
 
 
 async def test_removal_needs_the_password_and_a_code(
@@ -163,6 +230,12 @@ async def test_a_role_that_needs_a_factor_must_enrol_before_any_session(
                 json={"challenge_token": token, "code": "000000"},
             )
             problem(wrong, 401, "invalid_mfa_code")
+            # A wrong step of sign-in (counted toward the lockout), and a failed enrolment.
+            assert [e.details["reason"] for e in await events(engine, "mfa_failed")] == [
+                "invalid_mfa_code"
+            ]
+            assert len(await events(engine, "mfa_enrol_failed")) == 1
+            assert await failures(engine, "boss@example.com") == 1
             done = await client.post(
                 "/api/auth/mfa/enrol/totp/confirm",
                 json={"challenge_token": token, "code": code_now(secret, steps=-1)},

@@ -1,5 +1,5 @@
 """Signing in with a second factor over the API: the challenge, TOTP, recovery codes, and every
-way a second step is refused (on SQLite and PostgreSQL)."""
+way a second step is refused, each audited and counted (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,29 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import User
 from backline.accounts.tokens import now
-from backline.audit.models import AuditEvent
 from backline.db import create_sessionmaker
+from backline.factors import totp
 from backline.factors.models import MfaChallenge
 from tests.accounts.conftest import PASSWORD, bearer, login, outbox
-from tests.factors.conftest import code_now, enrol, next_step, password_step, second_step
+from tests.factors.conftest import (
+    LIMITS,
+    budget,
+    code_now,
+    enrol,
+    events,
+    failures,
+    next_step,
+    password_step,
+    second_step,
+)
 
 pytestmark = pytest.mark.usefixtures("clock")
-
-
-async def events(engine: AsyncEngine, name: str) -> list[AuditEvent]:
-    async with create_sessionmaker(engine)() as session:
-        rows = await session.scalars(select(AuditEvent).where(AuditEvent.event == name))
-        return list(rows.all())
 
 
 async def enrolled(client: httpx.AsyncClient, make_user: Any) -> tuple[str, list[str]]:
@@ -38,6 +43,23 @@ def problem(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == code
+
+
+def wrong_code(right: str) -> str:
+    return f"{(int(right) + 1) % 1_000_000:06d}"
+
+
+def limited_app(app_factory: Any, make_settings: Any, database_url: str, **limits: str) -> Any:
+    """An app whose rate limits are the generous ones but for `limits`."""
+    settings = make_settings(
+        database_url=database_url, rate_limits={**LIMITS, **limits}, lockout_threshold=20
+    )
+    return app_factory(settings)
+
+
+def client_of(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 async def test_a_full_sign_in_with_totp(
@@ -99,7 +121,10 @@ async def test_a_full_sign_in_with_a_recovery_code_used_once_and_mailed(
 
 
 async def test_a_code_is_good_once_even_across_challenges(
-    client: httpx.AsyncClient, make_user: Any, clock: time_machine.Coordinates
+    client: httpx.AsyncClient,
+    make_user: Any,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
 ) -> None:
     secret, _ = await enrolled(client, make_user)
     next_step(clock)
@@ -108,39 +133,69 @@ async def test_a_code_is_good_once_even_across_challenges(
     assert (await second_step(client, first["challenge_token"], code=code)).status_code == 200
     other = await password_step(client)
     problem(await second_step(client, other["challenge_token"], code=code), 401, "mfa_code_reused")
+    # Audited and counted toward the lockout, as a wrong code is.
+    [failed] = await events(engine, "mfa_failed")
+    assert failed.details == {"reason": "mfa_code_reused", "tries_left": 4}
+    assert [e.details["reason"] for e in await events(engine, "login_failed")] == [
+        "mfa_code_reused"
+    ]
+    assert await failures(engine) == 1
     next_step(clock)
     fresh = await second_step(client, other["challenge_token"], code=code_now(secret))
     assert fresh.status_code == 200, fresh.text
 
 
 async def test_a_challenge_is_good_once(
-    client: httpx.AsyncClient, make_user: Any, clock: time_machine.Coordinates
+    client: httpx.AsyncClient,
+    make_user: Any,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
 ) -> None:
-    secret, _ = await enrolled(client, make_user)
+    ann = await make_user()
+    tokens = await login(client, "ann@example.com")
+    secret, codes = await enrol(client, tokens)
     next_step(clock)
     first = await password_step(client)
-    assert (
-        await second_step(client, first["challenge_token"], code=code_now(secret))
-    ).status_code == 200
+    done = await second_step(client, first["challenge_token"], code=code_now(secret))
+    assert done.status_code == 200
     next_step(clock)
-    problem(
-        await second_step(client, first["challenge_token"], code=code_now(secret)),
-        401,
-        "challenge_used",
-    )
+    used = await second_step(client, first["challenge_token"], code=code_now(secret))
+    problem(used, 401, "challenge_used")
+    again = await second_step(client, first["challenge_token"], recovery_code=codes[0])
+    problem(again, 401, "challenge_used")
+    # Each refusal is audited, and counted against the second step's rate limit.
+    refused = await events(engine, "mfa_challenge_refused")
+    assert [e.details for e in refused] == [{"reason": "challenge_used"}] * 2
+    assert {e.user_id for e in refused} == {ann.user.id}
+    assert budget(again) == budget(used) - 1 == budget(done) - 2
+    # Nothing was used up by them: the recovery code is still good, the code is not counted.
+    assert await failures(engine) == 0
+    factors = await client.get("/api/me/factors", headers=bearer(tokens))
+    assert factors.json()["recovery_codes"]["remaining"] == 10
 
 
 async def test_a_challenge_lasts_five_minutes(
-    client: httpx.AsyncClient, make_user: Any, clock: time_machine.Coordinates
+    client: httpx.AsyncClient,
+    make_user: Any,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
 ) -> None:
-    secret, _ = await enrolled(client, make_user)
+    secret, codes = await enrolled(client, make_user)
     first = await password_step(client)
     clock.shift(timedelta(minutes=5, seconds=10))
-    problem(
-        await second_step(client, first["challenge_token"], code=code_now(secret)),
-        401,
-        "challenge_expired",
-    )
+    late = await second_step(client, first["challenge_token"], code=code_now(secret))
+    problem(late, 401, "challenge_expired")
+    later = await second_step(client, first["challenge_token"], recovery_code=codes[0])
+    problem(later, 401, "challenge_expired")
+    refused = await events(engine, "mfa_challenge_refused")
+    assert [e.details for e in refused] == [{"reason": "challenge_expired"}] * 2
+    assert all(e.user_id is not None for e in refused)
+    assert budget(later) == budget(late) - 1  # counted against `mfa_verify`
+    assert await failures(engine) == 0
+    # The code it carried is still unused: a new challenge takes it.
+    again = await password_step(client)
+    done = await second_step(client, again["challenge_token"], code=code_now(secret))
+    assert done.status_code == 200, done.text
 
 
 async def test_challenge_and_access_tokens_do_not_stand_in_for_each_other(
@@ -162,6 +217,19 @@ async def test_challenge_and_access_tokens_do_not_stand_in_for_each_other(
     problem(await second_step(client, tampered, code=code_now(secret)), 401, "invalid_challenge")
     refused = await events(engine, "mfa_challenge_refused")
     assert [e.details["reason"] for e in refused] == ["invalid_challenge"] * 3
+    # The challenge token presented as an access token is audited too, never the token itself;
+    # a tampered one is only refused.
+    problem(
+        await client.get("/api/me", headers={"Authorization": f"Bearer {tampered}"}),
+        401,
+        "invalid_token",
+    )
+    [misused] = await events(engine, "mfa_challenge_misused")
+    async with create_sessionmaker(engine)() as session:
+        challenge = (await session.scalars(select(MfaChallenge))).one()
+    assert misused.user_id == challenge.user_id
+    assert misused.details == {"challenge_id": str(challenge.id)}
+    assert first["challenge_token"] not in str(misused.details)
 
 
 async def test_five_wrong_codes_end_the_challenge_and_count_toward_the_lockout(
@@ -224,11 +292,67 @@ async def test_wrong_codes_lock_the_address_like_wrong_passwords(
             )
 
 
+@pytest.mark.usefixtures("one_window")
+async def test_a_challenge_token_used_as_an_access_token_counts_against_mfa_verify(
+    app_factory: Any, make_settings: Any, database_url: str, make_user: Any, engine: AsyncEngine
+) -> None:
+    app = limited_app(app_factory, make_settings, database_url, mfa_verify="2/minute")
+    async with LifespanManager(app), client_of(app) as client:
+        ann = await make_user()
+        tokens = await login(client, "ann@example.com")
+        secret, _ = await enrol(client, tokens)
+        for _ in range(3):  # a valid access token is not counted
+            me = await client.get("/api/me", headers=bearer(tokens))
+            assert me.status_code == 200
+            assert "mfa_verify" not in me.headers.get("RateLimit", "")
+        token = (await password_step(client))["challenge_token"]
+        by_header = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        problem(by_header, 401, "invalid_token")
+        assert budget(by_header) == 1
+        by_cookie = await client.get("/api/me", headers={"Cookie": f"backline_access={token}"})
+        problem(by_cookie, 401, "invalid_token")
+        assert budget(by_cookie) == 0
+        spent = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        problem(spent, 429, "rate_limited")
+        assert int(spent.headers["Retry-After"]) > 0
+        # The second step shares the budget the misuse spent.
+        problem(await second_step(client, token, code=code_now(secret)), 429, "rate_limited")
+        misused = await events(engine, "mfa_challenge_misused")
+        assert len(misused) == 3
+        assert {e.user_id for e in misused} == {ann.user.id}
+        assert all(token not in str(e.details) for e in misused)
+
+
+@pytest.mark.usefixtures("one_window")
+async def test_the_second_step_answers_429_past_its_limit(
+    app_factory: Any, make_settings: Any, database_url: str, make_user: Any, engine: AsyncEngine
+) -> None:
+    app = limited_app(app_factory, make_settings, database_url, mfa_verify="3/minute")
+    async with LifespanManager(app), client_of(app) as client:
+        secret, _ = await enrolled(client, make_user)
+        token = (await password_step(client))["challenge_token"]
+        right = code_now(secret)
+        for left in (2, 1, 0):
+            answer = await second_step(client, token, code=wrong_code(right))
+            problem(answer, 401, "invalid_mfa_code")
+            assert budget(answer) == left
+        refused = await second_step(client, token, code=right)
+        problem(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) > 0
+        assert refused.headers["RateLimit-Policy"] == '"mfa_verify";q=3;w=60'
+        # Refused before the challenge was read: three tries counted, the right code unused.
+        async with create_sessionmaker(engine)() as session:
+            row = (await session.scalars(select(MfaChallenge))).one()
+            assert (row.attempts, row.consumed_at) == (3, None)
+        assert len(await events(engine, "mfa_failed")) == 3
+        assert await failures(engine) == 3
+
+
 async def test_a_code_from_another_account_is_refused(
-    client: httpx.AsyncClient, make_user: Any
+    client: httpx.AsyncClient, make_user: Any, engine: AsyncEngine
 ) -> None:
     await enrolled(client, make_user)
-    await make_user("bob@example.com", display_name="Bob")
+    bob = await make_user("bob@example.com", display_name="Bob")
     bob_secret, _ = await enrol(client, await login(client, "bob@example.com"))
     first = await password_step(client)
     problem(
@@ -236,6 +360,40 @@ async def test_a_code_from_another_account_is_refused(
         401,
         "invalid_mfa_code",
     )
+    # Ann's sign-in failed: audited and counted for her; Bob's account is untouched.
+    [failed] = await events(engine, "mfa_failed")
+    assert failed.details == {"reason": "invalid_mfa_code", "tries_left": 4}
+    assert failed.user_id != bob.user.id
+    [counted] = await events(engine, "login_failed")
+    assert (counted.user_id, counted.details) == (failed.user_id, {"reason": "invalid_mfa_code"})
+    assert await failures(engine) == 1
+    assert await failures(engine, "bob@example.com") == 0
+    bob_first = await password_step(client, "bob@example.com")
+    bob_done = await second_step(client, bob_first["challenge_token"], code=code_now(bob_secret))
+    assert bob_done.status_code == 200, bob_done.text  # his code was not used up
+
+
+async def test_a_code_from_a_past_window_is_refused_counted_and_audited(
+    client: httpx.AsyncClient,
+    make_user: Any,
+    engine: AsyncEngine,
+    clock: time_machine.Coordinates,
+) -> None:
+    secret, _ = await enrolled(client, make_user)
+    first = await password_step(client)
+    old = code_now(secret)  # never used: enrolment took the step before
+    clock.shift(timedelta(seconds=2 * totp.STEP_SECONDS))  # past the one step of drift allowed
+    expired = await second_step(client, first["challenge_token"], code=old)
+    problem(expired, 401, "invalid_mfa_code")
+    [failed] = await events(engine, "mfa_failed")
+    assert failed.details == {"reason": "invalid_mfa_code", "tries_left": 4}
+    assert [e.details["reason"] for e in await events(engine, "login_failed")] == [
+        "invalid_mfa_code"
+    ]
+    assert await failures(engine) == 1
+    done = await second_step(client, first["challenge_token"], code=code_now(secret))
+    assert done.status_code == 200, done.text
+    assert await failures(engine) == 0  # the completed sign-in clears the count
 
 
 async def test_the_second_step_needs_exactly_one_code(

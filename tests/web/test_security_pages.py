@@ -12,11 +12,15 @@ import httpx
 import pytest
 import time_machine
 from asgi_lifespan import LifespanManager
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import Role
 from backline.config import Settings
+from backline.db import create_sessionmaker
+from backline.factors.models import RecoveryCode, TotpFactor
 from tests.accounts.conftest import GENEROUS_LIMITS, PASSWORD
-from tests.factors.conftest import code_now, stopped_clock
+from tests.factors.conftest import budget, code_now, events, stopped_clock
 from tests.web.pages import FOREIGN, ORIGIN, csrf_in, log_in, new_client, post_login
 
 pytestmark = pytest.mark.usefixtures("clock")
@@ -84,6 +88,29 @@ async def test_setting_up_shows_the_qr_code_and_the_codes_once(
     assert not codes_in(again.text)  # shown once only
     assert secret not in again.text
     assert "10 of 10" in again.text
+
+
+async def test_a_wrong_confirming_code_is_audited_and_enrols_nothing(
+    portal: httpx.AsyncClient, make_user: Any, engine: AsyncEngine
+) -> None:
+    await make_user()
+    await log_in(portal)
+    token = csrf_in((await portal.get("/account/security")).text)
+    started = await post(portal, "/account/security/totp", csrf_token=token, password=PASSWORD)
+    secret = secret_in(started.text)
+    wrong = f"{(int(code_now(secret)) + 1) % 1_000_000:06d}"
+    refused = await post(portal, "/account/security/totp/confirm", csrf_token=token, code=wrong)
+    assert refused.status_code == 422
+    assert 'id="code-error"' in refused.text
+    assert secret_in(refused.text) == secret  # the same enrolment, shown again
+    assert not codes_in(refused.text)
+    assert budget(refused, "mfa_manage") == budget(started, "mfa_manage") - 1
+    [failed] = await events(engine, "mfa_enrol_failed")
+    assert failed.details == {"reason": "invalid_mfa_code"}
+    async with create_sessionmaker(engine)() as session:
+        factor = (await session.scalars(select(TotpFactor))).one()
+        assert factor.confirmed_at is None
+        assert (await session.scalars(select(RecoveryCode))).first() is None
 
 
 async def test_logging_in_takes_the_second_step(

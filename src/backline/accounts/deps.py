@@ -3,7 +3,9 @@ CSRF for cookies.
 
 A request is authenticated by a bearer access token (`Authorization: Bearer ...`, for API
 clients) or by the HttpOnly access cookie the browser login sets. Either way the token must
-verify (see `tokens.verify_access`) and its session must not be revoked (`revocation`).
+verify (see `tokens.verify_access`) and its session must not be revoked (`revocation`). A
+token that does not verify is 401 `invalid_token`, once `second_step.stray` has been told of
+it: a sign-in challenge token presented here is audited and counted by `backline.factors`.
 
 Cookies are sent by the browser on its own, so a cookie-authenticated request that changes
 anything (any method but GET, HEAD, OPTIONS) must also prove it comes from Backline's own
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backline.accounts import lookahead
+from backline.accounts import lookahead, second_step
 from backline.accounts.lookahead import ACCESS_COOKIE as ACCESS_COOKIE  # the cookies' names
 from backline.accounts.lookahead import CHALLENGE, presented_token
 from backline.accounts.models import Role, User
@@ -130,6 +132,7 @@ async def verify_session(request: Request) -> Identity:
     try:
         claims = verify_access(settings.signing_key, token)
     except InvalidToken:
+        await second_step.stray(request, token)  # a challenge token, say: audited and counted
         raise Unauthorized(
             "The access token is not valid.", code="invalid_token", headers=CHALLENGE
         ) from None

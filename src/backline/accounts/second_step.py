@@ -13,6 +13,11 @@ presents with its code, and the methods it may use. The session is then opened o
 second step, through `login.open_after_second_step`, exactly as the password step would have.
 
 With no gate registered (a build without second factors), sign-in is a single step.
+
+The same domain may register a handler for tokens refused as access tokens
+(`register_stray`): `deps.verify_session` tells it of each one, on the refusal's path only
+(a valid token costs nothing more), so that a challenge token presented in place of an access
+token is audited and counted. The handler may raise the problem to answer instead of the 401.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
 
 from backline.config import Settings
 from backline.context import ClientInfo
@@ -42,6 +48,11 @@ Gate = Callable[..., Awaitable[Challenge | None]]
 
 _gates: list[Gate] = []
 
+Stray = Callable[[Request, str], Awaitable[None]]
+"""`stray(request, token)`: told of a token just refused as an access token."""
+
+_strays: list[Stray] = []
+
 
 def register(gate: Gate) -> None:
     if gate not in _gates:
@@ -50,6 +61,17 @@ def register(gate: Gate) -> None:
 
 def registered() -> bool:
     return bool(_gates)
+
+
+def register_stray(handler: Stray) -> None:
+    if handler not in _strays:
+        _strays.append(handler)
+
+
+async def stray(request: Request, token: str) -> None:
+    """Tell the registered handlers of a token refused as an access token."""
+    for handler in _strays:
+        await handler(request, token)
 
 
 async def ask(

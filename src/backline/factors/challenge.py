@@ -21,6 +21,10 @@ does the rest: every try counts against the challenge (the sixth is refused what
 holds), a wrong one counts toward the address's lockout as a wrong password does and is
 audited, and a right one marks the challenge used and opens the session exactly as the
 password step would have, all in one transaction.
+
+A challenge token presented in place of an access token is refused there (401 `invalid_token`);
+`presented_as_access`, which `factors.gate` registers with `accounts.second_step`, audits that
+refusal and counts it against the `mfa_verify` limit.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from backline.audit.models import AuditEvent
 from backline.config import Settings
 from backline.context import ClientInfo, client_info
 from backline.factors.models import MfaChallenge
+from backline.ratelimit.deps import charge
 
 TYP = "mfa+jwt"
 AUDIENCE = "backline-mfa"
@@ -140,6 +145,16 @@ def read(key: bytes, token: str, *, purpose: Purpose) -> Claims:
     """The claims of a genuine challenge token for `purpose`; `Refused` for anything else.
 
     Expiry is checked against `tokens.now()` (the clock seam), not inside PyJWT."""
+    found = _signed(key, token)
+    if found.purpose != purpose.value:
+        raise Refused("invalid_challenge", _INVALID, found.user_id)
+    if now().timestamp() >= found.expires_at.timestamp() + LEEWAY_SECONDS:
+        raise Refused("challenge_expired", _EXPIRED, found.user_id)
+    return found
+
+
+def _signed(key: bytes, token: str) -> Claims:
+    """The claims of a challenge token signed here, whatever its purpose or age."""
     try:
         if jwt.get_unverified_header(token).get("typ") != TYP:
             raise Refused("invalid_challenge", _INVALID)
@@ -162,11 +177,29 @@ def read(key: bytes, token: str, *, purpose: Purpose) -> Claims:
         )
     except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError):
         raise Refused("invalid_challenge", _INVALID) from None
-    if found.purpose != purpose.value:
-        raise Refused("invalid_challenge", _INVALID, found.user_id)
-    if now().timestamp() >= found.expires_at.timestamp() + LEEWAY_SECONDS:
-        raise Refused("challenge_expired", _EXPIRED, found.user_id)
     return found
+
+
+async def presented_as_access(request: Request, token: str) -> None:
+    """A token refused as an access token (`accounts.second_step.stray`): when it is a challenge
+    token signed here (of any purpose, expired or not), the misuse is audited
+    (`mfa_challenge_misused`, never the token) and counted against `mfa_verify`, the second
+    step's own limit, whose spent budget answers 429 instead of the 401. Anything else, such as
+    a forged or garbled token, is left to the 401 alone."""
+    settings: Settings = request.app.state.settings
+    try:
+        claims = _signed(settings.signing_key, token)
+    except Refused:
+        return
+    async with request.app.state.sessionmaker() as session, session.begin():
+        await audit.record(
+            session,
+            event="mfa_challenge_misused",
+            user_id=claims.user_id,
+            client=client_info(request),
+            challenge_id=str(claims.challenge_id),
+        )
+    await charge(request, "mfa_verify")
 
 
 async def issue(

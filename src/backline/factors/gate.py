@@ -7,6 +7,9 @@ in BACKLINE_MFA_REQUIRED_ROLES and holds none gets an `enrol` challenge instead:
 session and reaches nothing but the enrolment of an authenticator app, whose confirming code
 completes it (`POST /api/auth/mfa/enrol/totp`, then `.../confirm`). Every other account signs
 in at once, as before.
+
+It also registers `challenge.presented_as_access`, told of every token refused as an access
+token: a challenge token used so is audited and counted against `mfa_verify`.
 """
 
 from __future__ import annotations
@@ -47,3 +50,4 @@ async def gate(
 
 
 second_step.register(gate)
+second_step.register_stray(challenge.presented_as_access)

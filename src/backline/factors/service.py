@@ -120,7 +120,12 @@ async def confirm_totp(
 ) -> Proof | Wrong:
     """Activate the pending secret with a code from it; the proof carries the new recovery
     codes (`extra["recovery_codes"]`), shown this once. 409 `no_totp_enrolment` when no
-    enrolment is under way."""
+    enrolment is under way.
+
+    A wrong code is audited (`mfa_enrol_failed`) and changes nothing else: the secret stays
+    pending and no recovery code is made. It does not count toward the lockout (the secret was
+    just handed to the person asking); the route's rate limit bounds the tries, and during
+    sign-in `challenge.redeem` counts it as a wrong second step besides."""
     factor = await totp_of(session, user_id=user.id)
     if factor is None or factor.confirmed_at is not None:
         raise Conflict(
@@ -128,6 +133,13 @@ async def confirm_totp(
         )
     step = totp.matching_step(_open(settings, factor), code, at=now(), after=None)
     if step is None:
+        await audit.record(
+            session,
+            event="mfa_enrol_failed",
+            user_id=user.id,
+            client=client,
+            reason=WRONG_CODE.code,
+        )
         return WRONG_CODE
     moment = now()
     factor.confirmed_at, factor.last_step, factor.last_used_at = moment, step, moment
