@@ -30,7 +30,6 @@ import redis.asyncio
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backline import logging as backline_logging
 from backline import migrate
 from backline.accounts import service as accounts
 from backline.accounts.models import Role, User
@@ -274,7 +273,6 @@ class LogCapture:
 
     @property
     def text(self) -> str:
-        backline_logging.flush()  # lines kept for the event loop's next iteration
         return self.stream.getvalue()
 
     @property

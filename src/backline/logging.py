@@ -22,8 +22,7 @@ process for Sentry (`backline.errorreports`) and the trace collector (`backline.
 `write_event` is the short way for a line written on every request (the access log): the same
 fields, context, redaction, renderer and stream as the pipeline, rendered once, without the
 standard-library record and the processor chain around it, and with only the fields that can
-hold a secret passed through `redact`. On an event loop its lines are joined and written once
-per loop iteration (`backline.logstream`); `flush` writes them at once.
+hold a secret passed through `redact`.
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from backline import errorreports, tracing
 from backline.config import Settings
-from backline.logstream import LineHandler
 
 MASK = "[redacted]"
 
@@ -232,7 +230,7 @@ redactor = Redactor()
 class _Sink(NamedTuple):
     """Where `configure_logging` sends every line: its handler (stream and lock) and renderer."""
 
-    handler: LineHandler
+    handler: logging.StreamHandler[TextIO]
     renderer: Processor
 
 
@@ -313,7 +311,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
             renderer,
         ],
     )
-    handler = LineHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("backline")
     global _sink
@@ -385,10 +383,10 @@ def write_event(
     rendered = sink.renderer(None, "info", line)
     if isinstance(rendered, bytes):
         rendered = rendered.decode()
-    sink.handler.add(f"{rendered}\n")
-
-
-def flush() -> None:
-    """Write the lines kept for the event loop's next iteration now (`backline.logstream`)."""
-    if _sink is not None:
-        _sink.handler.flush()
+    handler = sink.handler
+    handler.acquire()
+    try:
+        handler.stream.write(f"{rendered}{handler.terminator}")
+        handler.flush()
+    finally:
+        handler.release()
