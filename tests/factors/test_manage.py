@@ -85,8 +85,17 @@ async def test_enrolment_is_nothing_until_confirmed_and_the_secret_is_sealed(
     assert not {c.replace("-", "") for c in codes} & set(stored)  # hashes only
     state = (await client.get("/api/me/factors", headers=auth)).json()
     assert state["totp"]["enabled"] is True
+    assert state["recovery_codes"].keys() == {"remaining", "created_at", "last_used_at"}
     assert state["recovery_codes"]["remaining"] == 10
-    assert "recovery_codes" not in str(state["recovery_codes"].keys() - {"remaining"})
+    # Shown once: nothing the account can read afterwards holds a code, in either form.
+    for path in ("/api/me/factors", "/api/me/export", "/api/me"):
+        text = (await client.get(path, headers=auth)).text
+        assert not any(c in text or c.replace("-", "") in text for c in codes), path
+    twice = await client.post(
+        "/api/me/factors/totp/confirm", json={"code": code_now(secret)}, headers=auth
+    )
+    assert twice.status_code >= 400
+    assert not any(c in twice.text for c in codes)
     again = await client.post("/api/me/factors/totp", json={"password": PASSWORD}, headers=auth)
     problem(again, 409, "totp_already_enabled")
 
