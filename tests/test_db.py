@@ -226,3 +226,38 @@ async def test_read_sessions_autocommit(engine: AsyncEngine) -> None:
         async with engine.connect() as other:
             seen = await other.scalar(text("SELECT count(*) FROM users"))
         assert seen == 1
+
+
+async def test_run_once_gives_the_rows_and_the_connection_back(engine: AsyncEngine) -> None:
+    from backline.db import Engines, run_once
+
+    autocommit = Engines.of(engine).autocommit
+    pool = engine.sync_engine.pool
+    query = text("SELECT CAST(:a AS INTEGER) AS a UNION ALL SELECT CAST(:b AS INTEGER)")
+    rows = await run_once(autocommit, query, {"a": 1, "b": 2})
+    assert sorted(row.a for row in rows) == [1, 2]
+    assert pool.checkedout() == 0
+    with pytest.raises(DBAPIError):
+        await run_once(autocommit, text("SELECT * FROM no_such_table"), {})
+    assert pool.checkedout() == 0
+    assert await run_once(autocommit, text("SELECT count(*) AS n FROM users"), {}) == [(0,)]
+
+
+@pytest.mark.postgres
+async def test_a_cancelled_run_once_stops_its_statement_and_returns_the_connection(
+    postgres_url: str,
+) -> None:
+    from backline.db import Engines, run_once
+
+    engine = create_engine(Settings(env="test", database_url=postgres_url))
+    try:
+        autocommit = Engines.of(engine).autocommit
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await run_once(autocommit, text("SELECT pg_sleep(5)"), {})
+        assert time.monotonic() - began < 4
+        assert engine.sync_engine.pool.checkedout() == 0
+        assert await run_once(autocommit, text("SELECT 1 AS one"), {}) == [(1,)]
+    finally:
+        await engine.dispose()

@@ -102,21 +102,20 @@ async def test_the_context_is_one_statement_and_only_the_owners(
         await service.ask(connection, user_id=ann.id, conversation_id=first, text="And then?")
         await connection.commit()
     autocommit = Engines.of(engine).autocommit
-    async with autocommit.connect() as connection:
-        with counted(engine) as statements:
-            found = await context.read(connection, user_id=ann.id, conversation_id=first)
-        assert len(statements) == 1
-        assert found.owned
-        assert found.turns == [("user", "Hi"), ("user", "And then?")]
-        assert "Ann A" in found.system
-        assert "Artist application: none sent yet." in found.system
-        fresh = await context.read(connection, user_id=ann.id, conversation_id=None)
-        assert fresh.owned
-        assert fresh.turns == []
-        other = await context.read(connection, user_id=bob.id, conversation_id=first)
-        assert not other.owned
-        assert other.turns == []
-        assert "Ann A" not in other.system
+    with counted(engine) as statements:
+        found = await context.read(autocommit, user_id=ann.id, conversation_id=first)
+    assert len(statements) == 1
+    assert found.owned
+    assert found.turns == [("user", "Hi"), ("user", "And then?")]
+    assert "Ann A" in found.system
+    assert "Artist application: none sent yet." in found.system
+    fresh = await context.read(autocommit, user_id=ann.id, conversation_id=None)
+    assert fresh.owned
+    assert fresh.turns == []
+    other = await context.read(autocommit, user_id=bob.id, conversation_id=first)
+    assert not other.owned
+    assert other.turns == []
+    assert "Ann A" not in other.system
 
 
 async def test_a_streamed_question_on_postgresql_waits_on_no_begin_or_commit(

@@ -167,7 +167,8 @@ async def test_a_challenge_is_good_once(
     refused = await events(engine, "mfa_challenge_refused")
     assert [e.details for e in refused] == [{"reason": "challenge_used"}] * 2
     assert {e.user_id for e in refused} == {ann.user.id}
-    assert budget(again) == budget(used) - 1 == budget(done) - 2
+    # Compared at one clock reading: across a minute's turn the sliding window reweighs.
+    assert budget(again) == budget(used) - 1
     # Nothing was used up by them: the recovery code is still good, the code is not counted.
     assert await failures(engine) == 0
     factors = await client.get("/api/me/factors", headers=bearer(tokens))

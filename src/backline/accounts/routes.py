@@ -442,8 +442,7 @@ async def change_password(
 @me.get("")
 async def get_me(user_id: CurrentUserId, engines: EnginesDep) -> UserPublic:
     # The page every signed-in client asks first: one read on a bare autocommit connection.
-    async with engines.autocommit.connect() as connection:
-        public = await accounts.get_public(connection, user_id=user_id)
+    public = await accounts.get_public(engines.autocommit, user_id=user_id)
     if public is None:
         raise Unauthorized("This account no longer exists.", code="invalid_token")
     return public

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backline.accounts.emails import normalize_email
 from backline.accounts.models import AuthSession, Role, User
@@ -17,7 +17,7 @@ from backline.accounts.names import check_display_name
 from backline.accounts.passwords import check_length, hash_password
 from backline.accounts.schemas import UserPublic
 from backline.audit.models import AuditEvent
-from backline.db import utcnow
+from backline.db import run_once, utcnow
 from backline.email.models import OutboxEmail
 from backline.errors import Conflict
 
@@ -33,13 +33,14 @@ _PUBLIC = select(
 ).where(_users.c.id == bindparam("user_id"))
 
 
-async def get_public(connection: AsyncConnection, *, user_id: uuid.UUID) -> UserPublic | None:
-    """The account as its owner sees it, or None when it is gone.
+async def get_public(engine: AsyncEngine, *, user_id: uuid.UUID) -> UserPublic | None:
+    """The account as its owner sees it, or None when it is gone: one statement on a
+    connection of its own (`db.run_once`; give an autocommit engine).
 
     Read as one row of plain columns rather than as a `User`: it is what every signed-in page
     asks first, and building a tracked ORM object costs more than the query."""
-    row = (await connection.execute(_PUBLIC, {"user_id": user_id})).first()
-    return None if row is None else UserPublic.model_validate(row._mapping)
+    rows = await run_once(engine, _PUBLIC, {"user_id": user_id})
+    return UserPublic.model_validate(rows[0]._mapping) if rows else None
 
 
 _BY_EMAIL = select(User).where(func.lower(User.email) == bindparam("email"))  # built once

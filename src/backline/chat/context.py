@@ -21,11 +21,12 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, String, Uuid, bindparam, literal, select, union_all
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backline.accounts.models import User
 from backline.artists.models import ArtistApplication
 from backline.chat.models import ChatMessage, Conversation
+from backline.db import run_once
 from backline.tracks.models import Track
 
 if TYPE_CHECKING:
@@ -156,13 +157,14 @@ def _statuses(rows: Sequence[Row[Any]]) -> str:
 
 
 async def read(
-    connection: AsyncConnection, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None
+    engine: AsyncEngine, *, user_id: uuid.UUID, conversation_id: uuid.UUID | None
 ) -> Read:
     """The system prompt filled with the user's own facts, and the named conversation's past
-    turns (at most `MAX_TURNS`), oldest first: one Core statement, no ORM session."""
+    turns (at most `MAX_TURNS`), oldest first: one Core statement on a connection of its own
+    (`db.run_once`; give an autocommit engine), no ORM session."""
     query = _read_query(conversation_id is not None)
     params = {"user_id": user_id, "conversation_id": conversation_id}
-    rows = (await connection.execute(query, params)).all()
+    rows = await run_once(engine, query, params)
     name = next((row.title for row in rows if row.kind == "user"), "")
     system = template().safe_substitute(display_name=name, statuses=_statuses(rows))
     turns = sorted((row for row in rows if row.kind == "turn"), key=lambda r: (r.at, r.ref))

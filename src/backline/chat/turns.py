@@ -85,8 +85,7 @@ async def _context(
     """What is sent: the system prompt, the turns that fit, the new message (one read, on an
     autocommit connection: no BEGIN or ROLLBACK to wait for); 404 for a conversation that
     is not the user's."""
-    async with engines.autocommit.connect() as connection:
-        found = await context.read(connection, user_id=user_id, conversation_id=conversation_id)
+    found = await context.read(engines.autocommit, user_id=user_id, conversation_id=conversation_id)
     if not found.owned:
         raise NotFound("No such conversation.", code="conversation_not_found")
     return context.fit(found.system, found.turns, text, budget=budget)
