@@ -54,9 +54,14 @@ async def optional_viewer(request: Request) -> Viewer | None:
     return Viewer(user, identity.session_id, csrf_token(key, identity.session_id))
 
 
+# Pages' forms are text fields only (a track's file goes through `tracks.uploads`' own parser):
+# a file part is refused (400) as it is parsed. Starlette keeps a file part in a temporary file
+# that nothing closes when the body ends inside the part, as a client that gives up leaves it.
+
+
 async def checked_form(request: Request, found: Viewer) -> dict[str, str]:
     """The posted form's text fields, after its CSRF token and origin pass."""
-    form = await request.form()
+    form = await request.form(max_files=0)
     token = form.get("csrf_token")
     check_csrf(request, found.session_id, token if isinstance(token, str) else "")
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -65,7 +70,7 @@ async def checked_form(request: Request, found: Viewer) -> dict[str, str]:
 async def public_form(request: Request) -> dict[str, str]:
     """A form posted before signing in: only its origin is checked."""
     check_origin(request)
-    form = await request.form()
+    form = await request.form(max_files=0)
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
