@@ -258,6 +258,14 @@ async def test_a_cancelled_run_once_stops_its_statement_and_returns_the_connecti
                 await run_once(autocommit, text("SELECT pg_sleep(5)"), {})
         assert time.monotonic() - began < 4
         assert engine.sync_engine.pool.checkedout() == 0
-        assert await run_once(autocommit, text("SELECT 1 AS one"), {}) == [(1,)]
+        sleeping = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE state = 'active' AND query = 'SELECT pg_sleep(5)'"
+        )
+        for _ in range(20):  # the server stops it too (the cancel request may land just after)
+            if await run_once(autocommit, sleeping, {}) == [(0,)]:
+                break
+            await asyncio.sleep(0.1)
+        assert await run_once(autocommit, sleeping, {}) == [(0,)]
     finally:
         await engine.dispose()

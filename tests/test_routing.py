@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 import backline
 from backline.app import create_app
 from backline.config import Settings
+from backline.errors import install_error_handlers
 from backline.routing import router
 
 SOURCE = Path(backline.__file__).parent
@@ -63,11 +64,10 @@ def test_no_dependency_runs_in_a_worker_thread() -> None:
     assert in_threads == []
 
 
-async def _post_a_file(app: FastAPI, path: str) -> int:
+async def _post_a_file(app: FastAPI, path: str) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        answer = await client.post(path, files={"file": ("a.bin", b"x" * 10)})
-    return answer.status_code
+        return await client.post(path, files={"file": ("a.bin", b"x" * 10)})
 
 
 @pytest.mark.anyio
@@ -84,7 +84,7 @@ async def test_the_files_of_a_posted_form_are_closed_when_the_request_ends() -> 
 
     app = FastAPI()
     app.include_router(pages)
-    assert await _post_a_file(app, "/own") == 200
+    assert (await _post_a_file(app, "/own")).status_code == 200
     assert len(kept) == 1
     assert isinstance(kept[0], UploadFile)
     assert kept[0].file.closed
@@ -103,7 +103,9 @@ async def test_a_route_taking_form_fields_refuses_a_file_part() -> None:
         return {}
 
     app = FastAPI()
+    install_error_handlers(app)
     app.include_router(pages)
-    assert await _post_a_file(app, "/field") == 400
+    refused = await _post_a_file(app, "/field")
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_form")
     assert ran == []
     gc.collect()  # an unclosed temporary file warns here, which the test settings make an error

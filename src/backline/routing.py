@@ -20,8 +20,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, params
 from fastapi.routing import APIRoute
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
-from backline.errors import ProblemError, Unprocessable
+from backline.errors import BadRequest, ProblemError, Unprocessable
 
 
 class UnsupportedMediaType(ProblemError):
@@ -77,10 +79,23 @@ def _refuse_nul_in_url(request: Request) -> None:
         raise Unprocessable("The address may not contain NUL characters.", code="nul_character")
 
 
+async def text_form(request: Request) -> FormData:
+    """The posted form, parsed once (later `request.form()` calls get the same), of text fields
+    only: 400 `invalid_form` for a form that cannot be read, a file part included.
+
+    No form route takes a file (tracks' uploads have a streaming parser of their own), and a
+    file part refused as it is parsed has its temporary file closed: one whose body ends
+    inside it is otherwise left open by Starlette, for the garbage collector."""
+    try:
+        return await request.form(max_files=0)
+    except HTTPException as exc:  # Starlette's answer to a multipart body it cannot parse
+        raise BadRequest(
+            "The form could not be read: send text fields only, whole.", code="invalid_form"
+        ) from exc
+
+
 async def _refuse_nul_in_form(request: Request) -> None:
-    # Parsed once; the route reads the same. No route takes a file through a form: a file part
-    # is refused as it is parsed (Starlette leaves the temporary file of a part cut short open).
-    form = await request.form(max_files=0)
+    form = await text_form(request)
     if any("\x00" in value for value in form.values() if isinstance(value, str)):
         raise Unprocessable("Form fields may not contain NUL characters.", code="nul_character")
 

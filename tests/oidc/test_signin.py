@@ -288,6 +288,7 @@ async def test_a_discovery_naming_another_issuer_is_refused_and_writes_nothing(
     assert failed.details == {"provider": "testid", "code": "oidc_provider_unavailable"}
 
 
+@pytest.mark.usefixtures("one_window")  # three refusals counted: inside one minute's window
 async def test_wrong_state_another_browser_and_a_replay_are_refused(
     app: Backline, client: httpx.AsyncClient, provider: Provider, engine: AsyncEngine
 ) -> None:

@@ -186,5 +186,6 @@ async def test_a_file_posted_to_a_page_form_is_refused_and_its_temporary_file_cl
         headers={"Content-Type": "multipart/form-data; boundary=b", "Origin": ORIGIN},
     )
     assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_form"
     assert "backline_access" not in refused.headers.get("set-cookie", "")
     gc.collect()  # an unclosed temporary file warns here, which the test settings make an error

@@ -111,6 +111,9 @@ class SignedInRoute(JSONRoute):
         (401, "invalid_token"),
         (401, "session_revoked"),
         (503, "revocation_unavailable"),
+        # A challenge token presented instead is counted against `mfa_verify` (`second_step`).
+        (429, "rate_limited"),
+        (503, "rate_limit_unavailable"),
     )
     @raises((403, "csrf_failed"), methods=("POST", "PUT", "PATCH", "DELETE"))
     async def admit(self, request: Request) -> None:

@@ -184,13 +184,16 @@ async def presented_as_access(request: Request, token: str) -> None:
     """A token refused as an access token (`accounts.second_step.stray`): when it is a challenge
     token signed here (of any purpose, expired or not), the misuse is audited
     (`mfa_challenge_misused`, never the token) and counted against `mfa_verify`, the second
-    step's own limit, whose spent budget answers 429 instead of the 401. Anything else, such as
-    a forged or garbled token, is left to the 401 alone."""
+    step's own limit, whose spent budget answers 429 instead of the 401 (and writes nothing).
+    Anything else, such as a forged or garbled token, is left to the 401 alone."""
     settings: Settings = request.app.state.settings
     try:
         claims = _signed(settings.signing_key, token)
     except Refused:
         return
+    # Counted first: once the budget is spent the answer is 429 and nothing more is written,
+    # so one token cannot grow the audit log without bound.
+    await charge(request, "mfa_verify")
     async with request.app.state.sessionmaker() as session, session.begin():
         await audit.record(
             session,
@@ -199,7 +202,6 @@ async def presented_as_access(request: Request, token: str) -> None:
             client=client_info(request),
             challenge_id=str(claims.challenge_id),
         )
-    await charge(request, "mfa_verify")
 
 
 async def issue(

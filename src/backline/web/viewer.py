@@ -26,6 +26,7 @@ from backline.accounts.models import Role, User
 from backline.accounts.renewal import browser_identity
 from backline.accounts.tokens import csrf_token
 from backline.errors import Forbidden
+from backline.routing import text_form
 
 SIGN_IN = "/login"
 
@@ -54,14 +55,9 @@ async def optional_viewer(request: Request) -> Viewer | None:
     return Viewer(user, identity.session_id, csrf_token(key, identity.session_id))
 
 
-# Pages' forms are text fields only (a track's file goes through `tracks.uploads`' own parser):
-# a file part is refused (400) as it is parsed. Starlette keeps a file part in a temporary file
-# that nothing closes when the body ends inside the part, as a client that gives up leaves it.
-
-
 async def checked_form(request: Request, found: Viewer) -> dict[str, str]:
     """The posted form's text fields, after its CSRF token and origin pass."""
-    form = await request.form(max_files=0)
+    form = await text_form(request)
     token = form.get("csrf_token")
     check_csrf(request, found.session_id, token if isinstance(token, str) else "")
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -70,7 +66,7 @@ async def checked_form(request: Request, found: Viewer) -> dict[str, str]:
 async def public_form(request: Request) -> dict[str, str]:
     """A form posted before signing in: only its origin is checked."""
     check_origin(request)
-    form = await request.form(max_files=0)
+    form = await text_form(request)
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
