@@ -248,8 +248,8 @@ async def run_once(
     it runs in one crossing, about a quarter less CPU per statement. A cancellation reaches the
     statement inside, and the connection goes back to the pool as it would from `async with`.
     """
-    # `greenlet_spawn` is how SQLAlchemy's asyncio extension runs its synchronous core (as
-    # `AsyncSession.run_sync` does); `sqlalchemy.util` exports it for this use.
+    # `greenlet_spawn` is how SQLAlchemy's asyncio extension runs its synchronous core, as
+    # `AsyncSession.run_sync` does: the statement's awaits happen in this task.
     return await greenlet_spawn(_rows, engine.sync_engine, statement, params)
 
 
