@@ -86,11 +86,13 @@ async def test_unknown_email_and_wrong_password_take_the_same_time(
         unknown.append(await timed(f"nobody{i}@example.com"))
         wrong.append(await timed(accounts[i % 5]))
 
-    def p95(samples: list[float]) -> float:
-        return statistics.quantiles(samples, n=20)[-1]
+    def p80(samples: list[float]) -> float:
+        return statistics.quantiles(samples, n=5)[-1]
 
-    assert abs(p95(unknown) - p95(wrong)) < 0.05
+    # A difference in the work done shows in the middle and the upper part of both; a single
+    # pause of the machine (a collection, a stolen CPU) is one sample, which p80 sets aside.
     assert abs(statistics.median(unknown) - statistics.median(wrong)) < 0.02
+    assert abs(p80(unknown) - p80(wrong)) < 0.03
 
 
 def _forge(
