@@ -122,3 +122,15 @@ def test_error_reporting_is_not_loaded_without_a_dsn(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_only_the_named_integrations_are_installed(reporting_settings: Settings) -> None:
+    # Sentry patches, process-wide, each library it finds installed unless told not to; its
+    # FastAPI patch read every request's form before the route (file parts kept in temporary
+    # files), which the portal's forms refuse.
+    import sentry_sdk
+
+    assert errorreports.configure_error_reports(reporting_settings)
+    assert set(sentry_sdk.get_client().integrations) == {"atexit", "dedupe", "excepthook"}
+    errorreports.configure_error_reports(Settings(env="test"))  # reporting stopped
+    assert set(sentry_sdk.get_client().integrations) <= {"atexit", "dedupe", "excepthook"}

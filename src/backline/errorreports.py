@@ -43,7 +43,9 @@ def configure_error_reports(settings: Settings) -> bool:
     if settings.sentry_dsn is None:
         if _sdk is not None:
             _sdk.get_client().close(timeout=2)
-            _sdk.init(dsn="")  # a client without a DSN (not even SENTRY_DSN): sends nothing
+            # A client without a DSN (not even SENTRY_DSN) sends nothing; with Sentry's defaults
+            # it would still patch FastAPI, httpx and the database drivers (see below).
+            _sdk.init(dsn="", default_integrations=False, auto_enabling_integrations=False)
             _sdk = None
         return False
     import sentry_sdk
@@ -57,7 +59,11 @@ def configure_error_reports(settings: Settings) -> bool:
         release=f"backline@{__version__}",
         include_local_variables=False,
         max_request_body_size="never",
+        # With its defaults Sentry patches every library it finds installed (FastAPI, httpx,
+        # Redis, SQLAlchemy, asyncpg, OpenAI), process-wide; its FastAPI patch reads each
+        # request's form, file parts included, before the route.
         default_integrations=False,
+        auto_enabling_integrations=False,
         integrations=[AtexitIntegration(), DedupeIntegration(), ExcepthookIntegration()],
         before_send=_before_send,
         before_breadcrumb=_before_breadcrumb,
